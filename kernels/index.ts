@@ -1,0 +1,15 @@
+/**
+ * The kernel manifest: every `kernels/<name>.wgsl` file. The runtime loads these sources once when a
+ * device is created (fs in Node, fetch in a browser), so dispatch is synchronous afterwards.
+ * A spec checks that this list and the folder agree.
+ */
+export const KERNELS = [
+  'add',
+] as const;
+
+export type KernelName = (typeof KERNELS)[number];
+
+/** URL of a kernel's source, next to this module (works for Node file URLs and bundlers alike). */
+export function kernelUrl(name: string): URL {
+  return new URL(`./${name}.wgsl`, import.meta.url);
+}

@@ -1,0 +1,68 @@
+/**
+ * A GPUBuffer pool. Sizes are rounded up to a bucket (1/8-octave steps: at most 12.5 % slack) so a
+ * steady-state forward pass, which asks for the same sizes every time, reuses buffers and allocates
+ * nothing. Releasing a buffer that recorded-but-unsubmitted commands still use is safe: WebGPU
+ * orders dispatches, so a later writer waits for the earlier reader.
+ */
+export class BufferPool {
+  private free = new Map<number, GPUBuffer[]>();
+  /** Bytes currently handed out, and the high-water mark (for "peak GPU memory" reports). */
+  liveBytes = 0;
+  peakBytes = 0;
+  /** Bytes held by the pool (handed out + free). */
+  heldBytes = 0;
+
+  constructor(
+    private readonly device: GPUDevice,
+    private readonly maxBufferSize: number,
+  ) {}
+
+  static bucket(bytes: number): number {
+    const b = Math.max(16, Math.ceil(bytes / 4) * 4);
+    if (b <= 4096) return Math.ceil(b / 256) * 256;
+    const octave = 2 ** Math.floor(Math.log2(b));
+    const step = octave / 8;
+    return Math.ceil(b / step) * step;
+  }
+
+  acquire(bytes: number, label?: string): GPUBuffer {
+    const size = BufferPool.bucket(bytes);
+    if (size > this.maxBufferSize) {
+      throw new Error(
+        `buffer of ${bytes} bytes exceeds this adapter's maxBufferSize (${this.maxBufferSize}); split the tensor`,
+      );
+    }
+    const list = this.free.get(size);
+    let buffer = list?.pop();
+    if (!buffer) {
+      buffer = this.device.createBuffer({
+        size,
+        usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST,
+        label,
+      });
+      this.heldBytes += size;
+    }
+    this.liveBytes += size;
+    this.peakBytes = Math.max(this.peakBytes, this.liveBytes);
+    return buffer;
+  }
+
+  release(buffer: GPUBuffer): void {
+    const size = buffer.size;
+    this.liveBytes -= size;
+    let list = this.free.get(size);
+    if (!list) this.free.set(size, (list = []));
+    list.push(buffer);
+  }
+
+  /** Destroys every free buffer (handed-out ones stay valid). */
+  trim(): void {
+    for (const list of this.free.values()) {
+      for (const b of list) {
+        this.heldBytes -= b.size;
+        b.destroy();
+      }
+    }
+    this.free.clear();
+  }
+}

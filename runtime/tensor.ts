@@ -1,0 +1,67 @@
+/**
+ * A GPU tensor: one GPUBuffer + shape + dtype. Row-major, no strides, no views: ops that need a
+ * sub-range bind it explicitly (see `Gpu.dispatch` binding ranges).
+ *
+ * dtypes and their storage:
+ *   f32  one f32 per element
+ *   f16  two halves packed per u32 word (element i = half i&1 of word i>>1), read in WGSL with
+ *        unpack2x16float — portable: needs no `shader-f16` feature. Byte size = ceil(n/2)·4.
+ *   u32 / i32  one 32-bit integer per element (token ids, argmax results)
+ */
+import type { Gpu } from './gpu.js';
+
+export type DType = 'f32' | 'f16' | 'u32' | 'i32';
+
+export function numel(shape: readonly number[]): number {
+  let n = 1;
+  for (const d of shape) n *= d;
+  return n;
+}
+
+/** Bytes a tensor of `n` elements of `dtype` occupies on the GPU (before 4-byte alignment). */
+export function storageBytes(dtype: DType, n: number): number {
+  return dtype === 'f16' ? Math.ceil(n / 2) * 4 : n * 4;
+}
+
+export class Tensor {
+  private disposed = false;
+
+  constructor(
+    readonly gpu: Gpu,
+    readonly buffer: GPUBuffer,
+    readonly shape: readonly number[],
+    readonly dtype: DType,
+  ) {}
+
+  get size(): number {
+    return numel(this.shape);
+  }
+
+  get byteLength(): number {
+    return storageBytes(this.dtype, this.size);
+  }
+
+  get isDisposed(): boolean {
+    return this.disposed;
+  }
+
+  /** Same buffer, new shape (same element count). The view shares the buffer: dispose only one. */
+  reshape(shape: readonly number[]): Tensor {
+    if (numel(shape) !== this.size) {
+      throw new Error(`reshape: cannot view [${this.shape}] (${this.size} elements) as [${shape}]`);
+    }
+    return new Tensor(this.gpu, this.buffer, shape, this.dtype);
+  }
+
+  /** Copies the tensor to the CPU. f32 → Float32Array, f16 → Float32Array (converted), u32/i32 → typed ints. */
+  read(): Promise<Float32Array | Uint32Array | Int32Array> {
+    return this.gpu.read(this);
+  }
+
+  /** Returns the buffer to the pool. Using the tensor afterwards is an error. */
+  dispose(): void {
+    if (this.disposed) return;
+    this.disposed = true;
+    this.gpu.pool.release(this.buffer);
+  }
+}

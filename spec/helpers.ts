@@ -1,0 +1,92 @@
+/**
+ * Shared spec helpers: one GPU device for the whole run, seeded random inputs, and the tolerance
+ * check every kernel spec uses: |a − b| ≤ atol + rtol·|ref|, failing with the first mismatches.
+ */
+import ndarray, { type NdArray } from 'ndarray';
+import { Gpu } from '../runtime/gpu.js';
+
+let shared: Promise<Gpu> | null = null;
+
+/** The spec run's GPU context (created on first use, destroyed after all specs). */
+export function testGpu(): Promise<Gpu> {
+  shared ??= Gpu.create();
+  return shared;
+}
+
+export const mochaHooks = {
+  async afterAll() {
+    if (shared) (await shared).destroy();
+  },
+};
+
+/** Deterministic PRNG (mulberry32). */
+export function rng(seed: number): () => number {
+  let s = seed >>> 0;
+  return () => {
+    s = (s + 0x6d2b79f5) >>> 0;
+    let t = s;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/** Uniform random values in [lo, hi). */
+export function randomArray(n: number, seed: number, lo = -1, hi = 1): Float32Array {
+  const r = rng(seed);
+  const a = new Float32Array(n);
+  for (let i = 0; i < n; i++) a[i] = lo + (hi - lo) * r();
+  return a;
+}
+
+/** A random f32 ndarray of `shape` with values in [-1, 1). */
+export function randomNd(shape: number[], seed: number, lo = -1, hi = 1): NdArray<Float32Array> {
+  return ndarray(randomArray(shape.reduce((a, b) => a * b, 1), seed, lo, hi), shape);
+}
+
+export interface Tolerance {
+  atol: number;
+  rtol: number;
+}
+
+/** Asserts |actual − expected| ≤ atol + rtol·|expected| everywhere; the error lists the first mismatches. */
+export function expectClose(
+  actual: ArrayLike<number>,
+  expected: ArrayLike<number>,
+  { atol, rtol }: Tolerance,
+  label = 'result',
+): void {
+  if (actual.length !== expected.length) {
+    throw new Error(`${label}: length ${actual.length} != expected ${expected.length}`);
+  }
+  const bad: string[] = [];
+  let count = 0;
+  let worst = 0;
+  for (let i = 0; i < expected.length; i++) {
+    const a = actual[i];
+    const e = expected[i];
+    const err = Math.abs(a - e);
+    const tol = atol + rtol * Math.abs(e);
+    if (!(err <= tol)) {
+      count++;
+      worst = Math.max(worst, Number.isNaN(err) ? Infinity : err / tol);
+      if (bad.length < 8) bad.push(`  [${i}] got ${a}, expected ${e} (|diff| ${err.toExponential(2)} > tol ${tol.toExponential(2)})`);
+    }
+  }
+  if (count) {
+    throw new Error(
+      `${label}: ${count} of ${expected.length} elements outside atol=${atol} rtol=${rtol} (worst ${worst.toFixed(1)}× tol); first mismatches:\n${bad.join('\n')}`,
+    );
+  }
+}
+
+/** Relative L2 error ‖a − b‖ / ‖b‖ (the fixture comparisons use this). */
+export function relL2(actual: ArrayLike<number>, expected: ArrayLike<number>): number {
+  let num = 0;
+  let den = 0;
+  for (let i = 0; i < expected.length; i++) {
+    num += (actual[i] - expected[i]) ** 2;
+    den += expected[i] ** 2;
+  }
+  return Math.sqrt(num / Math.max(den, 1e-30));
+}
