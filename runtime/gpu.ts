@@ -299,6 +299,7 @@ export class Gpu {
       throw new Error(`${d.kernel}: workgroup grid [${x}, ${y}, ${z}] exceeds ${maxGroups} per dimension`);
     }
     if (x === 0 || y === 0 || z === 0) return; // empty tensor: nothing to do
+    const pass = this.beginPass(); // opens the error scopes first, so pipeline errors are caught too
     const pipeline = this.pipeline(d.kernel, d.entry, d.constants);
     const entries: GPUBindGroupEntry[] = [];
     if (d.params) entries.push({ binding: 0, resource: this.writeParams(d.params) });
@@ -317,7 +318,6 @@ export class Gpu {
       entries.push({ binding: i + 1, resource: { buffer: t.buffer, offset, size } });
     });
     const bindGroup = this.device.createBindGroup({ layout: pipeline.getBindGroupLayout(0), entries });
-    const pass = this.beginPass();
     pass.setPipeline(pipeline);
     pass.setBindGroup(0, bindGroup);
     pass.dispatchWorkgroups(x, y, z);

@@ -1,0 +1,97 @@
+import { expect } from 'chai';
+import { readdirSync } from 'node:fs';
+import { KERNELS } from '../kernels/index.js';
+import { Gpu } from '../runtime/gpu.js';
+import { BufferPool } from '../runtime/pool.js';
+import { bf16BitsToF32, f16BitsToF32, f32ToF16Bits } from '../runtime/half.js';
+import { testGpu } from './helpers.js';
+
+describe('runtime', () => {
+  it('kernels/index.ts lists exactly the .wgsl files in kernels/', () => {
+    const files = readdirSync(new URL('../kernels/', import.meta.url))
+      .filter((f) => f.endsWith('.wgsl'))
+      .map((f) => f.slice(0, -5))
+      .sort();
+    expect([...KERNELS].sort()).to.deep.equal(files);
+  });
+
+  it('f16 conversion round-trips every finite half and rounds ties to even', () => {
+    for (let h = 0; h < 0x10000; h++) {
+      const exp = (h >> 10) & 0x1f;
+      if (exp === 31) continue; // inf / NaN
+      const back = f32ToF16Bits(f16BitsToF32(h));
+      // ±0 both fine
+      if (back !== h) throw new Error(`half 0x${h.toString(16)} → ${f16BitsToF32(h)} → 0x${back.toString(16)}`);
+    }
+    expect(f32ToF16Bits(1 + 2 ** -11)).to.equal(0x3c00); // tie → even (down)
+    expect(f32ToF16Bits(1 + 3 * 2 ** -11)).to.equal(0x3c02); // tie → even (up)
+    expect(f32ToF16Bits(65520)).to.equal(0x7c00); // overflow → inf
+    expect(f16BitsToF32(0x0001)).to.equal(2 ** -24); // smallest subnormal
+    expect(f32ToF16Bits(2 ** -25 * 1.5)).to.equal(0x0001);
+    expect(bf16BitsToF32(0x3f80)).to.equal(1);
+  });
+
+  it('uploads and reads back f32, f16, u32 and i32 tensors', async () => {
+    const gpu = await testGpu();
+    const f = gpu.upload([3], [1.5, -2, 3.25]);
+    const h = gpu.upload([3], [0.5, -1, 65504], 'f16');
+    const u = gpu.upload([2], [7, 4000000000], 'u32');
+    const i = gpu.upload([2], [-5, 9], 'i32');
+    expect([...(await f.read())]).to.deep.equal([1.5, -2, 3.25]);
+    expect([...(await h.read())]).to.deep.equal([0.5, -1, 65504]);
+    expect([...(await u.read())]).to.deep.equal([7, 4000000000]);
+    expect([...(await i.read())]).to.deep.equal([-5, 9]);
+    [f, h, u, i].forEach((t) => t.dispose());
+  });
+
+  it('rejects uploads whose data does not match the shape', async () => {
+    const gpu = await testGpu();
+    expect(() => gpu.upload([2, 3], [1, 2, 3])).to.throw(/\[2,3\] has 6 elements but the data has 3/);
+  });
+
+  it('reuses pooled buffers of the same bucket', async () => {
+    const gpu = await testGpu();
+    const a = gpu.empty([1000]);
+    const buffer = a.buffer;
+    a.dispose();
+    const b = gpu.empty([990]);
+    expect(b.buffer).to.equal(buffer);
+    b.dispose();
+    expect(BufferPool.bucket(5000)).to.be.within(5000, 5000 * 1.125);
+  });
+
+  it('surfaces a WGSL error as a rejected read, not a hang', async () => {
+    const gpu = await testGpu();
+    gpu.defineKernel('broken', '@compute @workgroup_size(1) fn main() { let x: u32 = undefined_thing; }');
+    const y = gpu.empty([4]);
+    gpu.dispatch({ kernel: 'broken', bindings: [], workgroups: [1] });
+    let error: Error | undefined;
+    await y.read().catch((e: Error) => (error = e));
+    expect(error?.message).to.match(/WebGPU error/);
+    y.dispose();
+    // the context stays usable afterwards
+    const z = gpu.upload([1], [2]);
+    expect([...(await z.read())]).to.deep.equal([2]);
+    z.dispose();
+  });
+
+  it('explains how to get an adapter when there is none', async () => {
+    const fakeGpu = { requestAdapter: async () => null } as unknown as GPU;
+    let error: Error | undefined;
+    await Gpu.create({ gpu: fakeGpu }).catch((e: Error) => (error = e));
+    expect(error?.message).to.match(/no adapter/);
+    expect(error?.message).to.match(/lavapipe/);
+  });
+
+  it('refuses a binding larger than maxStorageBufferBindingSize, naming it', async () => {
+    const gpu = await testGpu();
+    const limit = gpu.limits.maxStorageBufferBindingSize;
+    const big = gpu.empty([limit / 4 + 64]);
+    const y = gpu.empty([1]);
+    expect(() =>
+      gpu.dispatch({ kernel: 'add', constants: { WG: 64, GRID_X: 32768 }, bindings: [big, big, y], workgroups: [1] }),
+    ).to.throw(/over maxStorageBufferBindingSize/);
+    big.dispose();
+    y.dispose();
+  });
+});
