@@ -101,7 +101,7 @@ export class Gpu {
 
   private constructor(
     /** Held for the context's lifetime: if Dawn's GPU object is garbage-collected, its instance is torn down under the device. */
-    private readonly instance: GPU,
+    readonly instance: GPU,
     readonly adapter: GPUAdapter,
     readonly device: GPUDevice,
     readonly summary: AdapterSummary,
@@ -380,6 +380,46 @@ export class Gpu {
 
   private copyRaw(src: GPUBuffer, dst: GPUBuffer, bytes: number): void {
     this.endPass().copyBufferToBuffer(src, 0, dst, 0, bytes);
+  }
+
+  /**
+   * GPU time of the dispatches `record` makes, in ms, from timestamp queries written at the start
+   * and end of one compute pass. Null when the device lacks `timestamp-query` or `record` split the
+   * pass (a copy): then callers fall back to wall-clock time around `sync()`.
+   */
+  async timeGpu(record: () => void): Promise<number | null> {
+    if (!this.features.has('timestamp-query')) {
+      record();
+      return null;
+    }
+    this.flush();
+    const querySet = this.device.createQuerySet({ type: 'timestamp', count: 2 });
+    const resolve = this.device.createBuffer({ size: 16, usage: GPUBufferUsage.QUERY_RESOLVE | GPUBufferUsage.COPY_SRC });
+    const staging = this.device.createBuffer({ size: 16, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
+    try {
+      this.device.pushErrorScope('out-of-memory');
+      this.device.pushErrorScope('validation');
+      this.encoder = this.device.createCommandEncoder();
+      const timedPass = this.encoder.beginComputePass({
+        timestampWrites: { querySet, beginningOfPassWriteIndex: 0, endOfPassWriteIndex: 1 },
+      });
+      this.pass = timedPass;
+      record();
+      const intact = this.pass === timedPass;
+      const encoder = this.endPass();
+      encoder.resolveQuerySet(querySet, 0, 2, resolve, 0);
+      encoder.copyBufferToBuffer(resolve, 0, staging, 0, 16);
+      this.flush();
+      await Promise.race([staging.mapAsync(GPUMapMode.READ), this.lostPromise]);
+      await this.checkErrors();
+      const [begin, end] = new BigInt64Array(staging.getMappedRange().slice(0));
+      staging.unmap();
+      return intact ? Number(end - begin) / 1e6 : null;
+    } finally {
+      querySet.destroy();
+      resolve.destroy();
+      staging.destroy();
+    }
   }
 
   /** Releases the device; the process can exit afterwards. */
