@@ -5,6 +5,7 @@
  */
 export const KERNELS = [
   'add',
+  'rope',
 ] as const;
 
 export type KernelName = (typeof KERNELS)[number];
