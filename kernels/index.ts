@@ -6,6 +6,7 @@
 export const KERNELS = [
   'add',
   'rope',
+  'argmax',
 ] as const;
 
 export type KernelName = (typeof KERNELS)[number];
