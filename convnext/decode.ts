@@ -1,0 +1,208 @@
+/**
+ * Image decoding: file bytes (PNG, JPEG) or raw canvas pixels → 8-bit RGB, exactly as the reference
+ * gets them from PIL (`Image.open(f).convert('RGB')`).
+ *
+ *   PNG   pngjs, then PIL's conversions: alpha dropped (not composited), palette looked up, 1/2/4-bit
+ *         grey scaled to 0…255, 16-bit colour keeps the high byte, 16-bit grey is *clipped* to 255
+ *         (PIL opens it as mode I;16, and I;16 → RGB clips), a tRNS colour key is ignored.
+ *   JPEG  libjpeg-turbo compiled to WebAssembly (@cwasm/jpeg-turbo): the same library and the same
+ *         default "fancy" chroma upsampling as PIL, so the pixels are bit-identical.
+ *   raw   { width, height, data, channels: 3 | 4 } (e.g. a canvas' ImageData); alpha dropped.
+ *
+ * EXIF orientation is not applied (the reference does not apply it either).
+ * Every input is validated from its header before any pixel work: empty, truncated, unknown format
+ * and absurd sizes fail with a message naming the problem.
+ */
+import { createRequire } from 'node:module';
+import { PNG } from 'pngjs';
+
+/** Interleaved 8-bit pixels, row-major [height, width, channels]. */
+export interface RawImage {
+  width: number;
+  height: number;
+  data: Uint8Array | Uint8ClampedArray;
+  channels: 3 | 4;
+}
+
+/** Largest image accepted (pixels). 2^28 RGB pixels is already 768 MiB decoded. */
+export const MAX_PIXELS = 2 ** 28;
+/** Largest side accepted (the padded square is never materialised, but its filter taps are visited). */
+export const MAX_SIDE = 2 ** 16;
+
+const PNG_SIGNATURE = [0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a];
+
+/** Decodes PNG or JPEG bytes (sniffed from the signature) to RGB. `name` only labels errors. */
+export function decodeImage(bytes: Uint8Array, name = 'image'): RawImage {
+  if (bytes.length === 0) throw new Error(`${name}: the file is empty`);
+  if (PNG_SIGNATURE.every((b, i) => bytes[i] === b)) return decodePng(bytes, name);
+  if (bytes[0] === 0xff && bytes[1] === 0xd8 && bytes[2] === 0xff) return decodeJpeg(bytes, name);
+  const head = [...bytes.subarray(0, 8)].map((b) => b.toString(16).padStart(2, '0')).join(' ');
+  throw new Error(`${name}: not a PNG or JPEG file (first bytes ${head}); convert it to PNG or JPEG`);
+}
+
+/** Validates raw pixels and returns them as RGB (alpha dropped, like PIL's convert('RGB')). */
+export function rawToRgb(img: RawImage, name = 'raw image'): RawImage {
+  const { width, height, data, channels } = img;
+  checkSize(width, height, name);
+  if (channels !== 3 && channels !== 4) throw new Error(`${name}: channels must be 3 (RGB) or 4 (RGBA), got ${channels}`);
+  if (!(data instanceof Uint8Array || data instanceof Uint8ClampedArray)) {
+    throw new Error(`${name}: data must be a Uint8Array or Uint8ClampedArray of 8-bit samples`);
+  }
+  if (data.length !== width * height * channels) {
+    throw new Error(`${name}: ${width}×${height}×${channels} needs ${width * height * channels} bytes, got ${data.length}`);
+  }
+  if (channels === 3) return { width, height, channels: 3, data: new Uint8Array(data.buffer, data.byteOffset, data.length) };
+  return { width, height, channels: 3, data: dropAlpha(data, width * height) };
+}
+
+function checkSize(width: number, height: number, name: string): void {
+  if (!Number.isInteger(width) || !Number.isInteger(height) || width < 1 || height < 1) {
+    throw new Error(`${name}: invalid dimensions ${width}×${height}`);
+  }
+  if (width > MAX_SIDE || height > MAX_SIDE || width * height > MAX_PIXELS) {
+    throw new Error(
+      `${name}: ${width}×${height} is too large (limits: ${MAX_SIDE} per side, ${MAX_PIXELS} pixels); downscale it first`,
+    );
+  }
+}
+
+function dropAlpha(rgba: ArrayLike<number>, pixels: number): Uint8Array {
+  const rgb = new Uint8Array(pixels * 3);
+  for (let p = 0; p < pixels; p++) {
+    rgb[3 * p] = rgba[4 * p];
+    rgb[3 * p + 1] = rgba[4 * p + 1];
+    rgb[3 * p + 2] = rgba[4 * p + 2];
+  }
+  return rgb;
+}
+
+// ---- PNG -----------------------------------------------------------------------------------------
+
+interface PngChunk {
+  type: string;
+  start: number; // offset of the length field
+  end: number; // offset after the CRC
+}
+
+/** Walks the chunk list without inflating anything; throws on truncation. */
+function pngChunks(bytes: Uint8Array, name: string): PngChunk[] {
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const chunks: PngChunk[] = [];
+  let pos = 8;
+  while (pos < bytes.length) {
+    if (pos + 12 > bytes.length) throw new Error(`${name}: truncated PNG (chunk header at byte ${pos} is cut off)`);
+    const length = view.getUint32(pos);
+    const type = String.fromCharCode(...bytes.subarray(pos + 4, pos + 8));
+    const end = pos + 12 + length;
+    if (end > bytes.length) throw new Error(`${name}: truncated PNG (${type} chunk needs ${length} bytes, file ends first)`);
+    chunks.push({ type, start: pos, end });
+    pos = end;
+    if (type === 'IEND') break;
+  }
+  if (chunks[0]?.type !== 'IHDR') throw new Error(`${name}: corrupt PNG (first chunk is not IHDR)`);
+  if (!chunks.some((c) => c.type === 'IDAT')) throw new Error(`${name}: truncated PNG (no image data)`);
+  return chunks;
+}
+
+function decodePng(bytes: Uint8Array, name: string): RawImage {
+  const chunks = pngChunks(bytes, name);
+  const ihdr = new DataView(bytes.buffer, bytes.byteOffset + chunks[0].start + 8, 13);
+  const width = ihdr.getUint32(0);
+  const height = ihdr.getUint32(4);
+  const depth = ihdr.getUint8(8);
+  const colorType = ihdr.getUint8(9);
+  checkSize(width, height, name);
+
+  // pngjs turns a tRNS colour key into fully transparent *black*; PIL keeps the colour and
+  // convert('RGB') ignores transparency, so drop the key (palette tRNS only touches alpha: keep it).
+  let input = bytes;
+  if (colorType !== 3 && chunks.some((c) => c.type === 'tRNS')) {
+    input = concat(chunks.filter((c) => c.type !== 'tRNS').map((c) => bytes.subarray(c.start, c.end)), bytes.subarray(0, 8));
+  }
+
+  let png: PNG;
+  try {
+    png = PNG.sync.read(Buffer.from(input.buffer, input.byteOffset, input.byteLength), { skipRescale: true });
+  } catch (e) {
+    throw new Error(`${name}: cannot decode PNG (${(e as Error).message})`);
+  }
+  // pngjs always returns RGBA; samples are 0…2^depth−1 (Uint16Array for 16-bit) when not rescaled.
+  const samples = png.data as unknown as ArrayLike<number>;
+  const pixels = width * height;
+  const rgb = new Uint8Array(pixels * 3);
+  const isGrey = colorType === 0 || colorType === 4;
+  const toByte: (v: number) => number =
+    colorType === 3 || depth === 8
+      ? (v) => v
+      : depth === 16
+        ? isGrey && colorType === 0
+          ? (v) => Math.min(v, 255) // PIL: I;16 → RGB clips
+          : (v) => v >> 8 // PIL: ;16B unpackers keep the high byte
+        : (v) => (v * 255) / (2 ** depth - 1); // 1/2/4-bit grey: ×255, ×85, ×17
+  for (let p = 0; p < pixels; p++) {
+    rgb[3 * p] = toByte(samples[4 * p]);
+    rgb[3 * p + 1] = toByte(samples[4 * p + 1]);
+    rgb[3 * p + 2] = toByte(samples[4 * p + 2]);
+  }
+  return { width, height, channels: 3, data: rgb };
+}
+
+function concat(parts: Uint8Array[], head: Uint8Array): Uint8Array {
+  const out = new Uint8Array(head.length + parts.reduce((n, p) => n + p.length, 0));
+  out.set(head);
+  let pos = head.length;
+  for (const p of parts) {
+    out.set(p, pos);
+    pos += p.length;
+  }
+  return out;
+}
+
+// ---- JPEG ----------------------------------------------------------------------------------------
+
+/** Reads width/height from the first SOF marker; throws on truncation or a missing frame header. */
+function jpegSize(bytes: Uint8Array, name: string): { width: number; height: number } {
+  let pos = 2;
+  while (pos + 4 <= bytes.length) {
+    if (bytes[pos] !== 0xff) throw new Error(`${name}: corrupt JPEG (expected a marker at byte ${pos})`);
+    const marker = bytes[pos + 1];
+    if (marker === 0xff) {
+      pos++; // fill byte
+      continue;
+    }
+    if (marker === 0xd8 || (marker >= 0xd0 && marker <= 0xd7) || marker === 0x01) {
+      pos += 2;
+      continue;
+    }
+    const length = (bytes[pos + 2] << 8) | bytes[pos + 3];
+    // SOF0…SOF15 except DHT (C4), JPG (C8), DAC (CC)
+    if (marker >= 0xc0 && marker <= 0xcf && marker !== 0xc4 && marker !== 0xc8 && marker !== 0xcc) {
+      if (pos + 9 > bytes.length) break;
+      return { height: (bytes[pos + 5] << 8) | bytes[pos + 6], width: (bytes[pos + 7] << 8) | bytes[pos + 8] };
+    }
+    if (marker === 0xd9 || marker === 0xda) break; // EOI / start of scan before any frame header
+    pos += 2 + length;
+  }
+  throw new Error(`${name}: truncated or corrupt JPEG (no frame header found)`);
+}
+
+type JpegDecoder = (bytes: Uint8Array) => { width: number; height: number; data: Uint8ClampedArray };
+let jpegTurbo: JpegDecoder | null = null;
+
+function decodeJpeg(bytes: Uint8Array, name: string): RawImage {
+  const { width, height } = jpegSize(bytes, name);
+  checkSize(width, height, name);
+  if (bytes[bytes.length - 2] !== 0xff || bytes[bytes.length - 1] !== 0xd9) {
+    // libjpeg would pad a cut-off scan with grey and only warn; the reference PIL raises instead.
+    throw new Error(`${name}: truncated JPEG (no end-of-image marker)`);
+  }
+  // The wasm module is compiled on first use (it is CommonJS, loaded with require).
+  jpegTurbo ??= (createRequire(import.meta.url)('@cwasm/jpeg-turbo') as { decode: JpegDecoder }).decode;
+  let rgba: { width: number; height: number; data: Uint8ClampedArray };
+  try {
+    rgba = jpegTurbo(bytes);
+  } catch (e) {
+    throw new Error(`${name}: cannot decode JPEG (${(e as Error).message}; CMYK and arithmetic-coded JPEGs are unsupported)`);
+  }
+  return { width: rgba.width, height: rgba.height, channels: 3, data: dropAlpha(rgba.data, rgba.width * rgba.height) };
+}
