@@ -7,6 +7,7 @@ export const KERNELS = [
   'add',
   'rope',
   'argmax',
+  'embedding',
 ] as const;
 
 export type KernelName = (typeof KERNELS)[number];

@@ -1,0 +1,62 @@
+// embedding.wgsl — token embedding lookup (gather rows of the embedding table).
+//
+//   y[t, d] = table[ids[t], d]        (f32 out; the table is f32, or f16 packed two per u32)
+//
+// A LLaMA-7B table (32000 × 4096 f16 = 262 MB) is larger than one storage binding may be (128 MiB),
+// so the op binds the table one row range ("chunk") at a time and dispatches this kernel once per
+// chunk: rows [rowStart, rowStart + rowCount) appear at the start of the bound range. A dispatch
+// writes only the output rows whose id falls in its chunk; the first dispatch (rowStart = 0) also
+// writes zeros for ids ≥ vocab, so every output row is defined (ops/embedding.ts documents this).
+//
+// Bindings:  @0 uniform Params   @1 ids: u32[T]   @2 table chunk: f32[rowCount · D] (or u32 words for
+//            f16, entry `main_f16`)   @3 y: f32[T · D]
+// Dispatch:  1-D over T · D output elements in workgroups of WG (ops/util.ts grid1d).
+// One invocation produces one output element.
+
+struct Params {
+  n: u32,          // T · D
+  dim: u32,        // D
+  rowStart: u32,   // first table row in the bound chunk
+  rowCount: u32,   // rows in the bound chunk
+  vocab: u32,      // V: ids ≥ V give zero rows
+}
+
+override WG: u32 = 256;
+override GRID_X: u32 = 32768;
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> ids: array<u32>;
+@group(0) @binding(2) var<storage, read> table: array<f32>;
+@group(0) @binding(3) var<storage, read_write> y: array<f32>;
+
+@group(0) @binding(2) var<storage, read> tableF16: array<u32>;
+
+/** The chunk-relative row of output element i's id, or -1 when this dispatch does not own it. */
+fn localRow(i: u32) -> i32 {
+  let id = ids[i / p.dim];
+  if (id >= p.vocab) {
+    if (p.rowStart == 0u) { y[i] = 0.0; }
+    return -1;
+  }
+  if (id < p.rowStart || id >= p.rowStart + p.rowCount) { return -1; }
+  return i32(id - p.rowStart);
+}
+
+@compute @workgroup_size(WG)
+fn main(@builtin(global_invocation_id) gid: vec3u) {
+  let i = gid.x + gid.y * GRID_X * WG;
+  if (i >= p.n) { return; }
+  let r = localRow(i);
+  if (r < 0) { return; }
+  y[i] = table[u32(r) * p.dim + i % p.dim];
+}
+
+@compute @workgroup_size(WG)
+fn main_f16(@builtin(global_invocation_id) gid: vec3u) {
+  let i = gid.x + gid.y * GRID_X * WG;
+  if (i >= p.n) { return; }
+  let r = localRow(i);
+  if (r < 0) { return; }
+  let e = u32(r) * p.dim + i % p.dim;        // element index within the chunk (the chunk starts on a word)
+  y[i] = unpack2x16float(tableF16[e >> 1u])[e & 1u];
+}

@@ -1,0 +1,91 @@
+/**
+ * embedding — gather token rows of the embedding table.   kernels/embedding.wgsl
+ *
+ * The table may exceed one storage binding (LLaMA-7B: 32000 × 4096 f16 = 262 MB > 128 MiB), so it
+ * is bound in row ranges of at most maxStorageBufferBindingSize bytes, 256-byte aligned, with one
+ * dispatch per range; each dispatch fills the output rows whose ids fall in its range.
+ *
+ * Out-of-range ids: when the ids are given on the CPU (an array), an id ≥ V throws, naming the
+ * position and V. When they are a GPU tensor (e.g. the sampler's output) they cannot be checked
+ * without a read-back, so the kernel writes a zero row for any id ≥ V instead of reading out of
+ * bounds.
+ */
+import ndarray, { type NdArray } from 'ndarray';
+import { params, type Gpu } from '../runtime/gpu.js';
+import { Tensor } from '../runtime/tensor.js';
+import { assertDType, check, grid1d, GRID_X } from './util.js';
+
+const WG = 256;
+
+/** Row ranges [rowStart, rowStart + rowCount) whose bytes each fit one binding, with 256-aligned starts. */
+export function embeddingChunks(vocab: number, dim: number, dtype: 'f32' | 'f16', maxBindingBytes: number, align = 256): { rowStart: number; rowCount: number }[] {
+  const rowBytes = dtype === 'f16' ? 2 * dim : 4 * dim;
+  const gcd = (a: number, b: number): number => (b ? gcd(b, a % b) : a);
+  const rowAlign = align / gcd(rowBytes, align); // rows per aligned step
+  // room for the rounding of an f16 chunk's end up to a whole word
+  const maxRows = Math.floor((maxBindingBytes - 4) / rowBytes);
+  const rowsPerChunk = vocab <= maxRows ? vocab : Math.floor(maxRows / rowAlign) * rowAlign;
+  if (rowsPerChunk <= 0) throw new Error(`embedding: one ${rowAlign}-row aligned range of ${rowBytes}-byte rows exceeds the ${maxBindingBytes}-byte binding limit`);
+  const chunks = [];
+  for (let rowStart = 0; rowStart < vocab; rowStart += rowsPerChunk) {
+    chunks.push({ rowStart, rowCount: Math.min(rowsPerChunk, vocab - rowStart) });
+  }
+  return chunks;
+}
+
+/**
+ * y[t] = table[ids[t]].  ids: u32 tensor [T] or CPU ids; table [V, D] f32 | f16 → y [T, D] f32.
+ */
+export function embedding(gpu: Gpu, ids: Tensor | ArrayLike<number>, table: Tensor): Tensor {
+  check('embedding', table.shape.length === 2, `table must be [V, D], got [${table.shape}]`);
+  assertDType('embedding', table, 'table', 'f32', 'f16');
+  const [vocab, dim] = table.shape;
+  let idTensor: Tensor;
+  if (ids instanceof Tensor) {
+    check('embedding', ids.shape.length === 1, `ids must be [T], got [${ids.shape}]`);
+    assertDType('embedding', ids, 'ids', 'u32');
+    idTensor = ids;
+  } else {
+    for (let t = 0; t < ids.length; t++) {
+      const id = ids[t];
+      if (!Number.isInteger(id) || id < 0 || id >= vocab) {
+        throw new Error(`embedding: ids[${t}] = ${id} is not a token id of the [${table.shape}] table (0 ≤ id < ${vocab})`);
+      }
+    }
+    idTensor = gpu.upload([ids.length], ids, 'u32');
+  }
+  const T = idTensor.shape[0];
+  const y = gpu.empty([T, dim]);
+  const n = T * dim;
+  const rowBytes = table.dtype === 'f16' ? 2 * dim : 4 * dim;
+  for (const { rowStart, rowCount } of embeddingChunks(vocab, dim, table.dtype as 'f32' | 'f16', gpu.limits.maxStorageBufferBindingSize, gpu.limits.minStorageBufferOffsetAlignment)) {
+    const offset = rowStart * rowBytes;
+    const size = Math.min(Math.ceil((rowCount * rowBytes) / 4) * 4, table.byteLength - offset);
+    gpu.dispatch({
+      kernel: 'embedding',
+      entry: table.dtype === 'f16' ? 'main_f16' : 'main',
+      constants: { WG, GRID_X },
+      params: params(['u32', n], ['u32', dim], ['u32', rowStart], ['u32', rowCount], ['u32', vocab]),
+      bindings: [idTensor, { tensor: table, offset, size }, y],
+      workgroups: grid1d(gpu, n, WG),
+    });
+  }
+  if (idTensor !== ids) {
+    // Submit before the ids buffer goes back to the pool: a later upload into it is a queue write,
+    // which would otherwise land before this (not yet submitted) dispatch reads it.
+    gpu.flush();
+    idTensor.dispose();
+  }
+  return y;
+}
+
+/** CPU reference (ids ≥ V give zero rows, like the kernel). */
+export function embeddingRef(ids: ArrayLike<number>, table: NdArray<Float32Array>): NdArray<Float32Array> {
+  const [vocab, dim] = table.shape;
+  const out = new Float32Array(ids.length * dim);
+  for (let t = 0; t < ids.length; t++) {
+    if (ids[t] >= vocab) continue;
+    for (let d = 0; d < dim; d++) out[t * dim + d] = table.data[ids[t] * dim + d];
+  }
+  return ndarray(out, [ids.length, dim]);
+}
