@@ -1,0 +1,376 @@
+/**
+ * A ConvLLaVA model folder, opened and validated completely before any weight is read:
+ *
+ *   <dir>/config.json                       LlavaConfig (LLaMA + llava fields)
+ *   <dir>/generation_config.json            optional
+ *   <dir>/model.safetensors                 LLM + projector, or shards listed in
+ *   <dir>/model.safetensors.index.json        {"weight_map": {tensor: shard file}}
+ *   <dir>/vision_tower/config.json          ConvNextConfig
+ *   <dir>/vision_tower/preprocessor_config.json
+ *   <dir>/vision_tower/model.safetensors    ConvNeXt weights (or shards + index, same rules)
+ *
+ * The expected tensor set and every shape come from the configs via weights/names.ts; a missing
+ * tensor or wrong shape is an error naming it, extra tensors become `warnings`. Weights are then read
+ * one tensor at a time (WeightSource), streamed in bounded chunks to the GPU.
+ */
+import { readFile, stat } from 'node:fs/promises';
+import { isAbsolute, join, relative, resolve } from 'node:path';
+import type { Gpu } from '../runtime/gpu.js';
+import type { Tensor } from '../runtime/tensor.js';
+import {
+  checkConfigsAgree,
+  parseConvNextConfig,
+  parseLlavaConfig,
+  parsePreprocessorConfig,
+  type ConvNextConfig,
+  type LlavaConfig,
+  type PreprocessorConfig,
+} from './config.js';
+import { bytesPerElement, isFloatDType, toF16Bits, toF32, type FloatDType } from './convert.js';
+import { CheckpointError, WeightsError } from './errors.js';
+import { findDuplicateKey } from './json-keys.js';
+import { expectedLlmTensors, expectedVisionTensors, type ExpectedTensor } from './names.js';
+import { SafetensorsFile, type StDType, type TensorInfo } from './safetensors.js';
+
+/** Read access to a set of named tensors (one or more safetensors files), by checkpoint name. */
+export interface WeightSource {
+  has(name: string): boolean;
+  shape(name: string): number[];
+  dtype(name: string): StDType;
+  /** The tensor's values as f32 (F32 / F16 / BF16 are converted exactly). Holds one tensor in memory. */
+  readF32(name: string): Promise<Float32Array>;
+  /**
+   * Uploads a tensor to a new GPU tensor of the checkpoint's shape, converting in bounded chunks
+   * (F16 → f16 passes bits through; F32 / BF16 → f16 round to nearest even; anything → f32 exact).
+   * JS memory stays at one chunk of staging, whatever the tensor's size.
+   */
+  toGpu(gpu: Gpu, name: string, dtype: 'f32' | 'f16'): Promise<Tensor>;
+}
+
+/** Elements converted and uploaded per step: 4 Mi (16 MiB of f32). Even, so f16 offsets stay even. */
+export const CHUNK_ELEMENTS = 4 << 20;
+/** Bytes written to the GPU queue between waits, so the driver's staging memory stays bounded too. */
+const DRAIN_BYTES = 256 << 20;
+
+/** The tensors of one or more safetensors files, each name in exactly one file. */
+export class TensorSet implements WeightSource {
+  private bytesSinceDrain = 0;
+
+  constructor(
+    /** The folder (or file) this set was loaded from, for messages. */
+    readonly where: string,
+    readonly files: SafetensorsFile[],
+    private readonly byName: Map<string, SafetensorsFile>,
+  ) {}
+
+  /** One .safetensors file as a WeightSource. */
+  static async openFile(path: string): Promise<TensorSet> {
+    const file = await SafetensorsFile.open(path);
+    return new TensorSet(path, [file], new Map([...file.tensors.keys()].map((n) => [n, file])));
+  }
+
+  /**
+   * The weights in `dir`: `model.safetensors`, or the shards named by `model.safetensors.index.json`.
+   * Index problems are hard errors naming the index file.
+   */
+  static async openFolder(dir: string, warnings: string[]): Promise<TensorSet> {
+    const single = join(dir, 'model.safetensors');
+    const index = join(dir, 'model.safetensors.index.json');
+    const [hasSingle, hasIndex] = await Promise.all([isFile(single), isFile(index)]);
+    if (hasIndex) {
+      if (hasSingle) warnings.push(`${dir}: both model.safetensors and an index exist; using the index`);
+      return openSharded(dir, index, warnings);
+    }
+    if (hasSingle) return TensorSet.openFile(single);
+    const pickle = (await isFile(join(dir, 'pytorch_model.bin'))) || (await isFile(join(dir, 'pytorch_model.bin.index.json')));
+    throw new CheckpointError(
+      pickle
+        ? `${dir}: has PyTorch pickle weights (pytorch_model.bin), which convllava does not read (pickles can run code); convert them to safetensors`
+        : `${dir}: no model.safetensors or model.safetensors.index.json`,
+      dir,
+    );
+  }
+
+  names(): string[] {
+    return [...this.byName.keys()];
+  }
+
+  info(name: string): TensorInfo & { file: string } {
+    const file = this.byName.get(name);
+    if (!file) throw new CheckpointError(`no tensor '${name}' in ${this.where}`, this.where, name);
+    return { ...file.tensors.get(name)!, file: file.path };
+  }
+
+  has(name: string): boolean {
+    return this.byName.has(name);
+  }
+
+  shape(name: string): number[] {
+    return [...this.info(name).shape];
+  }
+
+  dtype(name: string): StDType {
+    return this.info(name).dtype;
+  }
+
+  /** The raw stored bytes of a tensor. */
+  readBytes(name: string): Promise<Uint8Array> {
+    this.info(name);
+    return this.byName.get(name)!.readBytes(name);
+  }
+
+  async readF32(name: string): Promise<Float32Array> {
+    const { dtype, numel, file } = this.floatTensor(name);
+    const bytes = await file.readBytes(name, alignedBytes(numel * bytesPerElement(dtype)));
+    return toF32(dtype, bytes, new Float32Array(numel));
+  }
+
+  async toGpu(gpu: Gpu, name: string, dtype: 'f32' | 'f16'): Promise<Tensor> {
+    const { dtype: src, numel, file, shape } = this.floatTensor(name);
+    const maxBuffer = gpu.limits.maxBufferSize;
+    const gpuBytes = dtype === 'f16' ? Math.ceil(numel / 2) * 4 : numel * 4;
+    if (gpuBytes > maxBuffer) {
+      throw new CheckpointError(
+        `tensor '${name}' [${shape}] needs ${gpuBytes} bytes as ${dtype} but this adapter's maxBufferSize is ${maxBuffer}` +
+          (dtype === 'f32' ? '; load the weights as f16' : ''),
+        file.path,
+        name,
+      );
+    }
+    const tensor = gpu.empty(shape, dtype, name);
+    const chunk = Math.min(numel, CHUNK_ELEMENTS);
+    const srcBytes = bytesPerElement(src);
+    const staging = alignedBytes(chunk * srcBytes);
+    const f32 = new Float32Array(dtype === 'f32' || src === 'BF16' ? chunk : 0);
+    const f16 = new Uint16Array(dtype === 'f16' ? chunk : 0);
+    try {
+      for (let start = 0; start < numel; start += chunk) {
+        const count = Math.min(chunk, numel - start);
+        const bytes = await file.readRange(name, start * srcBytes, count * srcBytes, staging);
+        const values = dtype === 'f32' ? toF32(src, bytes, f32.subarray(0, count)) : toF16Bits(src, bytes, f16.subarray(0, count), f32);
+        gpu.write(tensor, values, start); // copies `values` now, so the staging arrays are reused
+        this.bytesSinceDrain += values.byteLength;
+        if (this.bytesSinceDrain >= DRAIN_BYTES) await this.drain(gpu);
+      }
+    } catch (e) {
+      tensor.dispose();
+      throw e;
+    }
+    return tensor;
+  }
+
+  /** Lets the queue consume pending writes, so their staging copies are freed before we queue more. */
+  private async drain(gpu: Gpu): Promise<void> {
+    this.bytesSinceDrain = 0;
+    gpu.device.queue.submit([]);
+    await gpu.device.queue.onSubmittedWorkDone();
+  }
+
+  private floatTensor(name: string): { dtype: FloatDType; numel: number; file: SafetensorsFile; shape: number[] } {
+    const info = this.info(name);
+    const file = this.byName.get(name)!;
+    if (!isFloatDType(info.dtype)) {
+      throw new CheckpointError(`${info.file}: tensor '${name}' is ${info.dtype}; only F32, F16 and BF16 weights can be loaded`, info.file, name);
+    }
+    const numel = info.shape.reduce((a, b) => a * b, 1);
+    return { dtype: info.dtype, numel, file, shape: [...info.shape] };
+  }
+
+  async close(): Promise<void> {
+    await Promise.all(this.files.map((f) => f.close()));
+  }
+}
+
+export class Checkpoint {
+  private constructor(
+    readonly dir: string,
+    readonly config: LlavaConfig,
+    readonly generationConfig: Record<string, unknown> | undefined,
+    readonly visionConfig: ConvNextConfig,
+    readonly preprocessorConfig: PreprocessorConfig,
+    /** Root files: LLaMA decoder + projector (model.embed_tokens.weight, model.layers.N.…, model.mm_projector.…). */
+    readonly llm: TensorSet,
+    /** vision_tower/ files: ConvNeXt (embeddings.…, encoder.stages.S.…). */
+    readonly vision: TensorSet,
+    /** Non-fatal findings: extra tensors, unindexed tensors, index size mismatches. */
+    readonly warnings: string[],
+  ) {}
+
+  static async open(dir: string): Promise<Checkpoint> {
+    const st = await stat(dir).catch(() => null);
+    if (!st) throw new CheckpointError(`${dir}: no such folder`, dir);
+    if (!st.isDirectory()) throw new CheckpointError(`${dir}: expected a model folder (config.json, weights, vision_tower/)`, dir);
+    const visionDir = join(dir, 'vision_tower');
+    const config = parseLlavaConfig(await readJson(join(dir, 'config.json')), join(dir, 'config.json'));
+    const generationPath = join(dir, 'generation_config.json');
+    const generationConfig = (await isFile(generationPath)) ? ((await readJson(generationPath)) as Record<string, unknown>) : undefined;
+    const visionConfig = parseConvNextConfig(await readJson(join(visionDir, 'config.json')), join(visionDir, 'config.json'), config);
+    const preprocessorPath = join(visionDir, 'preprocessor_config.json');
+    const preprocessorConfig = parsePreprocessorConfig(await readJson(preprocessorPath), preprocessorPath);
+    checkConfigsAgree(config, visionConfig, preprocessorConfig, dir);
+
+    const warnings: string[] = [];
+    const opened: TensorSet[] = [];
+    try {
+      const llm = await TensorSet.openFolder(dir, warnings);
+      opened.push(llm);
+      const vision = await TensorSet.openFolder(visionDir, warnings);
+      opened.push(vision);
+      checkTensors(llm, expectedLlmTensors(config), warnings);
+      checkTensors(vision, expectedVisionTensors(visionConfig), warnings);
+      return new Checkpoint(dir, config, generationConfig, visionConfig, preprocessorConfig, llm, vision, warnings);
+    } catch (e) {
+      await Promise.all(opened.map((s) => s.close()));
+      throw e;
+    }
+  }
+
+  async close(): Promise<void> {
+    await Promise.all([this.llm.close(), this.vision.close()]);
+  }
+}
+
+/**
+ * Compares a tensor set with what the configs imply. Missing tensors and wrong shapes / dtypes are
+ * errors naming them (up to a few at once); tensors nobody expects become warnings.
+ */
+export function checkTensors(set: TensorSet, expected: ExpectedTensor[], warnings: string[]): void {
+  const missing: string[] = [];
+  const problems: WeightsError[] = [];
+  const known = new Set<string>();
+  for (const e of expected) {
+    known.add(e.name);
+    if (!set.has(e.name)) {
+      if (!e.optional) missing.push(e.name);
+      continue;
+    }
+    const info = set.info(e.name);
+    const shapes = [e.shape, ...(e.alternativeShapes ?? [])];
+    if (!shapes.some((s) => sameShape(s, info.shape))) {
+      problems.push(
+        new CheckpointError(`${info.file}: tensor '${e.name}' has shape [${info.shape}] but the config implies [${e.shape}]`, info.file, e.name),
+      );
+    } else if (!isFloatDType(info.dtype)) {
+      problems.push(new CheckpointError(`${info.file}: tensor '${e.name}' is ${info.dtype}; weights must be F32, F16 or BF16`, info.file, e.name));
+    }
+  }
+  if (missing.length) {
+    const list = missing.slice(0, 5).map((n) => `'${n}'`).join(', ') + (missing.length > 5 ? `, … (${missing.length} in all)` : '');
+    throw new CheckpointError(
+      `${set.where}: missing tensor${missing.length > 1 ? 's' : ''} ${list} (required by the config; no weights are made up)`,
+      set.where,
+      missing[0],
+    );
+  }
+  if (problems.length) {
+    if (problems.length === 1) throw problems[0];
+    throw new CheckpointError(
+      `${problems.length} tensors do not match the config; first: ${problems[0].message}`,
+      problems[0].file,
+      problems[0].tensor,
+    );
+  }
+  const extra = set.names().filter((n) => !known.has(n));
+  if (extra.length) {
+    const list = extra.slice(0, 5).map((n) => `'${n}'`).join(', ') + (extra.length > 5 ? `, … (${extra.length} in all)` : '');
+    warnings.push(`${set.where}: ${extra.length} unexpected tensor${extra.length > 1 ? 's' : ''} (ignored): ${list}`);
+  }
+}
+
+/** Opens the shards named by an index file and checks the index against their headers. */
+async function openSharded(dir: string, indexPath: string, warnings: string[]): Promise<TensorSet> {
+  const fail = (message: string, tensor?: string): never => {
+    throw new CheckpointError(`${indexPath}: ${message}`, indexPath, tensor);
+  };
+  const text = await readFile(indexPath, 'utf8');
+  let index: unknown;
+  try {
+    index = JSON.parse(text);
+  } catch (e) {
+    return fail(`not valid JSON (${(e as Error).message})`);
+  }
+  const duplicate = findDuplicateKey(text);
+  if (duplicate) return fail(`lists '${duplicate.key}' twice`, duplicate.key);
+  const weightMap = (index as { weight_map?: unknown } | null)?.weight_map;
+  if (typeof weightMap !== 'object' || weightMap === null || Array.isArray(weightMap)) {
+    return fail(`needs a "weight_map" object {tensor name: shard file}`);
+  }
+
+  // Every shard path must stay inside the folder and exist.
+  const root = resolve(dir);
+  const shardNames = new Set<string>();
+  for (const [tensor, shard] of Object.entries(weightMap as Record<string, unknown>)) {
+    if (typeof shard !== 'string' || shard === '') return fail(`tensor '${tensor}' maps to ${JSON.stringify(shard)}, not a file name`, tensor);
+    const rel = relative(root, resolve(root, shard));
+    if (isAbsolute(shard) || rel.startsWith('..') || isAbsolute(rel) || rel === '' || shard.includes('\\')) {
+      return fail(`shard path '${shard}' (for '${tensor}') leaves the model folder`, tensor);
+    }
+    shardNames.add(shard);
+  }
+  const files = new Map<string, SafetensorsFile>();
+  try {
+    for (const shard of shardNames) {
+      const path = join(root, ...shard.split('/'));
+      if (!(await isFile(path))) fail(`shard '${shard}' is missing (${path} does not exist)`);
+      files.set(shard, await SafetensorsFile.open(path));
+    }
+
+    // Each tensor lives in exactly one shard, and the index points at that shard.
+    const holder = new Map<string, string>();
+    for (const [shard, file] of files) {
+      for (const name of file.tensors.keys()) {
+        const other = holder.get(name);
+        if (other !== undefined) fail(`tensor '${name}' is in two shards: '${other}' and '${shard}'`, name);
+        holder.set(name, shard);
+      }
+    }
+    const byName = new Map<string, SafetensorsFile>();
+    for (const [tensor, shard] of Object.entries(weightMap as Record<string, string>)) {
+      const actual = holder.get(tensor);
+      if (actual === undefined) fail(`tensor '${tensor}' is listed in shard '${shard}' but no shard contains it`, tensor);
+      if (actual !== shard) fail(`tensor '${tensor}' is listed in shard '${shard}' but is in '${actual}'`, tensor);
+      byName.set(tensor, files.get(shard)!);
+    }
+    const unlisted = [...holder.keys()].filter((n) => !byName.has(n));
+    if (unlisted.length) {
+      warnings.push(`${indexPath}: ${unlisted.length} tensor(s) in the shards are not in the index (ignored): ${unlisted.slice(0, 5).join(', ')}`);
+    }
+    const totalSize = (index as { metadata?: { total_size?: unknown } }).metadata?.total_size;
+    if (typeof totalSize === 'number') {
+      let sum = 0;
+      for (const [name, file] of byName) sum += file.tensors.get(name)!.end - file.tensors.get(name)!.begin;
+      if (sum !== totalSize) warnings.push(`${indexPath}: metadata.total_size is ${totalSize} but the indexed tensors hold ${sum} bytes`);
+    }
+    return new TensorSet(dir, [...files.values()], byName);
+  } catch (e) {
+    await Promise.all([...files.values()].map((f) => f.close()));
+    throw e;
+  }
+}
+
+async function readJson(path: string): Promise<unknown> {
+  let text: string;
+  try {
+    text = await readFile(path, 'utf8');
+  } catch {
+    throw new CheckpointError(`${path}: missing (a ConvLLaVA folder needs config.json and vision_tower/{config,preprocessor_config}.json)`, path);
+  }
+  try {
+    return JSON.parse(text);
+  } catch (e) {
+    throw new CheckpointError(`${path}: not valid JSON (${(e as Error).message})`, path);
+  }
+}
+
+async function isFile(path: string): Promise<boolean> {
+  return (await stat(path).catch(() => null))?.isFile() ?? false;
+}
+
+function sameShape(a: readonly number[], b: readonly number[]): boolean {
+  return a.length === b.length && a.every((d, i) => d === b[i]);
+}
+
+/** A byte array whose start is 4-byte aligned (new buffer), so f32 / u16 views over it are legal. */
+function alignedBytes(n: number): Uint8Array {
+  return new Uint8Array(new ArrayBuffer(Math.ceil(n / 4) * 4), 0, n);
+}
