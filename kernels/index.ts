@@ -5,9 +5,16 @@
  */
 export const KERNELS = [
   'add',
+  'linear_matvec',
+  'linear_tiled',
   'rope',
   'argmax',
   'embedding',
+  'gelu',
+  'swiglu',
+  'layerScaleResidual',
+  'layerNorm',
+  'rmsNorm',
 ] as const;
 
 export type KernelName = (typeof KERNELS)[number];

@@ -1,0 +1,126 @@
+/**
+ * Splitting work whose operands exceed one storage binding.
+ *
+ * WebGPU caps one binding at `maxStorageBufferBindingSize` (128 MiB on lavapipe and by default on
+ * most desktop GPUs) and needs binding offsets that are multiples of
+ * `minStorageBufferOffsetAlignment` (256 bytes). A 384×384×768 f32 MLP activation is 453 MB, so the
+ * elementwise and row-wise ops cut their flat index range into chunks that each fit one binding and
+ * start on an aligned offset, and dispatch once per chunk with the chunk bound as a byte range.
+ */
+import { params, type Binding, type Gpu } from '../runtime/gpu.js';
+import type { Tensor } from '../runtime/tensor.js';
+import { grid1d, GRID_X } from './util.js';
+
+/** Elements [start, start + count) of a flat f32 index range. */
+export interface Chunk {
+  start: number;
+  count: number;
+}
+
+/**
+ * Cuts n f32 elements into chunks of at most `maxBytes` (default: the device's binding limit) whose
+ * starts are 256-byte aligned; `unit` forces every chunk except the last to be a multiple of `unit`
+ * elements (whole rows for the row-wise ops).
+ */
+export function f32Chunks(gpu: Gpu, n: number, unit = 1, maxBytes?: number): Chunk[] {
+  const limit = Math.min(maxBytes ?? Infinity, gpu.limits.maxStorageBufferBindingSize);
+  if (n * 4 <= limit) return [{ start: 0, count: n }];
+  const alignElems = gpu.limits.minStorageBufferOffsetAlignment / 4;
+  const step = lcm(alignElems, unit);
+  const per = Math.floor(limit / 4 / step) * step;
+  if (per === 0) {
+    throw new Error(`a unit of ${unit} f32 elements (aligned to ${alignElems}) does not fit one ${limit}-byte binding`);
+  }
+  const chunks: Chunk[] = [];
+  for (let start = 0; start < n; start += per) chunks.push({ start, count: Math.min(per, n - start) });
+  return chunks;
+}
+
+/** The byte range of an f32 tensor that holds `chunk` (the whole tensor when it is one chunk). */
+export function chunkBinding(t: Tensor, chunk: Chunk): Binding {
+  if (chunk.start === 0 && chunk.count === t.size) return t;
+  return { tensor: t, offset: chunk.start * 4, size: chunk.count * 4 };
+}
+
+function gcd(a: number, b: number): number {
+  return b === 0 ? a : gcd(b, a % b);
+}
+
+function lcm(a: number, b: number): number {
+  return (a / gcd(a, b)) * b;
+}
+
+/** Options of the ops that split big operands; tests shrink the limit to exercise the split. */
+export interface SplitOptions {
+  /** Largest binding to use, in bytes (default and maximum: the device's maxStorageBufferBindingSize). */
+  maxBindingBytes?: number;
+}
+
+/**
+ * Records a kernel over a flat f32 index range of `n` elements, one dispatch per chunk (see
+ * `f32Chunks`); `bind(chunk)` returns that dispatch's storage bindings (use `chunkBinding` for the
+ * operands that are split, whole tensors for shared vectors such as gamma). The kernel's Params block
+ * is `{ n, ...extraParams }` with n the chunk's element count, and its grid is `grid1d` over n.
+ */
+export function dispatchChunked(
+  gpu: Gpu,
+  d: {
+    kernel: string;
+    n: number;
+    wg: number;
+    constants: Record<string, number>;
+    bind: (chunk: Chunk) => Binding[];
+    /** Chunks start on multiples of `unit` elements (whole rows); default 1. */
+    unit?: number;
+    extraParams?: number[];
+    maxBindingBytes?: number;
+  },
+): void {
+  for (const chunk of f32Chunks(gpu, d.n, d.unit ?? 1, d.maxBindingBytes)) {
+    const extra = (d.extraParams ?? []).map((v): ['u32', number] => ['u32', v]);
+    gpu.dispatch({
+      kernel: d.kernel,
+      constants: d.constants,
+      params: params(['u32', chunk.count], ...extra),
+      bindings: d.bind(chunk),
+      workgroups: grid1d(gpu, chunk.count, d.wg),
+    });
+  }
+}
+
+/**
+ * Records a row-wise kernel (one segment of threads per row, kernels/layerNorm.wgsl style) over
+ * `rows` rows of C f32 values, split into chunks of whole rows that fit one binding. The kernel's
+ * Params are `{ rows, C, eps }` with rows counted within the chunk; `bind(chunk)` gives its bindings.
+ */
+export function dispatchRowChunks(
+  gpu: Gpu,
+  d: {
+    kernel: string;
+    rows: number;
+    C: number;
+    eps: number;
+    bind: (chunk: Chunk) => Binding[];
+    maxBindingBytes?: number;
+  },
+): void {
+  const WG = 256;
+  const TPR = threadsPerRow(d.C, WG);
+  for (const chunk of f32Chunks(gpu, d.rows * d.C, d.C, d.maxBindingBytes)) {
+    const rows = chunk.count / d.C;
+    gpu.dispatch({
+      kernel: d.kernel,
+      constants: { WG, TPR, GRID_X },
+      params: params(['u32', rows], ['u32', d.C], ['f32', d.eps]),
+      bindings: d.bind(chunk),
+      workgroups: grid1d(gpu, rows, WG / TPR),
+    });
+  }
+}
+
+/** Threads per row for a row of C floats: ~8 elements per thread, a power of two in [32, wg]. */
+export function threadsPerRow(C: number, wg: number): number {
+  let tpr = 32;
+  while (tpr < wg && tpr * 8 < C) tpr *= 2;
+  return tpr;
+}
