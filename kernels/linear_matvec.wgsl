@@ -1,0 +1,150 @@
+// linear_matvec.wgsl — the linear op for a few rows of x (LLaMA decode: M = 1), where the work is
+// streaming the weight matrix once at memory bandwidth. ops/linear.ts picks this for M ≤ MAX_M.
+//
+//   y[m, col0 + n] = act( Σ_k x[m, k] · w[n, k]  + bias[col0 + n] )      m < M ≤ MAX_M, n < N, k < K
+//
+// Layouts, f16 packing, slicing (M, N, yStride, col0) and the GELU are as in linear_tiled.wgsl.
+//
+// Bindings:  @0 uniform Params   @1 x: f32[M·K]   @2 w: u32 words of [N, K]
+//            @3 bias: f32[col0 + N] (unread unless HAS_BIAS)   @4 y: f32[M·yStride] (read_write)
+// Dispatch:  ⌈N / (WG / LANES)⌉ workgroups of WG invocations, folded into [GRID_X, …] when that
+//            exceeds the per-dimension limit (group = wid.x + wid.y · GRID_X).
+// Each workgroup computes WG / LANES output columns n (all M rows); the LANES invocations of one
+// column stride over K together — consecutive lanes read consecutive weights, so a column's row of w
+// is read in coalesced runs and every weight is read exactly once — keeping M partial sums each,
+// then add them up in workgroup memory (a tree; no subgroup operations needed).
+//
+// Entry points:
+//   main       any K; one element per lane per step (f16 elements are indexed, rows may start mid-word).
+//   main_vec4  K % 8 == 0 only: a lane reads 16 bytes of w per step (8 halves or 4 f32) and the
+//              matching x as vec4s.
+
+struct Params {
+  M: u32,
+  N: u32,
+  K: u32,
+  yStride: u32,
+  col0: u32,
+}
+
+const MAX_M: u32 = 8; // private accumulators need a constant count; linear.ts keeps M ≤ MAX_M here
+
+override WG: u32 = 256;
+override LANES: u32 = 32;
+override GRID_X: u32 = 32768;
+override W_F16: bool = false;
+override HAS_BIAS: bool = false;
+override GELU: bool = false;
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read> w: array<u32>;
+@group(0) @binding(3) var<storage, read> bias: array<f32>;
+@group(0) @binding(4) var<storage, read_write> y: array<f32>;
+
+// The same buffers seen as 16-byte vectors, for main_vec4.
+@group(0) @binding(1) var<storage, read> x4: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read> w4: array<vec4<u32>>;
+
+// partial[m · WG + invocation]
+var<workgroup> partial: array<f32, MAX_M * WG>;
+
+/** Element i of the bound weight (f32 bits, or half i & 1 of word i >> 1). */
+fn weight(i: u32) -> f32 {
+  if (W_F16) {
+    return unpack2x16float(w[i >> 1u])[i & 1u];
+  }
+  return bitcast<f32>(w[i]);
+}
+
+// erfc(z), z ≥ 0, Numerical Recipes `erfcc` (fractional error < 1.2e-7); see linear_tiled.wgsl.
+fn erfc_pos(z: f32) -> f32 {
+  let t = 1.0 / (1.0 + 0.5 * z);
+  let poly = -1.26551223 + t * (1.00002368 + t * (0.37409196 + t * (0.09678418 + t * (-0.18628806 +
+             t * (0.27886807 + t * (-1.13520398 + t * (1.48851587 + t * (-0.82215223 + t * 0.17087277))))))));
+  return t * exp(-z * z + poly);
+}
+
+/** Exact GELU: 0.5·v·(1 + erf(v/√2)) = 0.5·v·erfc(−v/√2). */
+fn gelu(v: f32) -> f32 {
+  let e = erfc_pos(abs(v) * 0.70710678118654752);
+  return 0.5 * v * select(e, 2.0 - e, v > 0.0);
+}
+
+/** Sums each row's partials over the LANES invocations of a column; lane 0 writes y. */
+fn reduce_and_store(n: u32, lid: u32, acc: ptr<function, array<f32, MAX_M>>) {
+  let lane = lid % LANES;
+  for (var m = 0u; m < MAX_M; m++) {
+    partial[m * WG + lid] = (*acc)[m];
+  }
+  workgroupBarrier();
+  for (var s = LANES / 2u; s > 0u; s >>= 1u) {
+    if (lane < s) {
+      for (var m = 0u; m < MAX_M; m++) {
+        partial[m * WG + lid] += partial[m * WG + lid + s];
+      }
+    }
+    workgroupBarrier();
+  }
+  if (lane == 0u && n < p.N) {
+    for (var m = 0u; m < p.M; m++) {
+      var v = partial[m * WG + lid];
+      if (HAS_BIAS) {
+        v += bias[p.col0 + n];
+      }
+      if (GELU) {
+        v = gelu(v);
+      }
+      y[m * p.yStride + p.col0 + n] = v;
+    }
+  }
+}
+
+@compute @workgroup_size(WG)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+  let n = (wid.x + wid.y * GRID_X) * (WG / LANES) + lid / LANES;
+  var acc: array<f32, MAX_M>;
+  if (n < p.N) {
+    for (var k = lid % LANES; k < p.K; k += LANES) {
+      let wv = weight(n * p.K + k);
+      for (var m = 0u; m < MAX_M; m++) {
+        if (m < p.M) {
+          acc[m] += wv * x[m * p.K + k];
+        }
+      }
+    }
+  }
+  reduce_and_store(n, lid, &acc);
+}
+
+@compute @workgroup_size(WG)
+fn main_vec4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+  let n = (wid.x + wid.y * GRID_X) * (WG / LANES) + lid / LANES;
+  var acc: array<f32, MAX_M>;
+  if (n < p.N) {
+    let k8 = p.K / 8u; // 16-byte chunks of 8 elements per row (K % 8 == 0)
+    for (var c = lid % LANES; c < k8 * select(2u, 1u, W_F16); c += LANES) {
+      if (W_F16) {
+        // One vec4<u32> = 8 halves = elements 8c … 8c + 7 of row n.
+        let q = w4[n * k8 + c];
+        let lo = vec4<f32>(unpack2x16float(q.x), unpack2x16float(q.y));
+        let hi = vec4<f32>(unpack2x16float(q.z), unpack2x16float(q.w));
+        for (var m = 0u; m < MAX_M; m++) {
+          if (m < p.M) {
+            let xi = (m * p.K) / 4u + 2u * c;
+            acc[m] += dot(lo, x4[xi]) + dot(hi, x4[xi + 1u]);
+          }
+        }
+      } else {
+        // One vec4<u32> = 4 f32 = elements 4c … 4c + 3 of row n.
+        let q = bitcast<vec4<f32>>(w4[n * 2u * k8 + c]);
+        for (var m = 0u; m < MAX_M; m++) {
+          if (m < p.M) {
+            acc[m] += dot(q, x4[(m * p.K) / 4u + c]);
+          }
+        }
+      }
+    }
+  }
+  reduce_and_store(n, lid, &acc);
+}

@@ -1,0 +1,151 @@
+// linear_tiled.wgsl — GEMM with a fused bias + GELU epilogue, for M above a handful of rows
+// (ConvNeXt pointwise MLPs, LLaMA prefill). ops/linear.ts picks this or linear_matvec.wgsl by M.
+//
+//   y[m, col0 + n] = act( Σ_k x[m, k] · w[n, k]  + bias[col0 + n] )      m < M, n < N, k < K
+//
+// x is f32 [M, K] row-major; w is [N, K] row-major (PyTorch's Linear.weight), f32 or f16. Both live
+// in `array<u32>` words: f32 as bit patterns, f16 packed two per word (element i = half i & 1 of
+// word i >> 1). A row of an f16 weight with odd K starts mid-word, so `main` indexes elements.
+// Accumulation is f32. act is identity or exact GELU, 0.5·v·(1 + erf(v/√2)).
+//
+// The op may bind only a slice of each operand (weights and activations over the 128 MiB binding
+// limit): M, N and the bindings are the slice; yStride is the full width of y and col0 the column
+// (and bias index) of w's first bound row.
+//
+// Bindings:  @0 uniform Params   @1 x: f32[M·K]   @2 w: u32 words of [N, K]
+//            @3 bias: f32[col0 + N] (unread unless HAS_BIAS)   @4 y: f32[M·yStride] (read_write)
+// Dispatch:  [⌈N / TILE_N⌉, ⌈M / TILE_M⌉] workgroups of (TILE_N / 4) × (TILE_M / 4) invocations.
+// One workgroup computes a TILE_M × TILE_N block of y: per step of TILE_K it stages x[TILE_M, TILE_K]
+// and w[TILE_N, TILE_K] in workgroup memory (transposed, k-major, rows padded by one float so the
+// transposing stores avoid bank conflicts), then each invocation accumulates a 4 × 4 micro-tile in
+// registers. The micro-tile is strided — rows ty + i·(TILE_M/4), columns tx + j·(TILE_N/4) — so
+// neighbouring invocations read neighbouring staged floats and write neighbouring outputs.
+// Loads are scalar with bounds checks on every edge, so any M, N, K works.
+
+struct Params {
+  M: u32,
+  N: u32,
+  K: u32,
+  yStride: u32,
+  col0: u32,
+}
+
+override TILE_M: u32 = 64;
+override TILE_N: u32 = 64;
+override TILE_K: u32 = 16;
+override W_F16: bool = false;
+override HAS_BIAS: bool = false;
+override GELU: bool = false;
+
+const TM: u32 = 4; // rows of the micro-tile (fixed: private arrays need a constant size)
+const TN: u32 = 4; // columns of the micro-tile
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read> w: array<u32>;
+@group(0) @binding(3) var<storage, read> bias: array<f32>;
+@group(0) @binding(4) var<storage, read_write> y: array<f32>;
+
+// Staged tiles, k-major: xs[k · (TILE_M + 1) + row], ws[k · (TILE_N + 1) + col].
+var<workgroup> xs: array<f32, TILE_K * (TILE_M + 1)>;
+var<workgroup> ws: array<f32, TILE_K * (TILE_N + 1)>;
+
+/** Element i of the bound weight (f32 bits, or half i & 1 of word i >> 1). */
+fn weight(i: u32) -> f32 {
+  if (W_F16) {
+    return unpack2x16float(w[i >> 1u])[i & 1u];
+  }
+  return bitcast<f32>(w[i]);
+}
+
+// erfc(z) for z ≥ 0 by the Chebyshev fit of Numerical Recipes (Press et al., 2nd ed., §6.2,
+// `erfcc`): fractional error < 1.2e-7 everywhere, so both erf near 0 and the far negative tail of
+// GELU (where 1 + erf(v/√2) = erfc(|v|/√2) is tiny) keep f32 relative accuracy. Abramowitz–Stegun
+// 7.1.26 would give 1.5e-7 *absolute* error, i.e. no relative accuracy in that tail.
+// Same formula as kernels/linear_matvec.wgsl.
+fn erfc_pos(z: f32) -> f32 {
+  let t = 1.0 / (1.0 + 0.5 * z);
+  let poly = -1.26551223 + t * (1.00002368 + t * (0.37409196 + t * (0.09678418 + t * (-0.18628806 +
+             t * (0.27886807 + t * (-1.13520398 + t * (1.48851587 + t * (-0.82215223 + t * 0.17087277))))))));
+  return t * exp(-z * z + poly);
+}
+
+/** Exact GELU: 0.5·v·(1 + erf(v/√2)) = 0.5·v·erfc(−v/√2). */
+fn gelu(v: f32) -> f32 {
+  let e = erfc_pos(abs(v) * 0.70710678118654752);
+  return 0.5 * v * select(e, 2.0 - e, v > 0.0);
+}
+
+/** Writes one output: adds the bias, applies the activation. */
+fn store(m: u32, n: u32, acc: f32) {
+  var v = acc;
+  if (HAS_BIAS) {
+    v += bias[p.col0 + n];
+  }
+  if (GELU) {
+    v = gelu(v);
+  }
+  y[m * p.yStride + p.col0 + n] = v;
+}
+
+/** Accumulates the staged TILE_K slice into the micro-tile of invocation (tx, ty). */
+fn multiply_staged(tx: u32, ty: u32, acc: ptr<function, array<vec4<f32>, TM>>) {
+  let wgx = TILE_N / TN;
+  let wgy = TILE_M / TM;
+  for (var k = 0u; k < TILE_K; k++) {
+    let xrow = k * (TILE_M + 1u) + ty;
+    let wrow = k * (TILE_N + 1u) + tx;
+    let b = vec4<f32>(ws[wrow], ws[wrow + wgx], ws[wrow + 2u * wgx], ws[wrow + 3u * wgx]);
+    for (var i = 0u; i < TM; i++) {
+      (*acc)[i] += xs[xrow + i * wgy] * b;
+    }
+  }
+}
+
+/** Writes the micro-tile of invocation (tx, ty) of the workgroup at (n0, m0). */
+fn store_tile(n0: u32, m0: u32, tx: u32, ty: u32, acc: ptr<function, array<vec4<f32>, TM>>) {
+  for (var i = 0u; i < TM; i++) {
+    let m = m0 + ty + i * (TILE_M / TM);
+    for (var j = 0u; j < TN; j++) {
+      let n = n0 + tx + j * (TILE_N / TN);
+      if (m < p.M && n < p.N) {
+        store(m, n, (*acc)[i][j]);
+      }
+    }
+  }
+}
+
+@compute @workgroup_size(TILE_N / TN, TILE_M / TM)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+  let threads = (TILE_N / TN) * (TILE_M / TM);
+  let flat = lid.y * (TILE_N / TN) + lid.x;
+  let n0 = wid.x * TILE_N;
+  let m0 = wid.y * TILE_M;
+  var acc: array<vec4<f32>, TM>;
+
+  for (var k0 = 0u; k0 < p.K; k0 += TILE_K) {
+    // Stage: consecutive invocations read consecutive k of one row (coalesced), zero past the edges.
+    for (var e = flat; e < TILE_M * TILE_K; e += threads) {
+      let r = e / TILE_K;
+      let k = e % TILE_K;
+      var v = 0.0;
+      if (m0 + r < p.M && k0 + k < p.K) {
+        v = x[(m0 + r) * p.K + k0 + k];
+      }
+      xs[k * (TILE_M + 1u) + r] = v;
+    }
+    for (var e = flat; e < TILE_N * TILE_K; e += threads) {
+      let r = e / TILE_K;
+      let k = e % TILE_K;
+      var v = 0.0;
+      if (n0 + r < p.N && k0 + k < p.K) {
+        v = weight((n0 + r) * p.K + k0 + k);
+      }
+      ws[k * (TILE_N + 1u) + r] = v;
+    }
+    workgroupBarrier();
+    multiply_staged(lid.x, lid.y, &acc);
+    workgroupBarrier();
+  }
+  store_tile(n0, m0, lid.x, lid.y, &acc);
+}

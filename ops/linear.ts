@@ -1,0 +1,211 @@
+/**
+ * linear — y = x · wᵀ + bias, optionally followed by exact GELU (PyTorch's nn.Linear [+ nn.GELU]).
+ *
+ *   x     f32  [..., K]   leading dims are flattened to M rows
+ *   w     f32 | f16 [N, K] PyTorch layout (f16: two halves per u32 word, see runtime/tensor.ts)
+ *   bias  f32  [N]        optional
+ *   y     f32  [..., N]   accumulated in f32
+ *
+ * Two kernels, chosen by M:
+ *   M ≤ MATVEC_MAX_M  kernels/linear_matvec.wgsl — decode: stream each weight once, reduce over K
+ *                     in workgroup memory.
+ *   otherwise         kernels/linear_tiled.wgsl — a register-tiled GEMM over workgroup-memory tiles.
+ * The matvec kernel has a `main_vec4` entry point (16-byte loads) used when K % 8 == 0, else `main`.
+ *
+ * Operands bigger than maxStorageBufferBindingSize (128 MiB on lavapipe; LLaMA's lm_head or a
+ * 4096×11008 f32 weight) are bound in slices: w in ranges of rows (each producing a range of y's
+ * columns), x and y in ranges of rows. Slice starts are multiples of 256 bytes, as WebGPU requires.
+ */
+import ndarray, { type NdArray } from 'ndarray';
+import { params, type Binding, type Gpu } from '../runtime/gpu.js';
+import { numel, storageBytes, type Tensor } from '../runtime/tensor.js';
+import { assertDType, check, GRID_X } from './util.js';
+
+export interface LinearOptions {
+  activation?: 'gelu';
+}
+
+/** Up to this many rows of x the matrix-vector kernel is used (must not exceed MAX_M in linear_matvec.wgsl). */
+export const MATVEC_MAX_M = 8;
+
+/** linear_tiled.wgsl: output tile per workgroup and K step. (TILE_N / 4)·(TILE_M / 4) = 256 invocations. */
+const TILED = { TILE_M: 64, TILE_N: 64, TILE_K: 16 };
+/** linear_matvec.wgsl: invocations per workgroup, and how many of them share one output column. */
+const MATVEC = { WG: 256, LANES: 32 };
+/** Binding offsets must be multiples of this (minStorageBufferOffsetAlignment is 256 everywhere). */
+const OFFSET_ALIGN = 256;
+
+/** y = act(x · wᵀ + bias). See the file header for shapes. */
+export function linear(gpu: Gpu, x: Tensor, w: Tensor, bias?: Tensor, opts: LinearOptions = {}): Tensor {
+  return linearWithBindingLimit(gpu, x, w, bias, opts, gpu.limits.maxStorageBufferBindingSize);
+}
+
+/**
+ * `linear` with an explicit binding-size limit. The op uses the device's limit; specs pass a small
+ * one to exercise every way of slicing the operands on small tensors.
+ */
+export function linearWithBindingLimit(
+  gpu: Gpu,
+  x: Tensor,
+  w: Tensor,
+  bias: Tensor | undefined,
+  opts: LinearOptions,
+  maxBindingBytes: number,
+): Tensor {
+  const { M, N, K } = checkLinearShapes('linear', x.shape, w.shape, bias?.shape);
+  assertDType('linear', x, 'x', 'f32');
+  assertDType('linear', w, 'w', 'f32', 'f16');
+  if (bias) assertDType('linear', bias, 'bias', 'f32');
+  const y = gpu.empty([...x.shape.slice(0, -1), N]);
+  if (M === 0 || N === 0) return y;
+
+  const f16 = w.dtype === 'f16';
+  const vec4 = K % 8 === 0;
+  const matvec = M <= MATVEC_MAX_M;
+  const flags = { W_F16: f16 ? 1 : 0, HAS_BIAS: bias ? 1 : 0, GELU: opts.activation === 'gelu' ? 1 : 0 };
+  // Rows of w per binding (→ columns of y per dispatch), and rows of x and y per binding.
+  const wRows = sliceRows(N, [K * (f16 ? 2 : 4)], maxBindingBytes, `w [${w.shape}] ${w.dtype}`);
+  const xyRows = sliceRows(M, [K * 4, N * 4], maxBindingBytes, `x [${M}, ${K}] / y [${M}, ${N}]`);
+
+  for (let m0 = 0; m0 < M; m0 += xyRows) {
+    const rows = Math.min(xyRows, M - m0);
+    const xSlice = range(x, m0 * K * 4, rows * K * 4);
+    const ySlice = range(y, m0 * N * 4, rows * N * 4);
+    for (let n0 = 0; n0 < N; n0 += wRows) {
+      const cols = Math.min(wRows, N - n0);
+      const wStart = storageBytes(w.dtype, n0 * K);
+      const wSlice = range(w, wStart, storageBytes(w.dtype, n0 * K + cols * K) - wStart);
+      gpu.dispatch({
+        kernel: matvec ? 'linear_matvec' : 'linear_tiled',
+        entry: vec4 && matvec ? 'main_vec4' : 'main',
+        constants: matvec ? { ...MATVEC, GRID_X, ...flags } : { ...TILED, ...flags },
+        params: params(['u32', rows], ['u32', cols], ['u32', K], ['u32', N], ['u32', n0]),
+        // Without a bias the kernel never reads binding 3; x's slice stands in for it.
+        bindings: [xSlice, wSlice, bias ?? xSlice, ySlice],
+        workgroups: matvec ? matvecGrid(gpu, cols) : [Math.ceil(cols / TILED.TILE_N), Math.ceil(rows / TILED.TILE_M)],
+      });
+    }
+  }
+  return y;
+}
+
+/** Floating-point operations of one linear (a multiply-add counts as 2), for benchmarks. */
+export function linearFlops(M: number, N: number, K: number): number {
+  return 2 * M * N * K;
+}
+
+/** Uploads f32 values as a weight of the given dtype (f16 is rounded to nearest even, as `.half()`). */
+export function uploadWeight(gpu: Gpu, data: ArrayLike<number>, shape: readonly number[], dtype: 'f32' | 'f16'): Tensor {
+  return gpu.upload(shape, data, dtype);
+}
+
+/** CPU reference: plain loops in f64, rounded to f32 at the end. f16 weights come in as f32 values. */
+export function linearRef(
+  x: NdArray<Float32Array>,
+  w: NdArray<Float32Array>,
+  bias?: NdArray<Float32Array>,
+  activation?: 'gelu',
+): NdArray<Float32Array> {
+  const { M, N, K } = checkLinearShapes('linearRef', x.shape, w.shape, bias?.shape);
+  const out = new Float32Array(M * N);
+  for (let m = 0; m < M; m++) {
+    for (let n = 0; n < N; n++) {
+      let s = bias ? bias.data[n] : 0;
+      for (let k = 0; k < K; k++) s += x.data[m * K + k] * w.data[n * K + k];
+      out[m * N + n] = activation === 'gelu' ? geluRef(s) : s;
+    }
+  }
+  return ndarray(out, [...x.shape.slice(0, -1), N]);
+}
+
+/** Exact GELU in f64: 0.5·v·(1 + erf(v/√2)). */
+export function geluRef(v: number): number {
+  return 0.5 * v * erfc(-v / Math.SQRT2);
+}
+
+/**
+ * erfc in f64 to ~1e-14 relative (JavaScript has no Math.erf): the Maclaurin series of erf for
+ * |z| < 2, the continued fraction of erfc (Lentz's method) beyond.
+ */
+function erfc(z: number): number {
+  if (z < 0) return 2 - erfc(-z);
+  if (z < 2) {
+    let term = z;
+    let sum = z;
+    for (let n = 1; Math.abs(term) > 1e-17 * Math.abs(sum); n++) {
+      term *= (-z * z) / n;
+      sum += term / (2 * n + 1);
+    }
+    return 1 - (2 / Math.sqrt(Math.PI)) * sum;
+  }
+  // erfc(z) = exp(−z²)/√π · 1/(z + (1/2)/(z + 1/(z + (3/2)/(z + 2/(z + …)))))
+  const tiny = 1e-300;
+  let f = z;
+  let C = z;
+  let D = 0;
+  for (let i = 1; i < 200; i++) {
+    const a = i / 2;
+    D = z + a * D;
+    D = 1 / (Math.abs(D) < tiny ? tiny : D);
+    C = z + a / C;
+    if (Math.abs(C) < tiny) C = tiny;
+    const delta = C * D;
+    f *= delta;
+    if (Math.abs(delta - 1) < 1e-16) break;
+  }
+  return Math.exp(-z * z) / Math.sqrt(Math.PI) / f;
+}
+
+/** Checks x [..., K], w [N, K], bias [N]; returns the GEMM sizes. Errors name the shapes involved. */
+function checkLinearShapes(
+  op: string,
+  xShape: readonly number[],
+  wShape: readonly number[],
+  biasShape?: readonly number[],
+): { M: number; N: number; K: number } {
+  check(op, xShape.length >= 1, `x must have at least one dimension, got [${xShape}]`);
+  check(op, wShape.length === 2, `w must be [N, K] (PyTorch Linear.weight), got [${wShape}]`);
+  const [N, K] = wShape;
+  check(op, xShape[xShape.length - 1] === K, `shape mismatch: x is [${xShape}] but w is [${wShape}]; x's last dim must equal w's K = ${K}`);
+  if (biasShape) {
+    check(op, biasShape.length === 1 && biasShape[0] === N, `shape mismatch: bias is [${biasShape}] but w is [${wShape}]; bias must be [${N}]`);
+  }
+  return { M: numel(xShape.slice(0, -1)), N, K };
+}
+
+/**
+ * How many rows of `bytesPerRow` bytes one binding may hold: as many as fit under the limit, in
+ * multiples of the smallest row count whose byte size is a multiple of 256 (so every slice starts
+ * on an allowed offset). All `rows` when they fit in one binding.
+ */
+function sliceRows(rows: number, bytesPerRow: number[], maxBindingBytes: number, what: string): number {
+  const widest = Math.max(...bytesPerRow);
+  if (rows * widest <= maxBindingBytes) return rows;
+  const step = bytesPerRow.reduce((s, b) => lcm(s, OFFSET_ALIGN / gcd(b, OFFSET_ALIGN)), 1);
+  const fit = Math.floor(maxBindingBytes / widest / step) * step;
+  check(
+    'linear',
+    fit > 0,
+    `${what} cannot be bound in slices of ≤ ${maxBindingBytes} bytes starting at multiples of ${OFFSET_ALIGN} bytes ` +
+      `(the smallest aligned slice is ${step} rows of ${widest} bytes)`,
+  );
+  return fit;
+}
+
+function range(t: Tensor, offset: number, size: number): Binding {
+  return { tensor: t, offset, size: Math.max(4, Math.ceil(size / 4) * 4) };
+}
+
+function matvecGrid(gpu: Gpu, cols: number): [number, number] {
+  const groups = Math.ceil(cols / (MATVEC.WG / MATVEC.LANES));
+  if (groups <= gpu.limits.maxComputeWorkgroupsPerDimension) return [groups, 1];
+  return [GRID_X, Math.ceil(groups / GRID_X)];
+}
+
+function gcd(a: number, b: number): number {
+  return b === 0 ? a : gcd(b, a % b);
+}
+
+function lcm(a: number, b: number): number {
+  return (a / gcd(a, b)) * b;
+}
