@@ -1,0 +1,135 @@
+// attention_decode.wgsl — causal grouped-query attention for few queries over a long KV cache
+// (token-by-token decoding), split-K: phase 1 of 2 (kernels/attention_combine.wgsl is phase 2).
+//
+// Keys are cut into chunks of CHUNK; one workgroup handles one (chunk, query, head) and writes an
+// unnormalised partial result for its chunk c:
+//   m_c = max_k s_k,  l_c = Σ_k e^(s_k − m_c),  acc_c = Σ_k e^(s_k − m_c) · V[k, g(h)]
+//   s_k = q[t, h] · K[k, g(h)] / √D   over the chunk's keys k ≤ queryOffset + t, k < kvLength
+// so that many workgroups stream the cache in parallel even for one query (32 heads alone would
+// leave most of a large GPU idle).
+//
+// Bindings:  @0 uniform Params   @1 q: f32[T, nHeads·D]   @2 k: f32[S, nKvHeads·D]
+//            @3 v: f32[S, nKvHeads·D]   @4 partial: f32[T·nHeads, nChunks, D + 2]  (acc…, m, l)
+// Dispatch:  workgroups (nChunks, T · nHeads), WG invocations each.
+// Scores: one invocation per key (vec4 loads along the key's row). Softmax statistics: tree
+// reductions in workgroup memory. P·V: invocation e owns output dim e % D for the keys
+// e / D, e / D + PARTS, … (coalesced rows of V), and the PARTS partial sums are added at the end.
+
+struct Params {
+  T: u32,
+  nHeads: u32,
+  nKvHeads: u32,
+  queryOffset: u32,
+  kvLength: u32,
+  nChunks: u32,
+  scale: f32,          // 1 / √D
+}
+
+override HEAD_DIM: u32 = 128;  // D, a multiple of 4
+override CHUNK: u32 = 256;     // keys per workgroup
+override WG: u32 = 128;        // a power of two
+override PARTS: u32 = 1;       // max(1, ⌊WG / D⌋): key subsets summed in parallel per output dim
+const MAX_PV: u32 = 256;       // ≥ max(WG, D)
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> q: array<vec4f>;
+@group(0) @binding(2) var<storage, read> k: array<vec4f>;
+@group(0) @binding(3) var<storage, read> v: array<f32>;
+@group(0) @binding(4) var<storage, read_write> partial: array<f32>;
+
+var<workgroup> qv: array<vec4f, HEAD_DIM / 4>;
+var<workgroup> probs: array<f32, CHUNK>;
+var<workgroup> red: array<f32, WG>;
+var<workgroup> pv: array<f32, MAX_PV>;
+
+const MASKED: f32 = -1e30;
+
+fn reduceMax(lid: u32, x: f32) -> f32 {
+  red[lid] = x;
+  workgroupBarrier();
+  for (var s = WG / 2u; s > 0u; s /= 2u) {
+    if (lid < s) { red[lid] = max(red[lid], red[lid + s]); }
+    workgroupBarrier();
+  }
+  let r = red[0];
+  workgroupBarrier();
+  return r;
+}
+
+fn reduceSum(lid: u32, x: f32) -> f32 {
+  red[lid] = x;
+  workgroupBarrier();
+  for (var s = WG / 2u; s > 0u; s /= 2u) {
+    if (lid < s) { red[lid] += red[lid + s]; }
+    workgroupBarrier();
+  }
+  let r = red[0];
+  workgroupBarrier();
+  return r;
+}
+
+@compute @workgroup_size(WG)
+fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid: u32) {
+  let D = HEAD_DIM;
+  let D4 = D / 4u;
+  let chunk = wid.x;
+  let row = wid.y;                      // t · nHeads + h
+  let t = row / p.nHeads;
+  let h = row % p.nHeads;
+  let kvh = h / (p.nHeads / p.nKvHeads);
+  let kEnd = min(p.kvLength, p.queryOffset + t + 1u);
+  let c0 = chunk * CHUNK;
+  let c1 = min(c0 + CHUNK, kEnd);       // c0 ≥ c1: nothing visible in this chunk
+
+  for (var e = lid; e < D4; e += WG) { qv[e] = q[(row * D) / 4u + e] * p.scale; }
+  workgroupBarrier();
+
+  // scores, one key per invocation
+  var localMax = MASKED;
+  for (var kk = lid; kk < CHUNK; kk += WG) {
+    let key = c0 + kk;
+    var s = MASKED;
+    if (key < c1) {
+      let base = (key * p.nKvHeads + kvh) * D4;
+      var dot4 = vec4f(0.0);
+      for (var c = 0u; c < D4; c++) { dot4 += qv[c] * k[base + c]; }
+      s = dot4.x + dot4.y + dot4.z + dot4.w;
+    }
+    probs[kk] = s;
+    localMax = max(localMax, s);
+  }
+  let m = reduceMax(lid, localMax);
+
+  var localSum = 0.0;
+  for (var kk = lid; kk < CHUNK; kk += WG) {
+    let s = probs[kk];
+    var pk = 0.0;
+    if (s != MASKED) { pk = exp(s - m); }
+    probs[kk] = pk;
+    localSum += pk;
+  }
+  let l = reduceSum(lid, localSum);   // its barriers also publish probs
+
+  // P·V
+  let n = select(0u, c1 - c0, c1 > c0);
+  for (var e = lid; e < D * PARTS; e += WG) {
+    let d = e % D;
+    var sum = 0.0;
+    for (var kk = e / D; kk < n; kk += PARTS) {
+      sum += probs[kk] * v[((c0 + kk) * p.nKvHeads + kvh) * D + d];
+    }
+    pv[e] = sum;
+  }
+  workgroupBarrier();
+
+  let out = (row * p.nChunks + chunk) * (D + 2u);
+  for (var d = lid; d < D; d += WG) {
+    var sum = 0.0;
+    for (var part = 0u; part < PARTS; part++) { sum += pv[part * D + d]; }
+    partial[out + d] = sum;
+  }
+  if (lid == 0u) {
+    partial[out + D] = m;
+    partial[out + D + 1u] = l;
+  }
+}

@@ -1,0 +1,126 @@
+// attention_prefill.wgsl — causal grouped-query attention for many queries (prompt prefill),
+// flash-attention style: K/V tiles staged in workgroup memory, online softmax, no T×S score matrix.
+//
+//   o[t, h] = Σ_k softmax_k( q[t, h] · K[k, g(h)] / √D ) · V[k, g(h)]
+//   over keys k ≤ queryOffset + t and k < kvLength;  g(h) = ⌊h / (nHeads / nKvHeads)⌋
+//
+// Bindings:  @0 uniform Params   @1 q: f32[T, nHeads·D]   @2 k: f32[S, nKvHeads·D]
+//            @3 v: f32[S, nKvHeads·D]   @4 o: f32[T, nHeads·D]
+// Dispatch:  workgroups (⌈T / BQ⌉, nHeads): one workgroup per (block of BQ queries, head).
+//            WG = BQ · TPQ invocations: TPQ invocations share each query.
+// Per key tile of BK keys: the workgroup loads K into workgroup memory; invocation (query qi, lane j)
+// computes scores for keys j, j + TPQ, …; then V replaces K in the same tile memory and each
+// invocation rescales and accumulates its D / TPQ output dims (j, j + TPQ, …) of query qi with the
+// online-softmax update  m' = max(m, max s),  acc = acc·e^(m−m') + Σ e^(s−m')·v,  l likewise.
+// Rows of the Q and K/V tiles are padded by one float so lanes reading different rows at the
+// same column hit different banks.
+
+struct Params {
+  T: u32,
+  nHeads: u32,
+  nKvHeads: u32,
+  queryOffset: u32,
+  kvLength: u32,
+  scale: f32,          // 1 / √D
+}
+
+override HEAD_DIM: u32 = 128;  // D, a multiple of TPQ, ≤ TPQ · MAX_DPT
+override BQ: u32 = 16;         // queries per workgroup
+override BK: u32 = 32;         // keys per tile, a multiple of TPQ
+override TPQ: u32 = 8;         // invocations per query
+const MAX_DPT: u32 = 32;       // output dims one invocation may own (D / TPQ)
+
+override WG: u32 = BQ * TPQ;
+override ROW: u32 = HEAD_DIM + 1;   // padded row stride of the tiles
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> q: array<f32>;
+@group(0) @binding(2) var<storage, read> k: array<f32>;
+@group(0) @binding(3) var<storage, read> v: array<f32>;
+@group(0) @binding(4) var<storage, read_write> o: array<f32>;
+
+var<workgroup> qTile: array<f32, BQ * ROW>;     // this block's queries, pre-scaled by 1/√D
+var<workgroup> kvTile: array<f32, BK * ROW>;    // K of the tile, then V of the tile
+var<workgroup> scores: array<f32, BQ * BK>;
+
+const MASKED: f32 = -1e30;   // score of a key a query may not see (finite: no inf − inf)
+
+@compute @workgroup_size(WG)
+fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid: u32) {
+  let D = HEAD_DIM;
+  let h = wid.y;
+  let q0 = wid.x * BQ;
+  let kvh = h / (p.nHeads / p.nKvHeads);
+  let qStride = p.nHeads * D;
+  let kvStride = p.nKvHeads * D;
+  let qi = lid / TPQ;
+  let j = lid % TPQ;
+  let t = q0 + qi;
+  let qpos = p.queryOffset + t;
+  // the last key any query of this block may see, plus one
+  let kEnd = min(p.kvLength, p.queryOffset + min(p.T, q0 + BQ));
+
+  for (var e = lid; e < BQ * D; e += WG) {
+    let r = e / D;
+    let c = e % D;
+    var value = 0.0;
+    if (q0 + r < p.T) { value = q[(q0 + r) * qStride + h * D + c] * p.scale; }
+    qTile[r * ROW + c] = value;
+  }
+
+  var acc: array<f32, MAX_DPT>;
+  var m = MASKED;
+  var l = 0.0;
+  let dpt = D / TPQ;
+
+  for (var k0 = 0u; k0 < kEnd; k0 += BK) {
+    workgroupBarrier();   // the previous tile's V is no longer read (and qTile is complete)
+    for (var e = lid; e < BK * D; e += WG) {
+      let r = e / D;
+      let c = e % D;
+      var value = 0.0;
+      if (k0 + r < kEnd) { value = k[(k0 + r) * kvStride + kvh * D + c]; }
+      kvTile[r * ROW + c] = value;
+    }
+    workgroupBarrier();
+
+    for (var kk = j; kk < BK; kk += TPQ) {
+      let key = k0 + kk;
+      var s = MASKED;
+      if (t < p.T && key < kEnd && key <= qpos) {
+        s = 0.0;
+        for (var c = 0u; c < D; c++) { s += qTile[qi * ROW + c] * kvTile[kk * ROW + c]; }
+      }
+      scores[qi * BK + kk] = s;
+    }
+    workgroupBarrier();
+
+    for (var e = lid; e < BK * D; e += WG) {
+      let r = e / D;
+      let c = e % D;
+      var value = 0.0;
+      if (k0 + r < kEnd) { value = v[(k0 + r) * kvStride + kvh * D + c]; }
+      kvTile[r * ROW + c] = value;
+    }
+    workgroupBarrier();
+
+    var tileMax = MASKED;
+    for (var kk = 0u; kk < BK; kk++) { tileMax = max(tileMax, scores[qi * BK + kk]); }
+    let mNew = max(m, tileMax);
+    let correction = exp(m - mNew);
+    l *= correction;
+    for (var dd = 0u; dd < dpt; dd++) { acc[dd] *= correction; }
+    for (var kk = 0u; kk < BK; kk++) {
+      let s = scores[qi * BK + kk];
+      if (s == MASKED) { continue; }
+      let pk = exp(s - mNew);
+      l += pk;
+      for (var dd = 0u; dd < dpt; dd++) { acc[dd] += pk * kvTile[kk * ROW + j + dd * TPQ]; }
+    }
+    m = mNew;
+  }
+
+  if (t < p.T) {
+    for (var dd = 0u; dd < dpt; dd++) { o[t * qStride + h * D + j + dd * TPQ] = acc[dd] / l; }
+  }
+}
