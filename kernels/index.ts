@@ -18,6 +18,7 @@ export const KERNELS = [
   'layerScaleResidual',
   'layerNorm',
   'rmsNorm',
+  'transpose',
 ] as const;
 
 export type KernelName = (typeof KERNELS)[number];
