@@ -38,3 +38,17 @@ export class MemoryByteSource implements ByteSource {
 
   async close(): Promise<void> {}
 }
+
+/**
+ * Positional writes to a file that appears only on `commit()` (written under a temporary name, then
+ * renamed), and vanishes on `abort()`. Node implements it in file-source.ts; a browser variant could
+ * wrap a FileSystemWritableFileStream.
+ */
+export interface ByteSink {
+  readonly name: string;
+  write(position: number, bytes: Uint8Array): Promise<void>;
+  /** Bytes written so far, as a ByteSource (for spooling); valid until commit/abort. */
+  readBack(): Promise<ByteSource>;
+  commit(): Promise<void>;
+  abort(): Promise<void>;
+}

@@ -125,7 +125,8 @@ export class TensorSet implements WeightSource {
     return toF32(dtype, bytes, new Float32Array(numel));
   }
 
-  async toGpu(gpu: Gpu, name: string, dtype: 'f32' | 'f16'): Promise<Tensor> {
+  /** See WeightSource.toGpu. `chunkElements` (even) overrides the staging size (tests use tiny chunks). */
+  async toGpu(gpu: Gpu, name: string, dtype: 'f32' | 'f16', options: { chunkElements?: number } = {}): Promise<Tensor> {
     const { dtype: src, numel, file, shape } = this.floatTensor(name);
     const maxBuffer = gpu.limits.maxBufferSize;
     const gpuBytes = dtype === 'f16' ? Math.ceil(numel / 2) * 4 : numel * 4;
@@ -138,7 +139,9 @@ export class TensorSet implements WeightSource {
       );
     }
     const tensor = gpu.empty(shape, dtype, name);
-    const chunk = Math.min(numel, CHUNK_ELEMENTS);
+    const chunkElements = options.chunkElements ?? CHUNK_ELEMENTS;
+    if (chunkElements < 2 || chunkElements % 2) throw new Error(`toGpu: chunkElements must be even and ≥ 2, got ${chunkElements}`);
+    const chunk = Math.max(1, Math.min(numel, chunkElements));
     const srcBytes = bytesPerElement(src);
     const staging = alignedBytes(chunk * srcBytes);
     const f32 = new Float32Array(dtype === 'f32' || src === 'BF16' ? chunk : 0);

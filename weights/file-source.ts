@@ -2,8 +2,8 @@
  * The Node ByteSource: a file read by position through fs/promises, so a multi-GB checkpoint is
  * never read whole. Positions are numbers (exact up to 2^53), so files over 4 GiB work.
  */
-import { open, type FileHandle } from 'node:fs/promises';
-import type { ByteSource } from './byte-source.js';
+import { open, rename, rm, type FileHandle } from 'node:fs/promises';
+import type { ByteSink, ByteSource } from './byte-source.js';
 
 /** Node rejects single reads over 2 GiB − 1; larger reads are split into pieces of this size. */
 const MAX_READ = 1 << 30;
@@ -44,6 +44,50 @@ export class FileByteSource implements ByteSource {
   }
 
   async close(): Promise<void> {
+    const h = this.handle;
+    this.handle = null;
+    await h?.close();
+  }
+}
+
+/** The Node ByteSink: writes `<path>.<pid>.partial`, renamed to `path` on commit. */
+export class FileByteSink implements ByteSink {
+  private constructor(
+    readonly name: string,
+    private readonly tempPath: string,
+    private handle: FileHandle | null,
+  ) {}
+
+  static async create(path: string): Promise<FileByteSink> {
+    const tempPath = `${path}.${process.pid}.partial`;
+    return new FileByteSink(path, tempPath, await open(tempPath, 'w'));
+  }
+
+  async write(position: number, bytes: Uint8Array): Promise<void> {
+    if (!this.handle) throw new Error(`${this.name}: write after commit/abort`);
+    let done = 0;
+    while (done < bytes.byteLength) {
+      const { bytesWritten } = await this.handle.write(bytes, done, Math.min(bytes.byteLength - done, MAX_READ), position + done);
+      done += bytesWritten;
+    }
+  }
+
+  async readBack(): Promise<ByteSource> {
+    await this.handle?.sync();
+    return FileByteSource.open(this.tempPath);
+  }
+
+  async commit(): Promise<void> {
+    await this.closeHandle();
+    await rename(this.tempPath, this.name);
+  }
+
+  async abort(): Promise<void> {
+    await this.closeHandle().catch(() => {});
+    await rm(this.tempPath, { force: true });
+  }
+
+  private async closeHandle(): Promise<void> {
     const h = this.handle;
     this.handle = null;
     await h?.close();

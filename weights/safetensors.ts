@@ -14,7 +14,7 @@
  *
  * Tensors are read by offset through a ByteSource, never by loading the file.
  */
-import type { ByteSource } from './byte-source.js';
+import type { ByteSink, ByteSource } from './byte-source.js';
 import { SafetensorsError } from './errors.js';
 import { findDuplicateKey } from './json-keys.js';
 
@@ -280,19 +280,87 @@ export interface TensorToWrite {
 }
 
 /**
- * Writes a .safetensors file (Node). With an array, the header is computed from the shapes first and
- * each tensor's data is streamed straight to the file, so multi-GB files need only one chunk in memory.
+ * Writes a .safetensors file. With an array, the header is computed from the shapes first and each
+ * tensor's data is streamed straight to the file, so multi-GB files need only one chunk in memory.
  * An async iterable of tensors (count unknown up front) is spooled to a side file, then copied after
- * the header. The file appears atomically (written under a temporary name, then renamed).
+ * the header. The file appears atomically (written under a temporary name, then renamed); on any
+ * error nothing is left behind.
  */
 export async function writeSafetensors(
   path: string,
   tensors: TensorToWrite[] | AsyncIterable<TensorToWrite>,
   metadata?: Record<string, string>,
 ): Promise<void> {
-  const { writeSafetensorsFile } = await import('./writer.js');
-  return writeSafetensorsFile(path, tensors, metadata);
+  const { FileByteSink } = await import('./file-source.js');
+  const out = await FileByteSink.create(path);
+  try {
+    if (Array.isArray(tensors)) {
+      const { header, infos } = encodeHeader(tensors, metadata, path);
+      await out.write(0, header);
+      let position = header.byteLength;
+      for (let i = 0; i < tensors.length; i++) {
+        position += await writeTensorData(out, position, tensors[i], infos[i], path);
+      }
+    } else {
+      await writeSpooled(out, tensors, metadata, FileByteSink, path);
+    }
+    await out.commit();
+  } catch (e) {
+    await out.abort();
+    throw e;
+  }
 }
+
+async function writeSpooled(
+  out: ByteSink,
+  tensors: AsyncIterable<TensorToWrite>,
+  metadata: Record<string, string> | undefined,
+  Sink: { create(path: string): Promise<ByteSink> },
+  path: string,
+): Promise<void> {
+  const spool = await Sink.create(`${path}.spool`);
+  try {
+    const described: TensorToWrite[] = [];
+    let dataLength = 0;
+    for await (const t of tensors) {
+      described.push(t);
+      const { infos } = encodeHeader(described, undefined, path); // validates names and sizes as they arrive
+      dataLength += await writeTensorData(spool, dataLength, t, infos[infos.length - 1], path);
+      described[described.length - 1] = { ...t, data: new Uint8Array(0) }; // do not keep the data alive
+    }
+    const { header } = encodeHeader(described, metadata, path);
+    await out.write(0, header);
+    const data = await spool.readBack();
+    try {
+      const chunk = new Uint8Array(Math.max(1, Math.min(COPY_CHUNK, dataLength)));
+      for (let at = 0; at < dataLength; at += chunk.length) {
+        const piece = await data.read(at, Math.min(chunk.length, dataLength - at), chunk);
+        await out.write(header.byteLength + at, piece);
+      }
+    } finally {
+      await data.close();
+    }
+  } finally {
+    await spool.abort();
+  }
+}
+
+/** Writes one tensor's bytes at `position`; checks they match its shape × dtype. Returns the count. */
+async function writeTensorData(sink: ByteSink, position: number, t: TensorToWrite, info: TensorInfo, path: string): Promise<number> {
+  let written = 0;
+  const pieces = ArrayBuffer.isView(t.data) ? [t.data] : t.data();
+  for await (const piece of pieces) {
+    await sink.write(position + written, new Uint8Array(piece.buffer, piece.byteOffset, piece.byteLength));
+    written += piece.byteLength;
+  }
+  const expected = info.end - info.begin;
+  if (written !== expected) {
+    throw new SafetensorsError(`${path}: tensor '${t.name}': [${t.shape}] ${t.dtype} is ${expected} bytes but its data has ${written}`, path, t.name);
+  }
+  return written;
+}
+
+const COPY_CHUNK = 16 << 20;
 
 /**
  * The header bytes for tensors laid out in the given order: JSON padded with spaces so the data section
@@ -301,21 +369,23 @@ export async function writeSafetensors(
 export function encodeHeader(
   tensors: { name: string; dtype: StDType; shape: number[] }[],
   metadata?: Record<string, string>,
+  file = '(writer)',
 ): { header: Uint8Array; infos: TensorInfo[]; dataLength: number } {
+  const fail = (message: string, tensor: string): never => {
+    throw new SafetensorsError(`${file}: tensor '${tensor}': ${message}`, file, tensor);
+  };
   const json: Record<string, unknown> = {};
   if (metadata && Object.keys(metadata).length) json.__metadata__ = metadata;
   const infos: TensorInfo[] = [];
   let offset = 0;
   for (const t of tensors) {
-    if (t.name === '__metadata__') throw new SafetensorsError(`'__metadata__' cannot be a tensor name`, '(writer)', t.name);
-    if (Object.prototype.hasOwnProperty.call(json, t.name)) throw new SafetensorsError(`tensor '${t.name}' is listed twice`, '(writer)', t.name);
-    if (!isStDType(t.dtype)) throw new SafetensorsError(`tensor '${t.name}': unknown dtype '${t.dtype}'`, '(writer)', t.name);
-    if (!t.shape.every((d) => Number.isSafeInteger(d) && d >= 0)) {
-      throw new SafetensorsError(`tensor '${t.name}': bad shape [${t.shape}]`, '(writer)', t.name);
-    }
+    if (t.name === '__metadata__') fail(`'__metadata__' cannot be a tensor name`, t.name);
+    if (Object.prototype.hasOwnProperty.call(json, t.name)) fail('listed twice', t.name);
+    if (!isStDType(t.dtype)) fail(`unknown dtype '${t.dtype}'`, t.name);
+    if (!t.shape.every((d) => Number.isSafeInteger(d) && d >= 0)) fail(`bad shape [${t.shape}]`, t.name);
     const bytes = byteSizeBig(t.dtype, numelBig(t.shape));
-    if (bytes === null) throw new SafetensorsError(`tensor '${t.name}': [${t.shape}] ${t.dtype} is not a whole number of bytes`, '(writer)', t.name);
-    const info = { name: t.name, dtype: t.dtype, shape: [...t.shape], begin: offset, end: offset + Number(bytes) };
+    if (bytes === null) fail(`[${t.shape}] ${t.dtype} is not a whole number of bytes`, t.name);
+    const info = { name: t.name, dtype: t.dtype, shape: [...t.shape], begin: offset, end: offset + Number(bytes!) };
     json[t.name] = { dtype: info.dtype, shape: info.shape, data_offsets: [info.begin, info.end] };
     infos.push(info);
     offset = info.end;
