@@ -20,7 +20,14 @@
 // transposing stores avoid bank conflicts), then each invocation accumulates a 4 × 4 micro-tile in
 // registers. The micro-tile is strided — rows ty + i·(TILE_M/4), columns tx + j·(TILE_N/4) — so
 // neighbouring invocations read neighbouring staged floats and write neighbouring outputs.
-// Loads are scalar with bounds checks on every edge, so any M, N, K works.
+//
+// Entry points:
+//   main       any M, N, K: scalar loads with bounds checks on every edge; 4 × 4 micro-tiles,
+//              workgroup (TILE_N / 4) × (TILE_M / 4).
+//   main_vec4  K % 8 == 0 (every row starts on a 16-byte boundary), TILE_K % 8 == 0: x and w read
+//              as 16-byte vectors (4 f32, or 8 packed halves), staged as vec4s; 8 × 4 micro-tiles of
+//              contiguous rows/columns, so a k step costs 3 vec4 workgroup loads for 32 FMAs;
+//              workgroup (TILE_N / 4) × (TILE_M / 8).
 
 struct Params {
   M: u32,
@@ -46,9 +53,16 @@ const TN: u32 = 4; // columns of the micro-tile
 @group(0) @binding(3) var<storage, read> bias: array<f32>;
 @group(0) @binding(4) var<storage, read_write> y: array<f32>;
 
+// The same buffers seen as 16-byte vectors, for main_vec4 (an entry point uses one view or the other).
+@group(0) @binding(1) var<storage, read> x4: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read> w4: array<vec4<u32>>;
+
 // Staged tiles, k-major: xs[k · (TILE_M + 1) + row], ws[k · (TILE_N + 1) + col].
 var<workgroup> xs: array<f32, TILE_K * (TILE_M + 1)>;
 var<workgroup> ws: array<f32, TILE_K * (TILE_N + 1)>;
+// main_vec4's staged tiles, k-major, four rows (columns) per vec4: xs4[k · TILE_M/4 + row/4][row % 4].
+var<workgroup> xs4: array<vec4<f32>, TILE_K * TILE_M / 4>;
+var<workgroup> ws4: array<vec4<f32>, TILE_K * TILE_N / 4>;
 
 /** Element i of the bound weight (f32 bits, or half i & 1 of word i >> 1). */
 fn weight(i: u32) -> f32 {
@@ -148,4 +162,84 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
     workgroupBarrier();
   }
   store_tile(n0, m0, lid.x, lid.y, &acc);
+}
+
+const VTM: u32 = 8; // main_vec4 micro-tile: rows
+const VTN: u32 = 4; // main_vec4 micro-tile: columns (one vec4)
+
+@compute @workgroup_size(TILE_N / VTN, TILE_M / VTM)
+fn main_vec4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+  let threads = (TILE_N / VTN) * (TILE_M / VTM);
+  let flat = lid.y * (TILE_N / VTN) + lid.x;
+  let n0 = wid.x * TILE_N;
+  let m0 = wid.y * TILE_M;
+  let xq = p.K / 4u; // vec4s per row of x (and of an f32 w)
+  let wq = p.K / select(4u, 8u, W_F16); // vec4<u32>s per row of w
+  let per_wq = select(4u, 8u, W_F16); // elements of w per vec4<u32>
+  var acc: array<vec4<f32>, VTM>;
+
+  for (var k0 = 0u; k0 < p.K; k0 += TILE_K) {
+    // Stage x: one vec4 (4 consecutive k of one row) per item. Rows vary fastest across invocations
+    // so the transposing stores below fall in distinct banks; the other half of each 32-byte
+    // sector is read by the item TILE_M later, from L1.
+    for (var e = flat; e < TILE_M * TILE_K / 4u; e += threads) {
+      let r = e % TILE_M;
+      let q = e / TILE_M;
+      var v = vec4<f32>(0.0);
+      if (m0 + r < p.M && k0 + 4u * q < p.K) {
+        v = x4[(m0 + r) * xq + k0 / 4u + q];
+      }
+      for (var c = 0u; c < 4u; c++) {
+        xs4[(4u * q + c) * (TILE_M / 4u) + r / 4u][r % 4u] = v[c];
+      }
+    }
+    // Stage w the same way: a vec4<u32> is 8 halves or 4 f32 of one row.
+    for (var e = flat; e < TILE_N * TILE_K / per_wq; e += threads) {
+      let r = e % TILE_N;
+      let q = e / TILE_N;
+      var h = vec4<u32>(0u);
+      if (n0 + r < p.N && k0 + per_wq * q < p.K) {
+        h = w4[(n0 + r) * wq + k0 / per_wq + q];
+      }
+      let col = r;
+      if (W_F16) {
+        let lo = vec4<f32>(unpack2x16float(h.x), unpack2x16float(h.y));
+        let hi = vec4<f32>(unpack2x16float(h.z), unpack2x16float(h.w));
+        for (var c = 0u; c < 4u; c++) {
+          ws4[(8u * q + c) * (TILE_N / 4u) + col / 4u][col % 4u] = lo[c];
+          ws4[(8u * q + 4u + c) * (TILE_N / 4u) + col / 4u][col % 4u] = hi[c];
+        }
+      } else {
+        let v = bitcast<vec4<f32>>(h);
+        for (var c = 0u; c < 4u; c++) {
+          ws4[(4u * q + c) * (TILE_N / 4u) + col / 4u][col % 4u] = v[c];
+        }
+      }
+    }
+    workgroupBarrier();
+    for (var k = 0u; k < TILE_K; k++) {
+      let b = ws4[k * (TILE_N / 4u) + lid.x];
+      let a0 = xs4[k * (TILE_M / 4u) + 2u * lid.y];
+      let a1 = xs4[k * (TILE_M / 4u) + 2u * lid.y + 1u];
+      acc[0] += a0.x * b;
+      acc[1] += a0.y * b;
+      acc[2] += a0.z * b;
+      acc[3] += a0.w * b;
+      acc[4] += a1.x * b;
+      acc[5] += a1.y * b;
+      acc[6] += a1.z * b;
+      acc[7] += a1.w * b;
+    }
+    workgroupBarrier();
+  }
+
+  for (var i = 0u; i < VTM; i++) {
+    let m = m0 + lid.y * VTM + i;
+    for (var j = 0u; j < VTN; j++) {
+      let n = n0 + lid.x * VTN + j;
+      if (m < p.M && n < p.N) {
+        store(m, n, acc[i][j]);
+      }
+    }
+  }
 }

@@ -10,7 +10,7 @@
  *   M ≤ MATVEC_MAX_M  kernels/linear_matvec.wgsl — decode: stream each weight once, reduce over K
  *                     in workgroup memory.
  *   otherwise         kernels/linear_tiled.wgsl — a register-tiled GEMM over workgroup-memory tiles.
- * The matvec kernel has a `main_vec4` entry point (16-byte loads) used when K % 8 == 0, else `main`.
+ * Each has a `main_vec4` entry point (16-byte loads) used when K % 8 == 0, else `main` (any K).
  *
  * Operands bigger than maxStorageBufferBindingSize (128 MiB on lavapipe; LLaMA's lm_head or a
  * 4096×11008 f32 weight) are bound in slices: w in ranges of rows (each producing a range of y's
@@ -28,8 +28,13 @@ export interface LinearOptions {
 /** Up to this many rows of x the matrix-vector kernel is used (must not exceed MAX_M in linear_matvec.wgsl). */
 export const MATVEC_MAX_M = 8;
 
-/** linear_tiled.wgsl: output tile per workgroup and K step. (TILE_N / 4)·(TILE_M / 4) = 256 invocations. */
+/**
+ * linear_tiled.wgsl: output tile per workgroup and K step: (TILE_N / 4)·(TILE_M / 4) = 256
+ * invocations for `main`, (TILE_N / 4)·(TILE_M / 8) = 128 for `main_vec4` (TILE_K % 8 == 0 there).
+ * Workgroup memory: 16 KiB for main_vec4 with these, the WebGPU default limit.
+ */
 const TILED = { TILE_M: 64, TILE_N: 64, TILE_K: 16 };
+const TILED_VEC4 = { TILE_M: 64, TILE_N: 64, TILE_K: 32 };
 /** linear_matvec.wgsl: invocations per workgroup, and how many of them share one output column. */
 const MATVEC = { WG: 256, LANES: 32 };
 /** Binding offsets must be multiples of this (minStorageBufferOffsetAlignment is 256 everywhere). */
@@ -62,6 +67,7 @@ export function linearWithBindingLimit(
   const f16 = w.dtype === 'f16';
   const vec4 = K % 8 === 0;
   const matvec = M <= MATVEC_MAX_M;
+  const tiles = vec4 ? TILED_VEC4 : TILED;
   const flags = { W_F16: f16 ? 1 : 0, HAS_BIAS: bias ? 1 : 0, GELU: opts.activation === 'gelu' ? 1 : 0 };
   // Rows of w per binding (→ columns of y per dispatch), and rows of x and y per binding.
   const wRows = sliceRows(N, [K * (f16 ? 2 : 4)], maxBindingBytes, `w [${w.shape}] ${w.dtype}`);
@@ -77,12 +83,12 @@ export function linearWithBindingLimit(
       const wSlice = range(w, wStart, storageBytes(w.dtype, n0 * K + cols * K) - wStart);
       gpu.dispatch({
         kernel: matvec ? 'linear_matvec' : 'linear_tiled',
-        entry: vec4 && matvec ? 'main_vec4' : 'main',
-        constants: matvec ? { ...MATVEC, GRID_X, ...flags } : { ...TILED, ...flags },
+        entry: vec4 ? 'main_vec4' : 'main',
+        constants: matvec ? { ...MATVEC, GRID_X, ...flags } : { ...tiles, ...flags },
         params: params(['u32', rows], ['u32', cols], ['u32', K], ['u32', N], ['u32', n0]),
         // Without a bias the kernel never reads binding 3; x's slice stands in for it.
         bindings: [xSlice, wSlice, bias ?? xSlice, ySlice],
-        workgroups: matvec ? matvecGrid(gpu, cols) : [Math.ceil(cols / TILED.TILE_N), Math.ceil(rows / TILED.TILE_M)],
+        workgroups: matvec ? matvecGrid(gpu, cols) : [Math.ceil(cols / tiles.TILE_N), Math.ceil(rows / tiles.TILE_M)],
       });
     }
   }
