@@ -13,12 +13,14 @@ export const KERNELS = [
   'attention_prefill',
   'attention_decode',
   'attention_combine',
+  'sample',
   'gelu',
   'swiglu',
   'layerScaleResidual',
   'layerNorm',
   'rmsNorm',
   'transpose',
+  'dwconv7',
 ] as const;
 
 export type KernelName = (typeof KERNELS)[number];

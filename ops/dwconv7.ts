@@ -1,0 +1,97 @@
+/**
+ * dwconv7 — ConvNeXt's 7×7 depthwise convolution, channels-last.   kernels/dwconv7.wgsl
+ *
+ *   x [H, W, C] f32, w [C, 1, 7, 7] f32|f16 (PyTorch depthwise layout), bias [C] → y [H, W, C]
+ *   stride 1, zero padding 3
+ *
+ * Images whose input or output exceed one storage binding (e.g. 512×512×192 f32 = 201 MB) run in
+ * bands of output rows; each band binds its rows of y and its rows of x plus the 3-row halo.
+ */
+import ndarray, { type NdArray } from 'ndarray';
+import { params, type Binding, type Gpu } from '../runtime/gpu.js';
+import type { Tensor } from '../runtime/tensor.js';
+import { assertDType, check } from './util.js';
+
+const K = 7;
+const PAD = 3;
+/** Block of outputs per workgroup: CT channels × TH rows × TW columns; 4 rows per invocation (WGSL const RPT). */
+const CT = 16;
+const TW = 8;
+const TH = 8;
+
+export interface Dwconv7Options {
+  /** Output rows per band (default: as many as keep every binding under the device limit). */
+  bandRows?: number;
+}
+
+/** y = depthwise 7×7 conv of x (channels-last) with PyTorch weights w [C, 1, 7, 7] and bias [C]. */
+export function dwconv7(gpu: Gpu, x: Tensor, w: Tensor, bias: Tensor, options: Dwconv7Options = {}): Tensor {
+  check('dwconv7', x.shape.length === 3, `x must be [H, W, C], got [${x.shape}]`);
+  const [H, W, C] = x.shape;
+  check('dwconv7', w.shape.length === 4 && w.shape[0] === C && w.shape[1] === 1 && w.shape[2] === K && w.shape[3] === K,
+    `w is [${w.shape}] but x is [${x.shape}]: w must be [${C}, 1, 7, 7]`);
+  check('dwconv7', bias.shape.length === 1 && bias.shape[0] === C, `bias is [${bias.shape}] but x is [${x.shape}]: bias must be [${C}]`);
+  assertDType('dwconv7', x, 'x', 'f32');
+  assertDType('dwconv7', w, 'w', 'f32', 'f16');
+  assertDType('dwconv7', bias, 'bias', 'f32');
+
+  const y = gpu.empty(x.shape);
+  const rowElems = W * C;
+  const align = gpu.limits.minStorageBufferOffsetAlignment;
+  const limit = gpu.limits.maxStorageBufferBindingSize;
+  // A band of b output rows binds at most b + 6 input rows, plus up to one alignment of slack.
+  const fit = Math.floor((limit - align) / (rowElems * 4)) - 2 * PAD;
+  const bandRows = options.bandRows ?? (x.byteLength <= limit ? H : fit);
+  check('dwconv7', bandRows >= 1, `a row of x [${x.shape}] (${rowElems * 4} bytes) is too large to bind with its halo`);
+
+  for (let r0 = 0; r0 < H; r0 += bandRows) {
+    const r1 = Math.min(H, r0 + bandRows);
+    const in0 = Math.max(0, r0 - PAD);
+    const in1 = Math.min(H, r1 + PAD);
+    const xRange = rowRange(x, in0 * rowElems, in1 * rowElems, align);
+    const yRange = rowRange(y, r0 * rowElems, r1 * rowElems, align);
+    gpu.dispatch({
+      kernel: 'dwconv7',
+      constants: { CT, TW, TH, W_F16: w.dtype === 'f16' ? 1 : 0 },
+      params: params(['u32', W], ['u32', C], ['u32', r0], ['u32', r1], ['u32', in0], ['u32', in1],
+        ['u32', xRange.elementOffset], ['u32', yRange.elementOffset]),
+      bindings: [xRange.binding, w, bias, yRange.binding],
+      workgroups: [Math.ceil(W / TW), Math.ceil((r1 - r0) / TH), Math.ceil(C / CT)],
+    });
+  }
+  return y;
+}
+
+/**
+ * Binds f32 elements [start, end) of t from the 256-aligned byte offset at or below `start`;
+ * `elementOffset` is where `start` lands inside the binding.
+ */
+function rowRange(t: Tensor, start: number, end: number, align: number): { binding: Binding; elementOffset: number } {
+  if (start === 0 && end === t.size) return { binding: t, elementOffset: 0 };
+  const offset = Math.floor((start * 4) / align) * align;
+  return { binding: { tensor: t, offset, size: end * 4 - offset }, elementOffset: start - offset / 4 };
+}
+
+/** CPU reference (double-precision sums). w holds f32 values in PyTorch's [C, 1, 7, 7] layout. */
+export function dwconv7Ref(x: NdArray<Float32Array>, w: NdArray<Float32Array>, bias: NdArray<Float32Array>): NdArray<Float32Array> {
+  const [H, W, C] = x.shape;
+  const out = ndarray(new Float32Array(x.size), [H, W, C]);
+  for (let h = 0; h < H; h++) {
+    for (let ww = 0; ww < W; ww++) {
+      for (let c = 0; c < C; c++) {
+        let s = bias.data[c];
+        for (let ky = 0; ky < K; ky++) {
+          const yy = h + ky - PAD;
+          if (yy < 0 || yy >= H) continue;
+          for (let kx = 0; kx < K; kx++) {
+            const xx = ww + kx - PAD;
+            if (xx < 0 || xx >= W) continue;
+            s += x.data[(yy * W + xx) * C + c] * w.data[c * K * K + ky * K + kx];
+          }
+        }
+        out.data[(h * W + ww) * C + c] = s;
+      }
+    }
+  }
+  return out;
+}
