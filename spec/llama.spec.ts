@@ -1,0 +1,125 @@
+/**
+ * The LLaMA decoder against the PyTorch oracle (spec/fixtures/convllava-tiny): the golden projected
+ * image rows stand in for the vision tower, so this spec covers exactly llm/llama.ts + llm/generate.ts.
+ */
+import { expect } from 'chai';
+import { readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import type { Gpu } from '../runtime/gpu.js';
+import { Checkpoint, TensorSet } from '../weights/checkpoint.js';
+import { LlamaDecoder } from '../llm/llama.js';
+import { collect, generateTokens } from '../llm/generate.js';
+import { LlamaTokenizer } from '../llm/tokenizer.js';
+import { relL2, testGpu } from './helpers.js';
+
+const TINY = new URL('./fixtures/convllava-tiny/', import.meta.url);
+const golden = JSON.parse(readFileSync(new URL('golden.json', TINY), 'utf8'));
+
+function expectRelL2(actual: ArrayLike<number>, expected: ArrayLike<number>, label: string, tol = 1e-4): void {
+  expect(actual.length, `${label} length`).to.equal(expected.length);
+  const err = relL2(actual, expected);
+  expect(err, `${label}: relative L2 error ${err.toExponential(2)} > ${tol}`).to.be.at.most(tol);
+}
+
+describe('LLaMA decoder (llm/llama.ts) vs the fixture', function () {
+  let gpu: Gpu;
+  let ckpt: Checkpoint;
+  let oracle: TensorSet;
+  const tokenizer = new LlamaTokenizer();
+  const decoders: Partial<Record<'f32' | 'f16', LlamaDecoder>> = {};
+
+  before(async () => {
+    gpu = await testGpu();
+    ckpt = await Checkpoint.open(fileURLToPath(new URL('model', TINY)));
+    oracle = await TensorSet.openFile(fileURLToPath(new URL('golden.safetensors', TINY)));
+    decoders.f32 = await LlamaDecoder.load(gpu, ckpt.llm, ckpt.config, { dtype: 'f32', maxContext: 256 });
+    decoders.f16 = await LlamaDecoder.load(gpu, ckpt.llm, ckpt.config, { dtype: 'f16', maxContext: 256 });
+  });
+  after(async () => {
+    decoders.f32?.dispose();
+    decoders.f16?.dispose();
+    await ckpt?.close();
+    await oracle?.close();
+  });
+
+  async function projected(c: number) {
+    const rows = await oracle.readF32(`case${c}.projected`); // [1, 16, 64]
+    return gpu.upload([rows.length / ckpt.config.hidden_size, ckpt.config.hidden_size], rows);
+  }
+
+  for (const dtype of ['f32', 'f16'] as const) {
+    for (const c of [0, 1]) {
+      it(`case ${c} (${dtype} weights): inputs_embeds, prefill_hidden at every position, logits_last within 1e-4`, async () => {
+        const decoder = decoders[dtype]!;
+        decoder.truncate(0);
+        const image = await projected(c);
+        const x = decoder.inputsEmbeds(golden.input_ids, image); //  [65, 64]
+        image.dispose();
+        expect(x.shape).to.deep.equal([65, 64]);
+        expectRelL2(await x.read(), await oracle.readF32(`case${c}.inputs_embeds`), 'inputs_embeds', 1e-6);
+        const hidden = decoder.forward(x);
+        x.dispose();
+        expect(decoder.length).to.equal(65);
+        expectRelL2(await hidden.read(), await oracle.readF32(`case${c}.prefill_hidden`), 'prefill_hidden');
+        const logits = decoder.lastLogits(hidden);
+        hidden.dispose();
+        expectRelL2(await logits.read(), await oracle.readF32(`case${c}.logits_last`), 'logits_last');
+        logits.dispose();
+      });
+
+      // Greedy decoding runs in f32 (the fixture's precision); the f16 path is the same code on f16-exact weights.
+      if (dtype === 'f16') continue;
+      it(`case ${c} (${dtype} weights): 12 greedy tokens through prefill + KV-cache decode`, async () => {
+        const decoder = decoders[dtype]!;
+        decoder.truncate(0);
+        const image = await projected(c);
+        const x = decoder.inputsEmbeds(golden.input_ids, image);
+        image.dispose();
+        const hidden = decoder.forward(x);
+        x.dispose();
+        const logits = decoder.lastLogits(hidden);
+        hidden.dispose();
+        const result = await collect(generateTokens(decoder, tokenizer, logits, { maxNewTokens: 12 }));
+        expect(result.ids).to.deep.equal(golden.cases[c].generated);
+        expect(result.finishReason).to.equal('length');
+        expect(decoder.length).to.equal(65 + 11); // the 12th token is chosen but not yet fed
+      });
+    }
+  }
+
+  it('a decode step allocates no GPU memory once warm (pooled activations are reused)', async () => {
+    const decoder = decoders.f16!;
+    decoder.truncate(0);
+    const step = async (id: number) => {
+      const x = decoder.embed([id]);
+      const h = decoder.forward(x);
+      x.dispose();
+      const logits = decoder.logits(h);
+      h.dispose();
+      await logits.read();
+      logits.dispose();
+    };
+    await step(1);
+    await step(319);
+    const held = gpu.pool.heldBytes;
+    const live = gpu.pool.liveBytes;
+    for (const id of [13563, 1546, 263]) await step(id);
+    expect(gpu.pool.heldBytes).to.equal(held);
+    expect(gpu.pool.liveBytes).to.equal(live);
+  });
+
+  it('refuses to run past the KV cache and rejects bad configs and shapes with clear messages', async () => {
+    const decoder = decoders.f16!;
+    decoder.truncate(0);
+    const x = gpu.empty([257, 64]);
+    expect(() => decoder.forward(x)).to.throw(/context full: 0 cached \+ 257 new positions > 256/);
+    x.dispose();
+    const img = gpu.empty([16, 32]);
+    expect(() => decoder.inputsEmbeds(golden.input_ids, img)).to.throw(/\[16,32\].*hidden_size/);
+    img.dispose();
+    await LlamaDecoder.load(gpu, ckpt.llm, { ...ckpt.config, intermediate_size: 100 }).then(
+      () => expect.fail('loaded with a wrong intermediate_size'),
+      (e: Error) => expect(e.message).to.match(/mlp\.gate_proj\.weight' has shape \[172,64\] but config\.json implies \[100,64\]/),
+    );
+  });
+});
