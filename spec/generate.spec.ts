@@ -139,7 +139,7 @@ describe('generation (llm/generate.ts)', function () {
       [{ stop: [''] }, /stop strings/],
     ] as const) {
       let error: Error | undefined;
-      await collect(generateTokens(decoder, tokenizer, logits, opts)).catch((e) => (error = e));
+      await collect(generateTokens(decoder, tokenizer, logits, opts as SamplingOptions)).catch((e) => (error = e));
       expect(error?.message).to.match(re);
     }
     expect(gpu.dispatchCount).to.equal(before);
