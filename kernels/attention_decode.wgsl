@@ -11,9 +11,11 @@
 // Bindings:  @0 uniform Params   @1 q: f32[T, nHeads·D]   @2 k: f32[S, nKvHeads·D]
 //            @3 v: f32[S, nKvHeads·D]   @4 partial: f32[T·nHeads, nChunks, D + 2]  (acc…, m, l)
 // Dispatch:  workgroups (nChunks, T · nHeads), WG invocations each.
-// Scores: one invocation per key (vec4 loads along the key's row). Softmax statistics: tree
-// reductions in workgroup memory. P·V: invocation e owns output dim e % D for the keys
-// e / D, e / D + PARTS, … (coalesced rows of V), and the PARTS partial sums are added at the end.
+// Scores: a group of G lanes per key, lane j reading vec4s j, j + G, … of the key's row (G lanes
+// read G·16 contiguous bytes: coalesced), partial dots summed through workgroup memory; WG / G keys
+// per round. Softmax statistics: tree reductions in workgroup memory. P·V: invocation e owns the
+// vec4 of output dims e % (D/4) for the keys e / (D/4), + PARTS, … (each key's V row is read by
+// D/4 adjacent lanes as whole vec4s), and the PARTS partial sums are added at the end.
 
 struct Params {
   T: u32,
@@ -28,19 +30,19 @@ struct Params {
 override HEAD_DIM: u32 = 128;  // D, a multiple of 4
 override CHUNK: u32 = 256;     // keys per workgroup
 override WG: u32 = 128;        // a power of two
-override PARTS: u32 = 1;       // max(1, ⌊WG / D⌋): key subsets summed in parallel per output dim
-const MAX_PV: u32 = 256;       // ≥ max(WG, D)
+override G: u32 = 8;           // lanes per key in the score phase (divides WG)
+override PARTS: u32 = 4;       // ⌊WG / (D/4)⌋ ≥ 1: key subsets summed in parallel per output vec4
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> q: array<vec4f>;
 @group(0) @binding(2) var<storage, read> k: array<vec4f>;
-@group(0) @binding(3) var<storage, read> v: array<f32>;
+@group(0) @binding(3) var<storage, read> v: array<vec4f>;
 @group(0) @binding(4) var<storage, read_write> partial: array<f32>;
 
 var<workgroup> qv: array<vec4f, HEAD_DIM / 4>;
 var<workgroup> probs: array<f32, CHUNK>;
 var<workgroup> red: array<f32, WG>;
-var<workgroup> pv: array<f32, MAX_PV>;
+var<workgroup> pv: array<vec4f, WG>;
 
 const MASKED: f32 = -1e30;
 
@@ -79,54 +81,65 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
   let kvh = h / (p.nHeads / p.nKvHeads);
   let kEnd = min(p.kvLength, p.queryOffset + t + 1u);
   let c0 = chunk * CHUNK;
-  let c1 = min(c0 + CHUNK, kEnd);       // c0 ≥ c1: nothing visible in this chunk
+  let c1 = min(c0 + CHUNK, kEnd);
+  let n = select(0u, c1 - c0, c1 > c0);  // visible keys in this chunk (0: none)
 
   for (var e = lid; e < D4; e += WG) { qv[e] = q[(row * D) / 4u + e] * p.scale; }
   workgroupBarrier();
 
-  // scores, one key per invocation
-  var localMax = MASKED;
-  for (var kk = lid; kk < CHUNK; kk += WG) {
-    let key = c0 + kk;
-    var s = MASKED;
+  // scores, G lanes per key
+  let lane = lid % G;
+  let slot = lid / G;
+  for (var r0 = 0u; r0 < n; r0 += WG / G) {
+    let key = c0 + r0 + slot;
+    var part = 0.0;
     if (key < c1) {
       let base = (key * p.nKvHeads + kvh) * D4;
-      var dot4 = vec4f(0.0);
-      for (var c = 0u; c < D4; c++) { dot4 += qv[c] * k[base + c]; }
-      s = dot4.x + dot4.y + dot4.z + dot4.w;
+      for (var c = lane; c < D4; c += G) { part += dot(qv[c], k[base + c]); }
     }
-    probs[kk] = s;
-    localMax = max(localMax, s);
+    red[lid] = part;
+    workgroupBarrier();
+    if (lane == 0u) {
+      var s = MASKED;
+      if (key < c1) {
+        s = 0.0;
+        for (var j = 0u; j < G; j++) { s += red[lid + j]; }
+      }
+      if (r0 + slot < CHUNK) { probs[r0 + slot] = s; }
+    }
+    workgroupBarrier();
   }
+  var localMax = MASKED;
+  for (var kk = lid; kk < n; kk += WG) { localMax = max(localMax, probs[kk]); }
   let m = reduceMax(lid, localMax);
 
   var localSum = 0.0;
-  for (var kk = lid; kk < CHUNK; kk += WG) {
-    let s = probs[kk];
-    var pk = 0.0;
-    if (s != MASKED) { pk = exp(s - m); }
+  for (var kk = lid; kk < n; kk += WG) {
+    let pk = exp(probs[kk] - m);
     probs[kk] = pk;
     localSum += pk;
   }
   let l = reduceSum(lid, localSum);   // its barriers also publish probs
 
   // P·V
-  let n = select(0u, c1 - c0, c1 > c0);
-  for (var e = lid; e < D * PARTS; e += WG) {
-    let d = e % D;
-    var sum = 0.0;
-    for (var kk = e / D; kk < n; kk += PARTS) {
-      sum += probs[kk] * v[((c0 + kk) * p.nKvHeads + kvh) * D + d];
+  if (lid < D4 * PARTS) {
+    let d4 = lid % D4;
+    var sum = vec4f(0.0);
+    for (var kk = lid / D4; kk < n; kk += PARTS) {
+      sum += probs[kk] * v[((c0 + kk) * p.nKvHeads + kvh) * D4 + d4];
     }
-    pv[e] = sum;
+    pv[lid] = sum;
   }
   workgroupBarrier();
 
   let out = (row * p.nChunks + chunk) * (D + 2u);
-  for (var d = lid; d < D; d += WG) {
-    var sum = 0.0;
-    for (var part = 0u; part < PARTS; part++) { sum += pv[part * D + d]; }
-    partial[out + d] = sum;
+  for (var d4 = lid; d4 < D4; d4 += WG) {
+    var sum = vec4f(0.0);
+    for (var part = 0u; part < PARTS; part++) { sum += pv[part * D4 + d4]; }
+    partial[out + 4u * d4] = sum.x;
+    partial[out + 4u * d4 + 1u] = sum.y;
+    partial[out + 4u * d4 + 2u] = sum.z;
+    partial[out + 4u * d4 + 3u] = sum.w;
   }
   if (lid == 0u) {
     partial[out + D] = m;

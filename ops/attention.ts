@@ -58,6 +58,11 @@ function decodeChunk(keys: number, rows: number): number {
   return 64;
 }
 
+/** Lanes that share one key's dot product in the decode kernel: up to 8 (128 contiguous bytes), dividing the workgroup. */
+function decodeLanesPerKey(vec4PerRow: number): number {
+  return vec4PerRow >= 8 ? 8 : vec4PerRow >= 4 ? 4 : vec4PerRow >= 2 ? 2 : 1;
+}
+
 /** o = softmax(q·Kᵀ/√D + causal mask)·V per head. Returns [T, nHeads·headDim]. */
 export function attention(gpu: Gpu, q: Tensor, kCache: Tensor, vCache: Tensor, o: AttentionOptions): Tensor {
   const T = checkArgs('attention', q.shape, kCache.shape, vCache.shape, o);
@@ -78,7 +83,7 @@ export function attention(gpu: Gpu, q: Tensor, kCache: Tensor, vCache: Tensor, o
     });
     return out;
   }
-  check('attention', D % 4 === 0 && D <= 256, `the decode kernel needs headDim a multiple of 4 and ≤ 256, got ${D}`);
+  check('attention', D % 4 === 0 && D <= 4 * DECODE_WG, `the decode kernel needs headDim a multiple of 4 and ≤ ${4 * DECODE_WG}, got ${D}`);
   const rows = T * o.nHeads;
   const keys = Math.min(o.kvLength, o.queryOffset + T);
   const chunk = decodeChunk(keys, rows);
@@ -86,7 +91,7 @@ export function attention(gpu: Gpu, q: Tensor, kCache: Tensor, vCache: Tensor, o
   const partial = gpu.empty([rows, nChunks, D + 2]);
   gpu.dispatch({
     kernel: 'attention_decode',
-    constants: { HEAD_DIM: D, CHUNK: chunk, WG: DECODE_WG, PARTS: Math.max(1, Math.floor(DECODE_WG / D)) },
+    constants: { HEAD_DIM: D, CHUNK: chunk, WG: DECODE_WG, G: decodeLanesPerKey(D / 4), PARTS: Math.floor(DECODE_WG / (D / 4)) },
     params: params(['u32', T], ['u32', o.nHeads], ['u32', o.nKvHeads], ['u32', o.queryOffset], ['u32', o.kvLength], ['u32', nChunks], ['f32', scale]),
     bindings: [q, kCache, vCache, partial],
     workgroups: [nChunks, rows],
