@@ -75,13 +75,17 @@ fn gelu(v: f32) -> f32 {
 fn reduce_and_store(n: u32, lid: u32, acc: ptr<function, array<f32, MAX_M>>) {
   let lane = lid % LANES;
   for (var m = 0u; m < MAX_M; m++) {
-    partial[m * WG + lid] = (*acc)[m];
+    if (m < p.M) {
+      partial[m * WG + lid] = (*acc)[m];
+    }
   }
   workgroupBarrier();
   for (var s = LANES / 2u; s > 0u; s >>= 1u) {
     if (lane < s) {
       for (var m = 0u; m < MAX_M; m++) {
-        partial[m * WG + lid] += partial[m * WG + lid + s];
+        if (m < p.M) {
+          partial[m * WG + lid] += partial[m * WG + lid + s];
+        }
       }
     }
     workgroupBarrier();

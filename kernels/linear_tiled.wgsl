@@ -25,7 +25,8 @@
 //   main       any M, N, K: scalar loads with bounds checks on every edge; 4 × 4 micro-tiles,
 //              workgroup (TILE_N / 4) × (TILE_M / 4).
 //   main_vec4  K % 8 == 0 (every row starts on a 16-byte boundary), TILE_K % 8 == 0: x and w read
-//              as 16-byte vectors (4 f32, or 8 packed halves), staged as vec4s; 8 × 4 micro-tiles of
+//              as 16-byte vectors (4 f32, or 8 packed halves) into registers one K step ahead (so
+//              global latency overlaps the multiply), staged as vec4s; 8 × 4 micro-tiles of
 //              contiguous rows/columns, so a k step costs 3 vec4 workgroup loads for 32 FMAs;
 //              workgroup (TILE_N / 4) × (TILE_M / 8).
 
@@ -166,57 +167,95 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
 
 const VTM: u32 = 8; // main_vec4 micro-tile: rows
 const VTN: u32 = 4; // main_vec4 micro-tile: columns (one vec4)
+const MAX_LOADS: u32 = 4; // main_vec4: 16-byte items of each tile one invocation fetches (linear.ts: TILED_MAX_LOADS)
 
-@compute @workgroup_size(TILE_N / VTN, TILE_M / VTM)
-fn main_vec4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+/**
+ * Global → registers: invocation `flat`'s share of the x and w tiles at k0, zero past the edges.
+ * One item is 16 bytes of one row: 4 consecutive k of x, and 8 halves or 4 f32 of w. Rows vary
+ * fastest across invocations so the transposing stores in stage_tiles hit distinct banks (the other
+ * half of each 32-byte sector is read by the item TILE_M later, from L1).
+ */
+fn fetch_tiles(m0: u32, n0: u32, k0: u32, flat: u32,
+               xr: ptr<function, array<vec4<f32>, MAX_LOADS>>, wr: ptr<function, array<vec4<u32>, MAX_LOADS>>) {
   let threads = (TILE_N / VTN) * (TILE_M / VTM);
-  let flat = lid.y * (TILE_N / VTN) + lid.x;
-  let n0 = wid.x * TILE_N;
-  let m0 = wid.y * TILE_M;
-  let xq = p.K / 4u; // vec4s per row of x (and of an f32 w)
-  let wq = p.K / select(4u, 8u, W_F16); // vec4<u32>s per row of w
-  let per_wq = select(4u, 8u, W_F16); // elements of w per vec4<u32>
-  var acc: array<vec4<f32>, VTM>;
+  let per_w = select(4u, 8u, W_F16); // elements of w per vec4<u32>
+  for (var i = 0u; i < MAX_LOADS; i++) {
+    let e = flat + i * threads;
+    let r = e % TILE_M;
+    let q = e / TILE_M;
+    var v = vec4<f32>(0.0);
+    if (e < TILE_M * TILE_K / 4u && m0 + r < p.M && k0 + 4u * q < p.K) {
+      v = x4[(m0 + r) * (p.K / 4u) + k0 / 4u + q];
+    }
+    (*xr)[i] = v;
+  }
+  for (var i = 0u; i < MAX_LOADS; i++) {
+    let e = flat + i * threads;
+    let r = e % TILE_N;
+    let q = e / TILE_N;
+    var h = vec4<u32>(0u);
+    if (e < TILE_N * TILE_K / per_w && n0 + r < p.N && k0 + per_w * q < p.K) {
+      h = w4[(n0 + r) * (p.K / per_w) + k0 / per_w + q];
+    }
+    (*wr)[i] = h;
+  }
+}
 
-  for (var k0 = 0u; k0 < p.K; k0 += TILE_K) {
-    // Stage x: one vec4 (4 consecutive k of one row) per item. Rows vary fastest across invocations
-    // so the transposing stores below fall in distinct banks; the other half of each 32-byte
-    // sector is read by the item TILE_M later, from L1.
-    for (var e = flat; e < TILE_M * TILE_K / 4u; e += threads) {
+/** Registers → workgroup memory, transposed to k-major; f16 weights are unpacked here. */
+fn stage_tiles(flat: u32, xr: ptr<function, array<vec4<f32>, MAX_LOADS>>, wr: ptr<function, array<vec4<u32>, MAX_LOADS>>) {
+  let threads = (TILE_N / VTN) * (TILE_M / VTM);
+  for (var i = 0u; i < MAX_LOADS; i++) {
+    let e = flat + i * threads;
+    if (e < TILE_M * TILE_K / 4u) {
       let r = e % TILE_M;
       let q = e / TILE_M;
-      var v = vec4<f32>(0.0);
-      if (m0 + r < p.M && k0 + 4u * q < p.K) {
-        v = x4[(m0 + r) * xq + k0 / 4u + q];
-      }
+      let v = (*xr)[i];
       for (var c = 0u; c < 4u; c++) {
         xs4[(4u * q + c) * (TILE_M / 4u) + r / 4u][r % 4u] = v[c];
       }
     }
-    // Stage w the same way: a vec4<u32> is 8 halves or 4 f32 of one row.
-    for (var e = flat; e < TILE_N * TILE_K / per_wq; e += threads) {
+  }
+  let per_w = select(4u, 8u, W_F16);
+  for (var i = 0u; i < MAX_LOADS; i++) {
+    let e = flat + i * threads;
+    if (e < TILE_N * TILE_K / per_w) {
       let r = e % TILE_N;
       let q = e / TILE_N;
-      var h = vec4<u32>(0u);
-      if (n0 + r < p.N && k0 + per_wq * q < p.K) {
-        h = w4[(n0 + r) * wq + k0 / per_wq + q];
-      }
-      let col = r;
+      let h = (*wr)[i];
       if (W_F16) {
         let lo = vec4<f32>(unpack2x16float(h.x), unpack2x16float(h.y));
         let hi = vec4<f32>(unpack2x16float(h.z), unpack2x16float(h.w));
         for (var c = 0u; c < 4u; c++) {
-          ws4[(8u * q + c) * (TILE_N / 4u) + col / 4u][col % 4u] = lo[c];
-          ws4[(8u * q + 4u + c) * (TILE_N / 4u) + col / 4u][col % 4u] = hi[c];
+          ws4[(8u * q + c) * (TILE_N / 4u) + r / 4u][r % 4u] = lo[c];
+          ws4[(8u * q + 4u + c) * (TILE_N / 4u) + r / 4u][r % 4u] = hi[c];
         }
       } else {
         let v = bitcast<vec4<f32>>(h);
         for (var c = 0u; c < 4u; c++) {
-          ws4[(4u * q + c) * (TILE_N / 4u) + col / 4u][col % 4u] = v[c];
+          ws4[(4u * q + c) * (TILE_N / 4u) + r / 4u][r % 4u] = v[c];
         }
       }
     }
+  }
+}
+
+@compute @workgroup_size(TILE_N / VTN, TILE_M / VTM)
+fn main_vec4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+  let flat = lid.y * (TILE_N / VTN) + lid.x;
+  let n0 = wid.x * TILE_N;
+  let m0 = wid.y * TILE_M;
+  var acc: array<vec4<f32>, VTM>;
+  var xr: array<vec4<f32>, MAX_LOADS>;
+  var wr: array<vec4<u32>, MAX_LOADS>;
+
+  // Software pipeline: the global loads of tile k0 + TILE_K are in flight while tile k0 is multiplied.
+  fetch_tiles(m0, n0, 0u, flat, &xr, &wr);
+  for (var k0 = 0u; k0 < p.K; k0 += TILE_K) {
+    stage_tiles(flat, &xr, &wr);
     workgroupBarrier();
+    if (k0 + TILE_K < p.K) {
+      fetch_tiles(m0, n0, k0 + TILE_K, flat, &xr, &wr);
+    }
     for (var k = 0u; k < TILE_K; k++) {
       let b = ws4[k * (TILE_N / 4u) + lid.x];
       let a0 = xs4[k * (TILE_M / 4u) + 2u * lid.y];

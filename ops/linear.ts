@@ -35,6 +35,15 @@ export const MATVEC_MAX_M = 8;
  */
 const TILED = { TILE_M: 64, TILE_N: 64, TILE_K: 16 };
 const TILED_VEC4 = { TILE_M: 64, TILE_N: 64, TILE_K: 32 };
+/** MAX_LOADS in linear_tiled.wgsl: main_vec4 fetches each tile in ≤ this many 16-byte loads per invocation. */
+const TILED_MAX_LOADS = 4;
+{
+  const { TILE_M, TILE_N, TILE_K } = TILED_VEC4;
+  const threads = (TILE_M / 8) * (TILE_N / 4);
+  if (TILE_K % 8 || (Math.max(TILE_M, TILE_N) * TILE_K) / 4 > TILED_MAX_LOADS * threads) {
+    throw new Error(`ops/linear.ts: TILED_VEC4 ${JSON.stringify(TILED_VEC4)} needs TILE_K % 8 == 0 and at most ${TILED_MAX_LOADS} loads per invocation per tile`);
+  }
+}
 /** linear_matvec.wgsl: invocations per workgroup, and how many of them share one output column. */
 const MATVEC = { WG: 256, LANES: 32 };
 /** Binding offsets must be multiples of this (minStorageBufferOffsetAlignment is 256 everywhere). */
