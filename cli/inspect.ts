@@ -1,0 +1,274 @@
+/**
+ * `convllava inspect PATH [--json] [--no-gpu]`
+ *
+ * PATH is a .safetensors file (validated and listed) or a ConvLLaVA model folder (validated
+ * completely — configs, index, shards, every expected tensor and shape — then summarised: vision
+ * widths/depths, resolution and visual tokens, LLM size, parameters per part, GPU memory for the
+ * weights at f16/f32, and whether this machine's WebGPU adapter can hold them).
+ * Exit 0 when valid; 1 with one message (no stack trace) when not; 2 on a usage error.
+ */
+import { stat } from 'node:fs/promises';
+import { totalmem } from 'node:os';
+import { totalStride, visualTokens } from '../weights/config.js';
+import { Checkpoint, TensorSet } from '../weights/checkpoint.js';
+import { WeightsError } from '../weights/errors.js';
+import { expectedLlmTensors, expectedVisionTensors, type ModelPart } from '../weights/names.js';
+import type { TensorInfo } from '../weights/safetensors.js';
+
+const USAGE = `usage: convllava inspect PATH [--json] [--no-gpu]
+
+  PATH       a .safetensors file, or a ConvLLaVA model folder (config.json, weights, vision_tower/)
+  --json     print one JSON object (machine-readable) instead of text
+  --no-gpu   do not open the WebGPU adapter (skips the "does it fit" check)`;
+
+type Part = ModelPart | 'other';
+
+interface TensorRow {
+  name: string;
+  dtype: string;
+  shape: number[];
+  bytes: number;
+  params: number;
+  file: string;
+  part?: Part;
+}
+
+interface AdapterReport {
+  available: boolean;
+  description?: string;
+  maxBufferSize?: number;
+  maxStorageBufferBindingSize?: number;
+  /** For weights stored as f16 and as f32: can this adapter hold them? */
+  fits?: Record<'f16' | 'f32', { verdict: 'yes' | 'no' | 'probably'; reason: string }>;
+  error?: string;
+}
+
+export async function run(argv: string[]): Promise<number> {
+  const flags = new Set(argv.filter((a) => a.startsWith('--')));
+  const paths = argv.filter((a) => !a.startsWith('--'));
+  const unknown = [...flags].filter((f) => !['--json', '--no-gpu', '--help'].includes(f));
+  if (flags.has('--help')) {
+    console.log(USAGE);
+    return 0;
+  }
+  if (paths.length !== 1 || unknown.length) {
+    console.error(unknown.length ? `convllava inspect: unknown option ${unknown[0]}\n\n${USAGE}` : USAGE);
+    return 2;
+  }
+  const [path] = paths;
+  const json = flags.has('--json');
+  const useGpu = !flags.has('--no-gpu');
+  try {
+    const isDir = (await stat(path).catch(() => null))?.isDirectory() ?? false;
+    const report = isDir ? await inspectFolder(path, useGpu) : await inspectFile(path);
+    console.log(json ? JSON.stringify(report, null, 2) : report.text);
+    return 0;
+  } catch (e) {
+    if (!(e instanceof WeightsError)) throw e; // a bug, not a bad file: let main print it
+    if (json) console.log(JSON.stringify({ path, valid: false, error: e.message, file: e.file, tensor: e.tensor ?? null }, null, 2));
+    else console.error(`convllava inspect: INVALID — ${e.message}`);
+    return 1;
+  }
+}
+
+// ---- a single .safetensors file ----------------------------------------------------------------
+
+async function inspectFile(path: string) {
+  const set = await TensorSet.openFile(path);
+  try {
+    const file = set.files[0];
+    const rows = [...file.tensors.values()].sort((a, b) => a.begin - b.begin).map((t) => row(t, path));
+    const totals = totalsOf(rows);
+    const lines = [
+      `${path}: valid safetensors file`,
+      `  ${rows.length} tensors, ${totals.params.toLocaleString('en-US')} elements, ${human(totals.bytes)} of data`,
+      `  by dtype: ${Object.entries(totals.byDtype).map(([d, v]) => `${d} ${v.count} (${human(v.bytes)})`).join(', ') || '—'}`,
+      `  metadata: ${JSON.stringify(file.metadata)}`,
+      '',
+      tensorTable(rows, false),
+    ];
+    return { kind: 'file', path, valid: true, metadata: file.metadata, totals, tensors: rows, text: lines.join('\n') };
+  } finally {
+    await set.close();
+  }
+}
+
+// ---- a model folder ---------------------------------------------------------------------------
+
+async function inspectFolder(dir: string, useGpu: boolean) {
+  const ckpt = await Checkpoint.open(dir);
+  try {
+    const { config: c, visionConfig: v } = ckpt;
+    const partOf = new Map<string, Part>();
+    for (const t of [...expectedLlmTensors(c), ...expectedVisionTensors(v)]) partOf.set(t.name, t.part);
+    const rows: TensorRow[] = [];
+    for (const set of [ckpt.llm, ckpt.vision]) {
+      for (const name of set.names()) {
+        const info = set.info(name);
+        rows.push({ ...row(info, info.file), part: partOf.get(name) ?? 'other' });
+      }
+    }
+    const order: Part[] = ['vision', 'projector', 'llm', 'other'];
+    rows.sort((a, b) => order.indexOf(a.part!) - order.indexOf(b.part!) || a.name.localeCompare(b.name, 'en', { numeric: true }));
+    const params: Record<Part, number> = { vision: 0, projector: 0, llm: 0, other: 0 };
+    for (const r of rows) params[r.part!] += r.params;
+    const used = rows.filter((r) => r.part !== 'other');
+    const gpuBytes = {
+      f16: used.reduce((s, r) => s + Math.ceil(r.params / 2) * 4, 0),
+      f32: used.reduce((s, r) => s + r.params * 4, 0),
+    };
+    const largest = used.reduce((a, b) => (b.params > a.params ? b : a), used[0]);
+    const adapter = useGpu ? await probeAdapter(gpuBytes, largest.params) : { available: false, error: 'not checked (--no-gpu)' };
+
+    const stride = totalStride(v);
+    const side = c.mm_vision_resolution / stride;
+    const tokens = visualTokens(c, v);
+    const summary = {
+      vision: {
+        stages: v.num_stages,
+        widths: v.hidden_sizes,
+        depths: v.depths,
+        fifthStageFrom: v.num_stages === 5 ? (v.five_stage_from_llava ? 'config.json (vision_add_five_stage)' : 'vision_tower/config.json') : null,
+        resolution: c.mm_vision_resolution,
+        stride,
+        visualTokens: tokens,
+      },
+      projector: { type: c.mm_projector_type, in: c.mm_hidden_size, out: c.hidden_size },
+      llm: {
+        layers: c.num_hidden_layers,
+        hidden: c.hidden_size,
+        heads: c.num_attention_heads,
+        kvHeads: c.num_key_value_heads,
+        headDim: c.head_dim,
+        intermediate: c.intermediate_size,
+        vocab: c.vocab_size,
+        tiedEmbeddings: c.tie_word_embeddings,
+        ropeTheta: c.rope_theta,
+        maxPositions: c.max_position_embeddings,
+      },
+      params: { ...params, total: params.vision + params.projector + params.llm },
+      storedBytes: rows.reduce((s, r) => s + r.bytes, 0),
+      files: [...ckpt.llm.files, ...ckpt.vision.files].map((f) => f.path),
+      gpuMemory: { ...gpuBytes, largestTensor: { name: largest.name, shape: largest.shape, f16: Math.ceil(largest.params / 2) * 4, f32: largest.params * 4 } },
+      adapter,
+    };
+
+    const dtypes = [...new Set(rows.map((r) => r.dtype))].join('/');
+    const fits = adapter.fits;
+    const lines = [
+      `${dir}: valid ConvLLaVA model folder`,
+      `  ${summary.files.length} weight files, ${rows.length} tensors (${dtypes}), ${human(summary.storedBytes)}`,
+      '',
+      'Vision tower (ConvNeXt)',
+      `  stages   ${v.num_stages}${summary.vision.fifthStageFrom ? ` (fifth stage from ${summary.vision.fifthStageFrom})` : ''}`,
+      `  widths   ${v.hidden_sizes.join(' ')}`,
+      `  depths   ${v.depths.join(' ')}`,
+      `  input    ${c.mm_vision_resolution}×${c.mm_vision_resolution} px, stride ${stride} → ${side}×${side} = ${tokens} visual tokens`,
+      `Projector  ${c.mm_projector_type}: ${c.mm_hidden_size} → ${c.hidden_size}`,
+      'LLM (LLaMA)',
+      `  ${c.num_hidden_layers} layers, hidden ${c.hidden_size}, ${c.num_attention_heads} heads (${c.num_key_value_heads} kv, head_dim ${c.head_dim}), ` +
+        `ffn ${c.intermediate_size}, vocab ${c.vocab_size}, rope θ ${c.rope_theta}, tied embeddings ${c.tie_word_embeddings ? 'yes' : 'no'}`,
+      'Parameters',
+      ...(['vision', 'projector', 'llm', 'other'] as const)
+        .filter((p) => p !== 'other' || params.other > 0)
+        .map((p) => `  ${(p === 'other' ? 'unused' : p).padEnd(10)} ${count(params[p]).padStart(9)}  (${params[p].toLocaleString('en-US')})`),
+      `  ${'total'.padEnd(10)} ${count(summary.params.total).padStart(9)}`,
+      `GPU memory for the weights (activations and KV cache extra)`,
+      `  f16 ${human(gpuBytes.f16)}, f32 ${human(gpuBytes.f32)}; largest tensor ${largest.name} [${largest.shape}]`,
+      adapter.available
+        ? `Adapter    ${adapter.description} (maxBufferSize ${human(adapter.maxBufferSize!)}, max binding ${human(adapter.maxStorageBufferBindingSize!)})\n` +
+          `  f16: ${fits!.f16.verdict} — ${fits!.f16.reason}\n  f32: ${fits!.f32.verdict} — ${fits!.f32.reason}`
+        : `Adapter    ${adapter.error}`,
+      ...(ckpt.warnings.length ? ['Warnings', ...ckpt.warnings.map((w) => `  ! ${w}`)] : []),
+      '',
+      tensorTable(rows, true),
+    ];
+    return { kind: 'folder', path: dir, valid: true, warnings: ckpt.warnings, summary, tensors: rows, text: lines.join('\n') };
+  } finally {
+    await ckpt.close();
+  }
+}
+
+/**
+ * Opens the WebGPU adapter and judges whether the weights fit. WebGPU does not expose device memory,
+ * so: every tensor must fit one buffer (maxBufferSize), and for CPU adapters (lavapipe, SwiftShader)
+ * the total must fit system RAM; for real GPUs the total can only be compared with what the user knows.
+ */
+async function probeAdapter(gpuBytes: { f16: number; f32: number }, largestParams: number): Promise<AdapterReport> {
+  const { Gpu } = await import('../runtime/gpu.js');
+  let gpu;
+  try {
+    gpu = await Gpu.create();
+  } catch (e) {
+    return { available: false, error: `no WebGPU adapter: ${(e as Error).message.split('\n')[0]}` };
+  }
+  try {
+    const s = gpu.summary;
+    const description = s.description || [s.vendor, s.architecture, s.device].filter(Boolean).join(' ') || 'unknown adapter';
+    const isCpu = /llvmpipe|lavapipe|swiftshader|\bcpu\b/i.test([s.vendor, s.architecture, s.device, s.description].join(' '));
+    const maxBuffer = gpu.limits.maxBufferSize;
+    const verdict = (dtype: 'f16' | 'f32') => {
+      const largest = dtype === 'f16' ? Math.ceil(largestParams / 2) * 4 : largestParams * 4;
+      if (largest > maxBuffer) return { verdict: 'no' as const, reason: `the largest tensor needs ${human(largest)} > maxBufferSize ${human(maxBuffer)}` };
+      if (isCpu) {
+        const ram = totalmem();
+        return gpuBytes[dtype] < ram * 0.8
+          ? { verdict: 'yes' as const, reason: `CPU adapter: ${human(gpuBytes[dtype])} of weights in ${human(ram)} of RAM` }
+          : { verdict: 'no' as const, reason: `CPU adapter: ${human(gpuBytes[dtype])} of weights exceeds 80 % of ${human(ram)} RAM` };
+      }
+      return { verdict: 'probably' as const, reason: `every tensor fits a buffer; needs ${human(gpuBytes[dtype])} of GPU memory (WebGPU cannot report how much there is)` };
+    };
+    return {
+      available: true,
+      description,
+      maxBufferSize: maxBuffer,
+      maxStorageBufferBindingSize: gpu.limits.maxStorageBufferBindingSize,
+      fits: { f16: verdict('f16'), f32: verdict('f32') },
+    };
+  } finally {
+    gpu.destroy();
+  }
+}
+
+// ---- formatting -------------------------------------------------------------------------------
+
+function row(t: TensorInfo, file: string): TensorRow {
+  return { name: t.name, dtype: t.dtype, shape: t.shape, bytes: t.end - t.begin, params: t.shape.reduce((a, b) => a * b, 1), file };
+}
+
+function totalsOf(rows: TensorRow[]) {
+  const byDtype: Record<string, { count: number; bytes: number }> = {};
+  for (const r of rows) {
+    byDtype[r.dtype] ??= { count: 0, bytes: 0 };
+    byDtype[r.dtype].count++;
+    byDtype[r.dtype].bytes += r.bytes;
+  }
+  return { count: rows.length, params: rows.reduce((s, r) => s + r.params, 0), bytes: rows.reduce((s, r) => s + r.bytes, 0), byDtype };
+}
+
+function tensorTable(rows: TensorRow[], withPart: boolean): string {
+  const width = Math.max(4, ...rows.map((r) => r.name.length));
+  const header = `${withPart ? 'part      ' : ''}${'name'.padEnd(width)}  dtype  ${'shape'.padEnd(18)} bytes`;
+  const lines = rows.map(
+    (r) => `${withPart ? (r.part === 'other' ? 'unused' : r.part!).padEnd(10) : ''}${r.name.padEnd(width)}  ${r.dtype.padEnd(5)}  ${`[${r.shape.join(', ')}]`.padEnd(18)} ${r.bytes}`,
+  );
+  return [`Tensors (${rows.length})`, header, ...lines].join('\n');
+}
+
+function human(bytes: number): string {
+  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
+  let v = bytes;
+  let u = 0;
+  while (v >= 1024 && u < units.length - 1) {
+    v /= 1024;
+    u++;
+  }
+  return `${u === 0 ? v : v.toFixed(v < 10 ? 2 : 1)} ${units[u]}`;
+}
+
+function count(n: number): string {
+  if (n >= 1e9) return `${(n / 1e9).toFixed(2)} B`;
+  if (n >= 1e6) return `${(n / 1e6).toFixed(2)} M`;
+  if (n >= 1e3) return `${(n / 1e3).toFixed(1)} K`;
+  return String(n);
+}
