@@ -21,6 +21,7 @@ export const KERNELS = [
   'rmsNorm',
   'transpose',
   'dwconv7',
+  'patchConv',
 ] as const;
 
 export type KernelName = (typeof KERNELS)[number];

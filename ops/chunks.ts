@@ -124,3 +124,15 @@ export function threadsPerRow(C: number, wg: number): number {
   while (tpr < wg && tpr * 8 < C) tpr *= 2;
   return tpr;
 }
+
+/**
+ * Binds f32 elements [start, end) of t from the aligned byte offset at or below `start` (for ranges
+ * that cannot start aligned, e.g. image rows of W·C floats); `elementOffset` is where `start` lands
+ * inside the binding, for the kernel to add. The whole tensor is bound as itself.
+ */
+export function f32Range(gpu: Gpu, t: Tensor, start: number, end: number): { binding: Binding; elementOffset: number } {
+  if (start === 0 && end === t.size) return { binding: t, elementOffset: 0 };
+  const align = gpu.limits.minStorageBufferOffsetAlignment;
+  const offset = Math.floor((start * 4) / align) * align;
+  return { binding: { tensor: t, offset, size: end * 4 - offset }, elementOffset: start - offset / 4 };
+}

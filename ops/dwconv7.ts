@@ -8,8 +8,9 @@
  * bands of output rows; each band binds its rows of y and its rows of x plus the 3-row halo.
  */
 import ndarray, { type NdArray } from 'ndarray';
-import { params, type Binding, type Gpu } from '../runtime/gpu.js';
+import { params, type Gpu } from '../runtime/gpu.js';
 import type { Tensor } from '../runtime/tensor.js';
+import { f32Range } from './chunks.js';
 import { assertDType, check } from './util.js';
 
 const K = 7;
@@ -48,8 +49,8 @@ export function dwconv7(gpu: Gpu, x: Tensor, w: Tensor, bias: Tensor, options: D
     const r1 = Math.min(H, r0 + bandRows);
     const in0 = Math.max(0, r0 - PAD);
     const in1 = Math.min(H, r1 + PAD);
-    const xRange = rowRange(x, in0 * rowElems, in1 * rowElems, align);
-    const yRange = rowRange(y, r0 * rowElems, r1 * rowElems, align);
+    const xRange = f32Range(gpu, x, in0 * rowElems, in1 * rowElems);
+    const yRange = f32Range(gpu, y, r0 * rowElems, r1 * rowElems);
     gpu.dispatch({
       kernel: 'dwconv7',
       constants: { CT, TW, TH, W_F16: w.dtype === 'f16' ? 1 : 0 },
@@ -60,16 +61,6 @@ export function dwconv7(gpu: Gpu, x: Tensor, w: Tensor, bias: Tensor, options: D
     });
   }
   return y;
-}
-
-/**
- * Binds f32 elements [start, end) of t from the 256-aligned byte offset at or below `start`;
- * `elementOffset` is where `start` lands inside the binding.
- */
-function rowRange(t: Tensor, start: number, end: number, align: number): { binding: Binding; elementOffset: number } {
-  if (start === 0 && end === t.size) return { binding: t, elementOffset: 0 };
-  const offset = Math.floor((start * 4) / align) * align;
-  return { binding: { tensor: t, offset, size: end * 4 - offset }, elementOffset: start - offset / 4 };
 }
 
 /** CPU reference (double-precision sums). w holds f32 values in PyTorch's [C, 1, 7, 7] layout. */

@@ -1,0 +1,91 @@
+/**
+ * patchConv — non-overlapping k×k convolution with stride k, channels-last: ConvNeXt's stem
+ * (4×4/s4, Cin = 3) and its downsampling layers (2×2/s2).   kernels/patchConv.wgsl
+ *
+ *   x [H, W, Cin] f32, w [Cout, Cin, k, k] f32|f16 (PyTorch layout), bias [Cout] → y [⌊H/k⌋, ⌊W/k⌋, Cout]
+ *
+ * The kernel is an implicit GEMM (patches gathered from x into workgroup-memory tiles), not a
+ * direct per-output loop: the downsampling layers are real matrix products (P = 192², R = 768,
+ * Cout = 384 in ConvLLaVA-1536's first one). Rows/columns past ⌊H/k⌋·k / ⌊W/k⌋·k are ignored, as
+ * PyTorch's Conv2d does. Images over one binding run in bands of output rows.
+ */
+import ndarray, { type NdArray } from 'ndarray';
+import { params, type Gpu } from '../runtime/gpu.js';
+import type { Tensor } from '../runtime/tensor.js';
+import { f32Range } from './chunks.js';
+import { assertDType, check } from './util.js';
+
+/** Output pixels per workgroup tile (kernels/patchConv.wgsl BM) and output channels (BN). */
+const BM = 64;
+const BN = 64;
+
+export interface PatchConvOptions {
+  /** Output rows per band (default: as many as keep every binding under the device limit). */
+  bandRows?: number;
+}
+
+/** y = conv2d(x, w, bias, kernel = stride = k), channels-last in and out. */
+export function patchConv(gpu: Gpu, x: Tensor, w: Tensor, bias: Tensor, k: number, options: PatchConvOptions = {}): Tensor {
+  check('patchConv', x.shape.length === 3, `x must be [H, W, Cin], got [${x.shape}]`);
+  const [H, W, Cin] = x.shape;
+  check('patchConv', Number.isInteger(k) && k >= 1 && k <= H && k <= W, `k = ${k} must be an integer in [1, min(H, W)] for x [${x.shape}]`);
+  const Cout = w.shape[0];
+  check('patchConv', w.shape.length === 4 && w.shape[1] === Cin && w.shape[2] === k && w.shape[3] === k,
+    `w is [${w.shape}] but x is [${x.shape}] and k = ${k}: w must be [Cout, ${Cin}, ${k}, ${k}]`);
+  check('patchConv', bias.shape.length === 1 && bias.shape[0] === Cout, `bias is [${bias.shape}] but w is [${w.shape}]: bias must be [${Cout}]`);
+  assertDType('patchConv', x, 'x', 'f32');
+  assertDType('patchConv', w, 'w', 'f32', 'f16');
+  assertDType('patchConv', bias, 'bias', 'f32');
+
+  const Ho = Math.floor(H / k);
+  const Wo = Math.floor(W / k);
+  const y = gpu.empty([Ho, Wo, Cout]);
+  const limit = gpu.limits.maxStorageBufferBindingSize - gpu.limits.minStorageBufferOffsetAlignment;
+  const bytesPerOutRow = Math.max(k * W * Cin, Wo * Cout) * 4;
+  const fits = x.byteLength <= limit && y.byteLength <= limit;
+  const bandRows = options.bandRows ?? (fits ? Ho : Math.floor(limit / bytesPerOutRow));
+  check('patchConv', bandRows >= 1, `one output row of x [${x.shape}] → [${y.shape}] does not fit one binding`);
+
+  for (let r0 = 0; r0 < Ho; r0 += bandRows) {
+    const r1 = Math.min(Ho, r0 + bandRows);
+    const pixels = (r1 - r0) * Wo;
+    const xRange = f32Range(gpu, x, r0 * k * W * Cin, r1 * k * W * Cin);
+    const yRange = f32Range(gpu, y, r0 * Wo * Cout, r1 * Wo * Cout);
+    const tiles = Math.ceil(pixels / BM);
+    check('patchConv', tiles <= gpu.limits.maxComputeWorkgroupsPerDimension, `${pixels} output pixels in one band: pass a smaller bandRows`);
+    gpu.dispatch({
+      kernel: 'patchConv',
+      constants: { W_F16: w.dtype === 'f16' ? 1 : 0 },
+      params: params(['u32', W], ['u32', Cin], ['u32', Cout], ['u32', k], ['u32', Wo], ['u32', pixels],
+        ['u32', xRange.elementOffset], ['u32', yRange.elementOffset]),
+      bindings: [xRange.binding, w, bias, yRange.binding],
+      workgroups: [Math.ceil(Cout / BN), tiles],
+    });
+  }
+  return y;
+}
+
+/** CPU reference (double-precision sums); w holds f32 values in PyTorch's [Cout, Cin, k, k] layout. */
+export function patchConvRef(x: NdArray<Float32Array>, w: NdArray<Float32Array>, bias: NdArray<Float32Array>, k: number): NdArray<Float32Array> {
+  const [H, W, Cin] = x.shape;
+  const Cout = w.shape[0];
+  const Ho = Math.floor(H / k);
+  const Wo = Math.floor(W / k);
+  const out = ndarray(new Float32Array(Ho * Wo * Cout), [Ho, Wo, Cout]);
+  for (let oy = 0; oy < Ho; oy++) {
+    for (let ox = 0; ox < Wo; ox++) {
+      for (let co = 0; co < Cout; co++) {
+        let s = bias.data[co];
+        for (let ci = 0; ci < Cin; ci++) {
+          for (let ky = 0; ky < k; ky++) {
+            for (let kx = 0; kx < k; kx++) {
+              s += x.data[((oy * k + ky) * W + ox * k + kx) * Cin + ci] * w.data[((co * Cin + ci) * k + ky) * k + kx];
+            }
+          }
+        }
+        out.data[(oy * Wo + ox) * Cout + co] = s;
+      }
+    }
+  }
+  return out;
+}
