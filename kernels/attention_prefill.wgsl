@@ -9,7 +9,7 @@
 // Dispatch:  workgroups (⌈T / BQ⌉, nHeads): one workgroup per (block of BQ queries, head).
 //            WG = BQ · TPQ invocations: TPQ invocations share each query.
 // Per key tile of BK keys: the workgroup loads K into workgroup memory; invocation (query qi, lane j)
-// computes scores for keys j, j + TPQ, …; then V replaces K in the same tile memory and each
+// computes scores for keys j, j + TPQ, … (all at once, reading each q element once); then V replaces K in the same tile memory and each
 // invocation rescales and accumulates its D / TPQ output dims (j, j + TPQ, …) of query qi with the
 // online-softmax update  m' = max(m, max s),  acc = acc·e^(m−m') + Σ e^(s−m')·v,  l likewise.
 // Rows of the Q and K/V tiles are padded by one float so lanes reading different rows at the
@@ -29,6 +29,8 @@ override BQ: u32 = 16;         // queries per workgroup
 override BK: u32 = 32;         // keys per tile, a multiple of TPQ
 override TPQ: u32 = 8;         // invocations per query
 const MAX_DPT: u32 = 32;       // output dims one invocation may own (D / TPQ)
+const MAX_KPT: u32 = 8;        // keys per tile one invocation scores (BK / TPQ)
+override KPT: u32 = BK / TPQ;
 
 override WG: u32 = BQ * TPQ;
 override ROW: u32 = HEAD_DIM + 1;   // padded row stride of the tiles
@@ -84,14 +86,18 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
     }
     workgroupBarrier();
 
-    for (var kk = j; kk < BK; kk += TPQ) {
+    // scores of keys j, j + TPQ, …: each q element read once for all of them (register blocking)
+    var dots: array<f32, MAX_KPT>;
+    for (var b = 0u; b < KPT; b++) { dots[b] = 0.0; }   // (explicit: some compilers hoist the zeroing out of the loop)
+    for (var c = 0u; c < D; c++) {
+      let qc = qTile[qi * ROW + c];
+      for (var b = 0u; b < KPT; b++) { dots[b] += qc * kvTile[(j + b * TPQ) * ROW + c]; }
+    }
+    for (var b = 0u; b < KPT; b++) {
+      let kk = j + b * TPQ;
       let key = k0 + kk;
-      var s = MASKED;
-      if (t < p.T && key < kEnd && key <= qpos) {
-        s = 0.0;
-        for (var c = 0u; c < D; c++) { s += qTile[qi * ROW + c] * kvTile[kk * ROW + c]; }
-      }
-      scores[qi * BK + kk] = s;
+      let visible = t < p.T && key < kEnd && key <= qpos;
+      scores[qi * BK + kk] = select(MASKED, dots[b], visible);
     }
     workgroupBarrier();
 

@@ -28,7 +28,7 @@ export interface AttentionOptions {
 export const DECODE_MAX_T = 4;
 
 const PREFILL_TPQ = 8;
-const MAX_DPT = 32; // kernels/attention_prefill.wgsl
+const MAX_DPT = 32; // kernels/attention_prefill.wgsl (BK / TPQ ≤ MAX_KPT = 8 holds for every tile below)
 const DECODE_WG = 128;
 const COMBINE_WG = 128;
 
