@@ -79,8 +79,10 @@ export function linearWithBindingLimit(
   const tiles = vec4 ? TILED_VEC4 : TILED;
   const flags = { W_F16: f16 ? 1 : 0, HAS_BIAS: bias ? 1 : 0, GELU: opts.activation === 'gelu' ? 1 : 0 };
   // Rows of w per binding (→ columns of y per dispatch), and rows of x and y per binding.
-  const wRows = sliceRows(N, [K * (f16 ? 2 : 4)], maxBindingBytes, `w [${w.shape}] ${w.dtype}`);
-  const xyRows = sliceRows(M, [K * 4, N * 4], maxBindingBytes, `x [${M}, ${K}] / y [${M}, ${N}]`);
+  // The tiled kernel's grid also caps them: one workgroup per tile, ≤ maxComputeWorkgroupsPerDimension.
+  const maxGroups = gpu.limits.maxComputeWorkgroupsPerDimension;
+  const wRows = sliceRows(N, [K * (f16 ? 2 : 4)], maxBindingBytes, `w [${w.shape}] ${w.dtype}`, matvec ? N : maxGroups * tiles.TILE_N);
+  const xyRows = sliceRows(M, [K * 4, N * 4], maxBindingBytes, `x [${M}, ${K}] / y [${M}, ${N}]`, maxGroups * tiles.TILE_M);
 
   for (let m0 = 0; m0 < M; m0 += xyRows) {
     const rows = Math.min(xyRows, M - m0);
@@ -189,15 +191,15 @@ function checkLinearShapes(
 }
 
 /**
- * How many rows of `bytesPerRow` bytes one binding may hold: as many as fit under the limit, in
- * multiples of the smallest row count whose byte size is a multiple of 256 (so every slice starts
- * on an allowed offset). All `rows` when they fit in one binding.
+ * How many rows of `bytesPerRow` bytes one binding may hold: as many as fit under the limit (and
+ * ≤ maxRows), in multiples of the smallest row count whose byte size is a multiple of 256 for every
+ * operand sliced by these rows (so every slice starts on an allowed offset). All `rows` when they fit.
  */
-function sliceRows(rows: number, bytesPerRow: number[], maxBindingBytes: number, what: string): number {
+function sliceRows(rows: number, bytesPerRow: number[], maxBindingBytes: number, what: string, maxRows: number): number {
   const widest = Math.max(...bytesPerRow);
-  if (rows * widest <= maxBindingBytes) return rows;
+  if (rows * widest <= maxBindingBytes && rows <= maxRows) return rows;
   const step = bytesPerRow.reduce((s, b) => lcm(s, OFFSET_ALIGN / gcd(b, OFFSET_ALIGN)), 1);
-  const fit = Math.floor(maxBindingBytes / widest / step) * step;
+  const fit = Math.floor(Math.min(maxBindingBytes / widest, maxRows) / step) * step;
   check(
     'linear',
     fit > 0,
