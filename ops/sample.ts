@@ -17,7 +17,17 @@ import type { Tensor } from '../runtime/tensor.js';
 import { argmax } from './argmax.js';
 import { assertDType, check } from './util.js';
 
-const WG = 256;
+/**
+ * One workgroup does everything, so on a GPU make it as wide as the device allows (up to 1024).
+ * On a software rasteriser (lavapipe) wide workgroups only cost compile time, so 256 there.
+ */
+function workgroupSize(gpu: Gpu): number {
+  if (gpu.summary.architecture === 'software') return 256;
+  const limit = Math.min(gpu.limits.maxComputeInvocationsPerWorkgroup, gpu.limits.maxComputeWorkgroupSizeX);
+  let wg = 256; // WebGPU's guaranteed minimum; the kernel needs a power of two
+  while (wg * 2 <= Math.min(limit, 1024)) wg *= 2;
+  return wg;
+}
 
 export interface SampleOptions {
   /** 0 → greedy. */
@@ -62,7 +72,7 @@ export function sample(gpu: Gpu, logits: Tensor, o: SampleOptions): Tensor {
   const token = gpu.empty([1], 'u32');
   gpu.dispatch({
     kernel: 'sample',
-    constants: { WG },
+    constants: { WG: workgroupSize(gpu) },
     params: params(
       ['u32', n],
       ['u32', penalised ? recent.size : 0],
