@@ -24,6 +24,9 @@ const cases: Case[] = [
   c(1, 1024, 4, 2, 128, 999, 1000), // decode over a long cache
   c(1, 1000, 4, 1, 16, 999, 1000),
   c(3, 600, 8, 2, 64, 500, 503),
+  c(5, 16, 4, 2, 16, 10, 12), // queries past the cache's end see only keys < kvLength
+  c(1, 1100, 32, 8, 64, 1099, 1100), // decode chunks of 128 keys
+  c(1, 4096, 20, 4, 128, 4095, 4096), // a full 4096-key context: decode chunks of 256 keys
 ];
 
 describe('attention (kernels/attention_prefill.wgsl, attention_decode.wgsl + attention_combine.wgsl)', () => {
