@@ -21,9 +21,10 @@
 // Dispatch:  (⌈W / TW⌉, ⌈band rows / TH⌉, ⌈C / CT⌉) workgroups of CT · TW · TH / RPT invocations.
 // One workgroup computes a TH × TW × CT block of outputs. It first stages the (TH + 6) × (TW + 6) × CT
 // input block with its halo in workgroup memory (zeros outside the image), each input read once from
-// global memory instead of up to 49 times. Then each invocation computes RPT vertically adjacent
-// outputs of one channel: it keeps that channel's 49 taps in registers and slides down the
-// RPT + 6 input rows of its column, so each staged value it reads feeds up to RPT outputs.
+// global memory instead of up to 49 times, and the block's CT × 49 taps (read once per workgroup
+// rather than once per invocation). Then each invocation computes RPT vertically adjacent outputs of
+// one channel: it copies that channel's 49 taps to registers and slides down the RPT + 6 input rows
+// of its column, so each staged value it reads feeds up to RPT outputs.
 
 struct Params {
   W: u32, C: u32,
@@ -46,8 +47,9 @@ const PAD: u32 = 3u;
 @group(0) @binding(3) var<storage, read> bias: array<f32>;
 @group(0) @binding(4) var<storage, read_write> y: array<f32>;
 
-// The input block with halo, laid out [TH + 6][TW + 6][CT].
+// The input block with halo, laid out [TH + 6][TW + 6][CT], and the block's taps [CT][49].
 var<workgroup> block: array<f32, (TH + 6u) * (TW + 6u) * CT>;
+var<workgroup> block_taps: array<f32, CT * 49u>;
 
 fn weight(i: u32) -> f32 {
   if (W_F16) {
@@ -78,6 +80,11 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
     }
     block[e] = v;
   }
+  for (var e = lid; e < CT * K * K; e += CT * TW * TH / RPT) {
+    let c = min(c0 + e / (K * K), p.C - 1u);   // past-the-end channels: any valid tap, never stored
+    block_taps[e] = weight(c * K * K + e % (K * K));
+  }
+  workgroupBarrier();
 
   // This invocation: channel c0 + lc, column x0 + tx, rows y0 + ty0 … y0 + ty0 + RPT − 1.
   let lc = lid % CT;
@@ -87,10 +94,9 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
   let c = min(c0 + lc, p.C - 1u);          // past-the-end channels compute a dummy, never stored
 
   var taps: array<f32, 49>;
-  for (var k = 0u; k < K * K; k++) { taps[k] = weight(c * K * K + k); }
+  for (var k = 0u; k < K * K; k++) { taps[k] = block_taps[lc * K * K + k]; }
   var acc: array<f32, RPT>;
   for (var o = 0u; o < RPT; o++) { acc[o] = bias[c]; }
-  workgroupBarrier();
 
   for (var r = 0u; r < RPT + 2u * PAD; r++) {          // block rows ty0 + r
     for (var kx = 0u; kx < K; kx++) {

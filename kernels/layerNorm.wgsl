@@ -9,15 +9,17 @@
 // Dispatch:  workgroups of WG = TPR · (WG / TPR) invocations: TPR threads ("a segment") per row,
 //            WG / TPR rows per workgroup, so short rows (C = 192) do not leave most threads idle.
 //            The workgroup grid is folded: workgroup w = wid.x + wid.y · GRID_X (ops/util.ts grid1d).
-// One segment normalizes one row: each thread sums the elements lane, lane + TPR, … (adjacent
-// threads read adjacent floats: coalesced), the segment adds its partials by a tree in workgroup
-// memory, and the row is read three times (mean, variance, output) — from cache on a real GPU.
+// One segment normalizes one row: each thread takes the elements lane, lane + TPR, … (adjacent
+// threads read adjacent floats: coalesced) and keeps the first CACHED of them in registers, so a row
+// of C ≤ CACHED · TPR is read from memory once (ops/layerNorm.ts sizes TPR for that; longer rows
+// re-read the rest per pass). The segment adds its partials by a tree in workgroup memory.
 
 struct Params { rows: u32, C: u32, eps: f32 }
 
 override WG: u32 = 256;       // invocations per workgroup
 override TPR: u32 = 64;       // threads per row: a power of two dividing WG
 override GRID_X: u32 = 32768;
+const CACHED: u32 = 8u;       // row elements per thread held in registers
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
@@ -48,19 +50,33 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
   let valid = row < p.rows;   // rows past the end still join the barriers, but touch no memory
   let base = row * p.C;
   let C = select(0u, p.C, valid);
+  let uncached = lane + CACHED * TPR;   // first element of this thread not kept in registers
 
+  var v: array<f32, CACHED>;
   var s = 0.0;
-  for (var c = lane; c < C; c += TPR) { s += x[base + c]; }
+  for (var i = 0u; i < CACHED; i++) {
+    let c = lane + i * TPR;
+    if (c < C) { v[i] = x[base + c]; s += v[i]; }
+  }
+  for (var c = uncached; c < C; c += TPR) { s += x[base + c]; }
   let mean = segment_sum(lid, lane, s) / f32(p.C);
 
   var ss = 0.0;
-  for (var c = lane; c < C; c += TPR) {
+  for (var i = 0u; i < CACHED; i++) {
+    let d = v[i] - mean;
+    if (lane + i * TPR < C) { ss += d * d; }
+  }
+  for (var c = uncached; c < C; c += TPR) {
     let d = x[base + c] - mean;
     ss += d * d;
   }
   let inv_std = inverseSqrt(segment_sum(lid, lane, ss) / f32(p.C) + p.eps);
 
-  for (var c = lane; c < C; c += TPR) {
+  for (var i = 0u; i < CACHED; i++) {
+    let c = lane + i * TPR;
+    if (c < C) { y[base + c] = (v[i] - mean) * inv_std * gamma[c] + beta[c]; }
+  }
+  for (var c = uncached; c < C; c += TPR) {
     y[base + c] = (x[base + c] - mean) * inv_std * gamma[c] + beta[c];
   }
 }

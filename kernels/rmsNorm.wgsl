@@ -8,13 +8,16 @@
 // Dispatch:  workgroups of WG invocations: TPR threads ("a segment") per row, WG / TPR rows per
 //            workgroup. The workgroup grid is folded: workgroup w = wid.x + wid.y · GRID_X.
 // One segment normalizes one row: each thread sums the squares of elements lane, lane + TPR, …
-// (coalesced), the segment adds its partials by a tree in workgroup memory, then scales the row.
+// (coalesced), keeping the first CACHED of them in registers so that a row of C ≤ CACHED · TPR is
+// read from memory once; the segment adds its partials by a tree in workgroup memory, then each
+// thread scales its elements.
 
 struct Params { rows: u32, C: u32, eps: f32 }
 
 override WG: u32 = 256;       // invocations per workgroup
 override TPR: u32 = 64;       // threads per row: a power of two dividing WG
 override GRID_X: u32 = 32768;
+const CACHED: u32 = 8u;       // row elements per thread held in registers
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
@@ -43,15 +46,25 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
   let valid = row < p.rows;   // rows past the end still join the barrier, but touch no memory
   let base = row * p.C;
   let C = select(0u, p.C, valid);
+  let uncached = lane + CACHED * TPR;   // first element of this thread not kept in registers
 
+  var v: array<f32, CACHED>;
   var ss = 0.0;
-  for (var c = lane; c < C; c += TPR) {
-    let v = x[base + c];
-    ss += v * v;
+  for (var i = 0u; i < CACHED; i++) {
+    let c = lane + i * TPR;
+    if (c < C) { v[i] = x[base + c]; ss += v[i] * v[i]; }
+  }
+  for (var c = uncached; c < C; c += TPR) {
+    let u = x[base + c];
+    ss += u * u;
   }
   let inv_rms = inverseSqrt(segment_sum(lid, lane, ss) / f32(p.C) + p.eps);
 
-  for (var c = lane; c < C; c += TPR) {
+  for (var i = 0u; i < CACHED; i++) {
+    let c = lane + i * TPR;
+    if (c < C) { y[base + c] = v[i] * inv_rms * gamma[c]; }
+  }
+  for (var c = uncached; c < C; c += TPR) {
     y[base + c] = x[base + c] * inv_rms * gamma[c];
   }
 }

@@ -104,8 +104,8 @@ export function dispatchRowChunks(
     maxBindingBytes?: number;
   },
 ): void {
-  const WG = 256;
-  const TPR = threadsPerRow(d.C, WG);
+  const TPR = threadsPerRow(d.C, Math.min(1024, gpu.limits.maxComputeInvocationsPerWorkgroup));
+  const WG = Math.max(256, TPR);
   for (const chunk of f32Chunks(gpu, d.rows * d.C, d.C, d.maxBindingBytes)) {
     const rows = chunk.count / d.C;
     gpu.dispatch({
@@ -118,10 +118,14 @@ export function dispatchRowChunks(
   }
 }
 
-/** Threads per row for a row of C floats: ~8 elements per thread, a power of two in [32, wg]. */
-export function threadsPerRow(C: number, wg: number): number {
+/**
+ * Threads per row for a row of C floats: the smallest power of two in [32, maxThreads] that leaves
+ * each thread at most 8 elements (the kernels' CACHED registers), so rows up to 8·maxThreads floats
+ * are read from memory once.
+ */
+export function threadsPerRow(C: number, maxThreads: number): number {
   let tpr = 32;
-  while (tpr < wg && tpr * 8 < C) tpr *= 2;
+  while (tpr < maxThreads && tpr * 8 < C) tpr *= 2;
   return tpr;
 }
 

@@ -16,7 +16,7 @@ async function check(shape: number[], eps: number, seed: number, maxBindingBytes
 }
 
 describe('rmsNorm (kernels/rmsNorm.wgsl)', () => {
-  for (const shape of [[1], [1, 7], [5, 33], [7, 255], [3, 4096], [2, 5003]]) {
+  for (const shape of [[1], [1, 7], [5, 33], [7, 255], [3, 4096], [2, 5003], [3, 9001]]) {
     it(`matches the f64 reference for [${shape}]`, () => check(shape, 1e-5, 51));
   }
 
