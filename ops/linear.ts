@@ -74,7 +74,7 @@ export function linearWithBindingLimit(
   if (M === 0 || N === 0) return y;
 
   const f16 = w.dtype === 'f16';
-  const vec4 = K % 8 === 0;
+  const vec4 = K % 8 === 0 && K > 0; // (a vec4 view of an empty x would be a too-small binding)
   const matvec = M <= MATVEC_MAX_M;
   const tiles = vec4 ? TILED_VEC4 : TILED;
   const flags = { W_F16: f16 ? 1 : 0, HAS_BIAS: bias ? 1 : 0, GELU: opts.activation === 'gelu' ? 1 : 0 };

@@ -71,6 +71,12 @@ describe('linear (kernels/linear_tiled.wgsl, kernels/linear_matvec.wgsl)', () =>
     await check(gpu, { xShape: [1, 2, 40], N: 9, dtype: 'f32', bias: true, gelu: false }, 8);
   });
 
+  it('K = 0 gives act(bias) (an empty sum), for both kernels', async () => {
+    const gpu = await testGpu();
+    await check(gpu, { xShape: [3, 0], N: 5, dtype: 'f16', bias: true, gelu: true }, 41);
+    await check(gpu, { xShape: [9, 0], N: 70, dtype: 'f32', bias: true, gelu: false }, 42);
+  });
+
   it('applies GELU to float32 accuracy over [-10, 10] (erfc fit, both kernels)', async () => {
     const gpu = await testGpu();
     // y[m, n] = gelu(x[m] · w[n]) with K = 1 and x = 1: every output is the GELU of one weight.
