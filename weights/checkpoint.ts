@@ -50,7 +50,7 @@ export interface WeightSource {
 /** Elements converted and uploaded per step: 4 Mi (16 MiB of f32). Even, so f16 offsets stay even. */
 export const CHUNK_ELEMENTS = 4 << 20;
 /** Bytes written to the GPU queue between waits, so the driver's staging memory stays bounded too. */
-const DRAIN_BYTES = 256 << 20;
+const DRAIN_BYTES = 64 << 20;
 
 /** The tensors of one or more safetensors files, each name in exactly one file. */
 export class TensorSet implements WeightSource {
@@ -144,13 +144,13 @@ export class TensorSet implements WeightSource {
     const chunk = Math.max(1, Math.min(numel, chunkElements));
     const srcBytes = bytesPerElement(src);
     const staging = alignedBytes(chunk * srcBytes);
-    const f32 = new Float32Array(dtype === 'f32' || src === 'BF16' ? chunk : 0);
+    const f32 = new Float32Array(dtype === 'f32' ? chunk : 0);
     const f16 = new Uint16Array(dtype === 'f16' ? chunk : 0);
     try {
       for (let start = 0; start < numel; start += chunk) {
         const count = Math.min(chunk, numel - start);
         const bytes = await file.readRange(name, start * srcBytes, count * srcBytes, staging);
-        const values = dtype === 'f32' ? toF32(src, bytes, f32.subarray(0, count)) : toF16Bits(src, bytes, f16.subarray(0, count), f32);
+        const values = dtype === 'f32' ? toF32(src, bytes, f32.subarray(0, count)) : toF16Bits(src, bytes, f16.subarray(0, count));
         gpu.write(tensor, values, start); // copies `values` now, so the staging arrays are reused
         this.bytesSinceDrain += values.byteLength;
         if (this.bytesSinceDrain >= DRAIN_BYTES) await this.drain(gpu);

@@ -35,6 +35,25 @@ function f16ToF32Table(): Float32Array {
   return f16Table;
 }
 
+/**
+ * bf16 bits → f16 bits, all 65536 values precomputed (128 KiB). bf16's 7 mantissa bits fit f16's 10,
+ * so only values outside f16's exponent range round (to subnormals, 0 or ±inf) — the table holds
+ * exactly what f32ToF16Bits(bf16 value) gives, at one lookup per element.
+ */
+let bf16Table: Uint16Array | null = null;
+function bf16ToF16Table(): Uint16Array {
+  if (!bf16Table) {
+    bf16Table = new Uint16Array(65536);
+    const f32 = new Float32Array(1);
+    const u32 = new Uint32Array(f32.buffer);
+    for (let b = 0; b < 65536; b++) {
+      u32[0] = b << 16;
+      bf16Table[b] = f32ToF16Bits(f32[0]);
+    }
+  }
+  return bf16Table;
+}
+
 /** Typed views of a byte chunk (which must start 4-byte aligned in its buffer). */
 function u16(bytes: Uint8Array): Uint16Array {
   return new Uint16Array(bytes.buffer, bytes.byteOffset, bytes.byteLength >> 1);
@@ -59,15 +78,21 @@ export function toF32(src: FloatDType, bytes: Uint8Array, out: Float32Array): Fl
 
 /**
  * `bytes` holding `out.length` elements of `src` → f16 bits in `out`. F16 passes through untouched;
- * F32 and BF16 round to nearest even (`scratch` holds the f32 intermediate for BF16).
+ * F32 and BF16 round to nearest even.
  */
-export function toF16Bits(src: FloatDType, bytes: Uint8Array, out: Uint16Array, scratch: Float32Array): Uint16Array {
+export function toF16Bits(src: FloatDType, bytes: Uint8Array, out: Uint16Array): Uint16Array {
   const n = out.length;
   if (src === 'F16') {
     out.set(u16(bytes).subarray(0, n));
     return out;
   }
-  const values = src === 'F32' ? new Float32Array(bytes.buffer, bytes.byteOffset, n) : toF32('BF16', bytes, scratch.subarray(0, n));
+  if (src === 'BF16') {
+    const bits = u16(bytes);
+    const table = bf16ToF16Table();
+    for (let i = 0; i < n; i++) out[i] = table[bits[i]];
+    return out;
+  }
+  const values = new Float32Array(bytes.buffer, bytes.byteOffset, n);
   for (let i = 0; i < n; i++) out[i] = f32ToF16Bits(values[i]);
   return out;
 }
