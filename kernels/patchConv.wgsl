@@ -17,8 +17,9 @@
 //            the band's Ho_band·Wo output pixels.
 // Dispatch:  (⌈Cout / BN⌉, ⌈pixels / BM⌉) workgroups of (BN / 4) · (BM / 4) = 256 invocations.
 // One workgroup computes a BM-pixel × BN-channel tile of y: for each BK-slice of R it stages the
-// A and B tiles in workgroup memory, then each invocation accumulates 4 × 4 outputs (pixels
-// ty + 16·i, channels tx + 16·j: adjacent invocations store adjacent channels).
+// A and B tiles in workgroup memory (each invocation LOADS elements of each, at row offsets
+// computed once), then each invocation accumulates 4 × 4 outputs (pixels ty + 16·i, channels
+// tx + 16·j: adjacent invocations store adjacent channels).
 
 struct Params { W: u32, Cin: u32, Cout: u32, k: u32, Wo: u32, pixels: u32, in_offset: u32, out_offset: u32 }
 
@@ -34,8 +35,12 @@ const WG: u32 = 256u;           // (BM / 4) · (BN / 4) invocations
 @group(0) @binding(3) var<storage, read> bias: array<f32>;
 @group(0) @binding(4) var<storage, read_write> y: array<f32>;
 
-var<workgroup> a_tile: array<f32, BK * BM>;   // [kk][m]
-var<workgroup> b_tile: array<f32, BK * BN>;   // [kk][n]
+// Tiles [kk][m] and [kk][n], rows padded by 2 floats: the staging stores (16 kk × 2 m per warp) then
+// hit 32 distinct banks.
+const PAD_ROW: u32 = 2u;
+var<workgroup> a_tile: array<f32, BK * (BM + PAD_ROW)>;
+var<workgroup> b_tile: array<f32, BK * (BN + PAD_ROW)>;
+const LOADS: u32 = BM * BK / WG;   // tile elements each invocation stages per slice (BM = BN)
 
 fn weight(i: u32) -> f32 {
   if (W_F16) {
@@ -50,49 +55,50 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
   let n0 = wid.x * BN;
   let m0 = wid.y * BM;
   let R = p.k * p.k * p.Cin;
+
+  // Staging role: this invocation loads reduction column kk of tile rows s + 16·j (j < LOADS),
+  // for A (pixels) and B (output channels) alike; adjacent invocations take adjacent kk, i.e.
+  // adjacent input channels ci: coalesced reads of x. Where each row's data starts is fixed for
+  // the whole reduction, so it is computed once here (no divisions in the loop but the two for r).
+  let kk = lid % BK;
+  let s = lid / BK;
+  var patch_start: array<u32, LOADS>;   // x index of pixel m0 + s + 16·j's patch corner
+  var w_start: array<u32, LOADS>;       // wt index of output channel n0 + s + 16·j's filter
+  for (var j = 0u; j < LOADS; j++) {
+    let pix = min(m0 + s + (WG / BK) * j, p.pixels - 1u);   // clamped: rows past the end load junk, never stored
+    patch_start[j] = p.in_offset + ((pix / p.Wo) * p.k * p.W + (pix % p.Wo) * p.k) * p.Cin;
+    w_start[j] = min(n0 + s + (WG / BK) * j, p.Cout - 1u) * R;
+  }
+
+  // Compute role: 4 × 4 outputs, pixels m0 + ty + 16·i and channels n0 + tx + 16·j.
   let tx = lid % (BN / 4u);
   let ty = lid / (BN / 4u);
-
   var acc: array<array<f32, 4>, 4>;
+
   for (var k0 = 0u; k0 < R; k0 += BK) {
-    // Stage A (gathered patches) and B (weights): BK·BM = BK·BN = 4·WG elements each.
-    for (var e = lid; e < BK * BM; e += WG) {
-      let kk = e % BK;
-      let m = e / BK;
-      let r = k0 + kk;
-      let pix = m0 + m;
-      var v = 0.0;
-      if (r < R && pix < p.pixels) {
-        let ci = r % p.Cin;
-        let tap = r / p.Cin;
-        let oy = pix / p.Wo;              // output row within the band
-        let ox = pix % p.Wo;
-        let iy = oy * p.k + tap / p.k;    // input row within the band
-        let ix = ox * p.k + tap % p.k;
-        v = x[p.in_offset + (iy * p.W + ix) * p.Cin + ci];
+    let r = k0 + kk;                      // r = (ky·k + kx)·Cin + ci
+    let ci = r % p.Cin;
+    let tap = r / p.Cin;                  // ky·k + kx
+    let x_step = ((tap / p.k) * p.W + tap % p.k) * p.Cin + ci;
+    let w_step = ci * p.k * p.k + tap;    // PyTorch [Cout, Cin, k, k]
+    for (var j = 0u; j < LOADS; j++) {
+      let row = s + (WG / BK) * j;
+      var a = 0.0;
+      var b = 0.0;
+      if (r < R) {
+        a = x[patch_start[j] + x_step];
+        b = weight(w_start[j] + w_step);
       }
-      a_tile[kk * BM + m] = v;
-    }
-    for (var e = lid; e < BK * BN; e += WG) {
-      let kk = e % BK;
-      let n = e / BK;
-      let r = k0 + kk;
-      let co = n0 + n;
-      var v = 0.0;
-      if (r < R && co < p.Cout) {
-        let ci = r % p.Cin;
-        let tap = r / p.Cin;              // ky·k + kx
-        v = weight((co * p.Cin + ci) * p.k * p.k + tap);
-      }
-      b_tile[kk * BN + n] = v;
+      a_tile[kk * (BM + PAD_ROW) + row] = a;
+      b_tile[kk * (BN + PAD_ROW) + row] = b;
     }
     workgroupBarrier();
 
-    for (var kk = 0u; kk < BK; kk++) {
+    for (var q = 0u; q < BK; q++) {
       var a: array<f32, 4>;
       var b: array<f32, 4>;
-      for (var i = 0u; i < 4u; i++) { a[i] = a_tile[kk * BM + ty + 16u * i]; }
-      for (var j = 0u; j < 4u; j++) { b[j] = b_tile[kk * BN + tx + 16u * j]; }
+      for (var i = 0u; i < 4u; i++) { a[i] = a_tile[q * (BM + PAD_ROW) + ty + 16u * i]; }
+      for (var j = 0u; j < 4u; j++) { b[j] = b_tile[q * (BN + PAD_ROW) + tx + 16u * j]; }
       for (var i = 0u; i < 4u; i++) {
         for (var j = 0u; j < 4u; j++) { acc[i][j] += a[i] * b[j]; }
       }
