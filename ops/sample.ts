@@ -40,6 +40,11 @@ export interface SampleOptions {
   repetitionPenalty: number;
   /** Ids the penalty applies to (the prompt and the tokens generated so far), u32 [M]. */
   recentIds?: Tensor;
+  /**
+   * Use only the first `recentCount` ids of recentIds (default: all M), so a decode loop can keep
+   * one preallocated id buffer and append each sampled token to it on the GPU.
+   */
+  recentCount?: number;
   /** Uniform draw in [0, 1) from the caller's seeded PRNG. */
   u: number;
 }
@@ -59,11 +64,17 @@ export function sample(gpu: Gpu, logits: Tensor, o: SampleOptions): Tensor {
   assertDType('sample', logits, 'logits', 'f32');
   const n = logits.size;
   checkOptions('sample', n, o);
-  const penalised = o.recentIds !== undefined && o.recentIds.size > 0 && o.repetitionPenalty !== 1;
+  const recentCount = o.recentCount ?? o.recentIds?.size ?? 0;
   if (o.recentIds) {
     assertDType('sample', o.recentIds, 'recentIds', 'u32');
     check('sample', o.recentIds.shape.length === 1, `recentIds must be [M], got [${o.recentIds.shape}]`);
   }
+  check(
+    'sample',
+    Number.isInteger(recentCount) && recentCount >= 0 && recentCount <= (o.recentIds?.size ?? 0),
+    `recentCount ${recentCount} must be an integer in 0 … ${o.recentIds?.size ?? 0} (recentIds [${o.recentIds?.shape ?? ''}])`,
+  );
+  const penalised = recentCount > 0 && o.repetitionPenalty !== 1;
   const greedy = o.temperature === 0;
   if (greedy && !penalised) return argmax(gpu, logits.reshape([1, n])).reshape([1]);
 
@@ -75,7 +86,7 @@ export function sample(gpu: Gpu, logits: Tensor, o: SampleOptions): Tensor {
     constants: { WG: workgroupSize(gpu) },
     params: params(
       ['u32', n],
-      ['u32', penalised ? recent.size : 0],
+      ['u32', penalised ? recentCount : 0],
       ['u32', greedy ? 1 : o.topK],
       ['f32', greedy ? 1 : o.temperature],
       ['f32', greedy ? 1 : o.topP],

@@ -115,6 +115,25 @@ describe('sample (kernels/sample.wgsl)', () => {
     expect(sampleRef(neg, o)).to.equal(1);
   });
 
+  it('penalises only the first recentCount ids of a preallocated id buffer', async () => {
+    const gpu = await testGpu();
+    const l = new Float32Array([2.0, 1.5, 1.0, 0.5]);
+    const tl = gpu.upload([4], l);
+    const ids = gpu.upload([3], [1, 0, 2], 'u32');
+    const o = { temperature: 0, topK: 0, topP: 1, repetitionPenalty: 4, u: 0, recentIds: ids };
+    const pick = async (recentCount: number) => {
+      const t = sample(gpu, tl, { ...o, recentCount });
+      const [id] = await t.read();
+      t.dispose();
+      return id;
+    };
+    expect(await pick(1)).to.equal(0); // only id 1 penalised: 2.0 still wins
+    expect(await pick(2)).to.equal(2); // ids 1, 0 penalised: (0.5, 0.375, 1.0, 0.5) → id 2
+    expect(sampleRef(l, { ...o, recentIds: [1, 0] })).to.equal(2);
+    expect(() => sample(gpu, tl, { ...o, recentCount: 4 })).to.throw(/recentCount 4/);
+    [tl, ids].forEach((t) => t.dispose());
+  });
+
   it('rejects bad options', async () => {
     const gpu = await testGpu();
     const t = gpu.upload([3], [1, 2, 3]);
