@@ -133,7 +133,7 @@ describe('linear (kernels/linear_tiled.wgsl, kernels/linear_matvec.wgsl)', () =>
       tw.dispose();
     });
 
-    it('f16 weight of 134 MB with odd K (w [16400, 4097], over 128 MiB): M = 2 (matvec) and 9 (tiled)', async function () {
+    it('f16 weight of 134 MB with odd K (w [16400, 4097], over 128 MiB): M = 1 and 2 (matvec; tiled splits with odd K are above)', async function () {
       this.timeout(300000);
       const gpu = await testGpu();
       const [N, K] = [16400, 4097];
@@ -150,7 +150,7 @@ describe('linear (kernels/linear_tiled.wgsl, kernels/linear_matvec.wgsl)', () =>
       const wRow = (n: number) => f16ToF32Array(bits.subarray(n * K, (n + 1) * K));
       // The split lands at row 16256 (the largest multiple of 128 rows of 8194 bytes under 128 MiB).
       const cols = columnsAround(16256, N);
-      for (const M of [2, 9]) {
+      for (const M of [1, 2]) {
         const x = randomNd([M, K], 22 + M);
         const tx = gpu.upload([M, K], x.data);
         const y = linear(gpu, tx, tw);
