@@ -18,13 +18,19 @@
 //            binding stays under maxStorageBufferBindingSize; a band's x range includes its 3-row
 //            halo, clipped to the image (in_row_end ≤ H: rows at or past it read as padding, which
 //            they are, or are only needed by outputs outside the band). One band: rows 0 … H.
-// Dispatch:  (⌈W / TW⌉, ⌈band rows / TH⌉, ⌈C / CT⌉) workgroups of CT · TW · TH / RPT invocations.
-// One workgroup computes a TH × TW × CT block of outputs. It first stages the (TH + 6) × (TW + 6) × CT
-// input block with its halo in workgroup memory (zeros outside the image), each input read once from
-// global memory instead of up to 49 times, and the block's CT × 49 taps (read once per workgroup
-// rather than once per invocation). Then each invocation computes RPT vertically adjacent outputs of
-// one channel: it copies that channel's 49 taps to registers and slides down the RPT + 6 input rows
-// of its column, so each staged value it reads feeds up to RPT outputs.
+// Dispatch:  (⌈W / TW⌉, ⌈band rows / TH⌉, ⌈C / CT⌉) workgroups of CT · TH · TW / RPT invocations.
+// One workgroup computes a TH × TW × CT block of outputs (8 rows × 16 columns × 8 channels).
+//  1. It stages the (TH + 6) × (TW + 6) × CT input block with its halo in workgroup memory (zeros
+//     outside the image), each input read once from global memory instead of up to 49 times, plus
+//     the block's CT × 49 taps. Consecutive invocations load consecutive channels of a pixel, so
+//     each pixel's CT floats are one 32-byte sector.
+//  2. Each invocation computes RPT horizontally adjacent outputs of one channel: for each tap row
+//     ky it loads the RPT + 6 inputs of its input row segment and the 7 taps into registers and
+//     accumulates RPT × 7 products. Only the inner loops (fixed trip counts) index the register
+//     arrays, so they need no dynamic indexing once unrolled.
+//  Bank conflicts: the 32 invocations of a warp are CT = 8 channels × 4 consecutive output rows;
+//  block rows are padded to an odd number of pixels (BWP), so those 4 rows fall in 4 different
+//  groups of 8 banks.
 
 struct Params {
   W: u32, C: u32,
@@ -33,13 +39,15 @@ struct Params {
   in_offset: u32, out_offset: u32,     // element offset of row in_row0 in x, of row band_row0 in y
 }
 
-override CT: u32 = 16;          // channels per workgroup
-override TW: u32 = 8;           // output columns per workgroup
-override TH: u32 = 8;           // output rows per workgroup (a multiple of RPT)
+override CT: u32 = 8;           // channels per workgroup
+override TW: u32 = 16;          // output columns per workgroup (a multiple of RPT)
+override TH: u32 = 8;           // output rows per workgroup
 override W_F16: bool = false;   // weights are f16 pairs (else f32 bits)
-const RPT: u32 = 4u;            // output rows per invocation (sizes a register array: const)
+const RPT: u32 = 4u;            // outputs per invocation, along a row (sizes register arrays: const)
 const K: u32 = 7u;
 const PAD: u32 = 3u;
+override BW: u32 = TW + 2u * PAD;   // block width with halo, in pixels
+override BWP: u32 = BW | 1u;        // … padded to odd (see "Bank conflicts")
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
@@ -47,8 +55,8 @@ const PAD: u32 = 3u;
 @group(0) @binding(3) var<storage, read> bias: array<f32>;
 @group(0) @binding(4) var<storage, read_write> y: array<f32>;
 
-// The input block with halo, laid out [TH + 6][TW + 6][CT], and the block's taps [CT][49].
-var<workgroup> block: array<f32, (TH + 6u) * (TW + 6u) * CT>;
+// The input block with halo, laid out [TH + 6][BWP][CT], and the block's taps [CT][49].
+var<workgroup> block: array<f32, (TH + 6u) * BWP * CT>;
 var<workgroup> block_taps: array<f32, CT * 49u>;
 
 fn weight(i: u32) -> f32 {
@@ -59,59 +67,58 @@ fn weight(i: u32) -> f32 {
   return bitcast<f32>(wt[i]);
 }
 
-@compute @workgroup_size(CT * TW * TH / RPT)
+@compute @workgroup_size(CT * TH * TW / RPT)
 fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid: u32) {
   let x0 = wid.x * TW;                     // first output column of the block
   let y0 = p.band_row0 + wid.y * TH;       // first output row of the block (absolute)
   let c0 = wid.z * CT;                     // first channel of the block
-  let BW = TW + 2u * PAD;                  // block width with halo
+  let WG = CT * TH * TW / RPT;
 
-  // Stage the input block: consecutive invocations take consecutive channels of one pixel.
-  let count = (TH + 2u * PAD) * BW * CT;
-  for (var e = lid; e < count; e += CT * TW * TH / RPT) {
+  // 1. Stage the input block and the taps.
+  for (var e = lid; e < (TH + 2u * PAD) * BW * CT; e += WG) {
     let lc = e % CT;
     let pix = e / CT;
-    let gy = i32(y0 + pix / BW) - i32(PAD);
-    let gx = i32(x0 + pix % BW) - i32(PAD);
+    let hy = pix / BW;
+    let hx = pix % BW;
+    let gy = i32(y0 + hy) - i32(PAD);
+    let gx = i32(x0 + hx) - i32(PAD);
     let c = c0 + lc;
     var v = 0.0;
     if (gy >= 0 && gy < i32(p.in_row_end) && gx >= 0 && gx < i32(p.W) && c < p.C) {
       v = x[p.in_offset + ((u32(gy) - p.in_row0) * p.W + u32(gx)) * p.C + c];
     }
-    block[e] = v;
+    block[(hy * BWP + hx) * CT + lc] = v;
   }
-  for (var e = lid; e < CT * K * K; e += CT * TW * TH / RPT) {
+  for (var e = lid; e < CT * K * K; e += WG) {
     let c = min(c0 + e / (K * K), p.C - 1u);   // past-the-end channels: any valid tap, never stored
     block_taps[e] = weight(c * K * K + e % (K * K));
   }
   workgroupBarrier();
 
-  // This invocation: channel c0 + lc, column x0 + tx, rows y0 + ty0 … y0 + ty0 + RPT − 1.
+  // 2. This invocation: channel c0 + lc, row y0 + ty, columns x0 + tx0 … x0 + tx0 + RPT − 1.
   let lc = lid % CT;
   let pt = lid / CT;
-  let tx = pt % TW;
-  let ty0 = (pt / TW) * RPT;
-  let c = min(c0 + lc, p.C - 1u);          // past-the-end channels compute a dummy, never stored
+  let ty = pt % TH;
+  let tx0 = (pt / TH) * RPT;
+  let c = min(c0 + lc, p.C - 1u);
 
-  var taps: array<f32, 49>;
-  for (var k = 0u; k < K * K; k++) { taps[k] = block_taps[lc * K * K + k]; }
   var acc: array<f32, RPT>;
   for (var o = 0u; o < RPT; o++) { acc[o] = bias[c]; }
-
-  for (var r = 0u; r < RPT + 2u * PAD; r++) {          // block rows ty0 + r
-    for (var kx = 0u; kx < K; kx++) {
-      let v = block[((ty0 + r) * BW + tx + kx) * CT + lc];
-      for (var o = 0u; o < RPT; o++) {                 // output row ty0 + o uses tap row r − o
-        let ky = r - o;                                // wraps to a huge u32 when r < o
-        if (ky < K) { acc[o] += v * taps[ky * K + kx]; }
-      }
+  for (var ky = 0u; ky < K; ky++) {
+    let seg_start = ((ty + ky) * BWP + tx0) * CT + lc;   // block[ty + ky][tx0][lc]
+    var seg: array<f32, RPT + 2u * PAD>;
+    for (var i = 0u; i < RPT + 2u * PAD; i++) { seg[i] = block[seg_start + i * CT]; }
+    var taps: array<f32, K>;
+    for (var kx = 0u; kx < K; kx++) { taps[kx] = block_taps[lc * K * K + ky * K + kx]; }
+    for (var o = 0u; o < RPT; o++) {
+      for (var kx = 0u; kx < K; kx++) { acc[o] += seg[o + kx] * taps[kx]; }
     }
   }
 
-  let gx = x0 + tx;
-  if (gx >= p.W || c0 + lc >= p.C) { return; }
+  let gy = y0 + ty;
+  if (gy >= p.band_row_end || c0 + lc >= p.C) { return; }
   for (var o = 0u; o < RPT; o++) {
-    let gy = y0 + ty0 + o;
-    if (gy < p.band_row_end) { y[p.out_offset + ((gy - p.band_row0) * p.W + gx) * p.C + c0 + lc] = acc[o]; }
+    let gx = x0 + tx0 + o;
+    if (gx < p.W) { y[p.out_offset + ((gy - p.band_row0) * p.W + gx) * p.C + c0 + lc] = acc[o]; }
   }
 }

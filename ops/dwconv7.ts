@@ -15,9 +15,9 @@ import { assertDType, check } from './util.js';
 
 const K = 7;
 const PAD = 3;
-/** Block of outputs per workgroup: CT channels × TH rows × TW columns; 4 rows per invocation (WGSL const RPT). */
-const CT = 16;
-const TW = 8;
+/** Block of outputs per workgroup: CT channels × TH rows × TW columns (4 columns per invocation: WGSL const RPT). */
+const CT = 8;
+const TW = 16;
 const TH = 8;
 
 export interface Dwconv7Options {
