@@ -34,7 +34,7 @@ describe('patchConv (kernels/patchConv.wgsl)', () => {
   it('matches with f16 weights (stem: 4×4, Cin 3, Cout 33)', () => check([17, 21, 3], 33, 4, 92, { f16: true }));
   it('matches with f16 weights (downsampling: 2×2, Cin 48, Cout 65)', () => check([10, 14, 48], 65, 2, 93, { f16: true }));
   it('processes bands of output rows with unaligned binding offsets', () => check([23, 13, 5], 9, 2, 94, { bandRows: 3 }));
-  it('handles a stem on a 256×256 image (→ 64×64×128)', () => check([256, 256, 3], 128, 4, 95, { f16: true }));
+  it('handles a stem on a 384×384 image (→ 96×96×192, 7 MB)', () => check([384, 384, 3], 192, 4, 95, { f16: true }));
 
   it('rejects mismatched weights, naming both shapes', async () => {
     const gpu = await testGpu();
