@@ -9,6 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { bf16BitsToF32, f16BitsToF32, f32ToF16Bits } from '../runtime/half.js';
 import { Checkpoint, TensorSet } from '../weights/checkpoint.js';
+import { f32BitsToF16Bits } from '../weights/convert.js';
 import { parseConvNextConfig, parseLlavaConfig, visualTokens } from '../weights/config.js';
 import { CheckpointError, WeightsError } from '../weights/errors.js';
 import { expectedLlmTensors, expectedVisionTensors, llmNames, visionNames } from '../weights/names.js';
@@ -182,6 +183,27 @@ describe('WeightSource: chunked conversion to the GPU', () => {
       }
     });
   }
+
+  it('the integer-bits f32 → f16 conversion agrees with runtime/half.ts for every exponent, ties included', () => {
+    const f = new Float32Array(1);
+    const u = new Uint32Array(f.buffer);
+    let state = 12345;
+    const mantissas = [0, 1, 0x1000, 0x1001, 0x0fff, 0x3000, 0x2000, 0x7fe000, 0x7ff000, 0x7fffff, 0x400000];
+    for (let k = 0; k < 64; k++) mantissas.push((state = (Math.imul(state, 1103515245) + 12345) >>> 0) & 0x7fffff);
+    let checked = 0;
+    for (let exp = 0; exp < 256; exp++) {
+      for (const sign of [0, 0x80000000]) {
+        for (const mant of mantissas) {
+          u[0] = (sign | (exp << 23) | mant) >>> 0;
+          const want = f32ToF16Bits(f[0]);
+          const got = f32BitsToF16Bits(u[0]);
+          if (got !== want) throw new Error(`bits 0x${u[0].toString(16)}: got 0x${got.toString(16)}, want 0x${want.toString(16)}`);
+          checked++;
+        }
+      }
+    }
+    expect(checked).to.equal(256 * 2 * mantissas.length);
+  });
 
   it('refuses integer tensors, names a missing tensor, and handles empty tensors', async () => {
     const gpu = await testGpu();

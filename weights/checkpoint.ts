@@ -143,19 +143,29 @@ export class TensorSet implements WeightSource {
     if (chunkElements < 2 || chunkElements % 2) throw new Error(`toGpu: chunkElements must be even and ≥ 2, got ${chunkElements}`);
     const chunk = Math.max(1, Math.min(numel, chunkElements));
     const srcBytes = bytesPerElement(src);
-    const staging = alignedBytes(chunk * srcBytes);
+    // Two staging buffers: the next chunk is read from disk while this one is converted.
+    const staging = [alignedBytes(chunk * srcBytes), alignedBytes(Math.min(numel, 2 * chunk) > chunk ? chunk * srcBytes : 0)];
     const f32 = new Float32Array(dtype === 'f32' ? chunk : 0);
     const f16 = new Uint16Array(dtype === 'f16' ? chunk : 0);
+    const readChunk = (k: number) => {
+      const start = k * chunk;
+      const count = Math.min(chunk, numel - start);
+      return file.readRange(name, start * srcBytes, count * srcBytes, staging[k % 2]);
+    };
+    const chunks = Math.ceil(numel / chunk);
+    let pending = chunks > 0 ? readChunk(0) : null;
     try {
-      for (let start = 0; start < numel; start += chunk) {
-        const count = Math.min(chunk, numel - start);
-        const bytes = await file.readRange(name, start * srcBytes, count * srcBytes, staging);
+      for (let k = 0; k < chunks; k++) {
+        const bytes = await pending!;
+        pending = k + 1 < chunks ? readChunk(k + 1) : null;
+        const count = bytes.byteLength / srcBytes;
         const values = dtype === 'f32' ? toF32(src, bytes, f32.subarray(0, count)) : toF16Bits(src, bytes, f16.subarray(0, count));
-        gpu.write(tensor, values, start); // copies `values` now, so the staging arrays are reused
+        gpu.write(tensor, values, k * chunk); // copies `values` now, so the staging arrays are reused
         this.bytesSinceDrain += values.byteLength;
         if (this.bytesSinceDrain >= DRAIN_BYTES) await this.drain(gpu);
       }
     } catch (e) {
+      pending?.catch(() => {}); // the read in flight is abandoned
       tensor.dispose();
       throw e;
     }

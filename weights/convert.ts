@@ -67,7 +67,7 @@ export function toF32(src: FloatDType, bytes: Uint8Array, out: Float32Array): Fl
   } else if (src === 'BF16') {
     const bits = u16(bytes);
     const outBits = new Uint32Array(out.buffer, out.byteOffset, n);
-    for (let i = 0; i < n; i++) outBits[i] = bits[i] << 16; // bf16 is the top half of an f32
+    for (let i = 0; i < n; i++) outBits[i] = (bits[i] << 16) >>> 0; // bf16 is the top half of an f32
   } else {
     const bits = u16(bytes);
     const table = f16ToF32Table();
@@ -92,7 +92,41 @@ export function toF16Bits(src: FloatDType, bytes: Uint8Array, out: Uint16Array):
     for (let i = 0; i < n; i++) out[i] = table[bits[i]];
     return out;
   }
-  const values = new Float32Array(bytes.buffer, bytes.byteOffset, n);
-  for (let i = 0; i < n; i++) out[i] = f32ToF16Bits(values[i]);
+  const words = new Uint32Array(bytes.buffer, bytes.byteOffset, n);
+  for (let i = 0; i < n; i++) out[i] = f32BitsToF16Bits(words[i]);
   return out;
+}
+
+/**
+ * f32 bits → f16 bits, round to nearest even: runtime/half.ts's f32ToF16Bits on the integer bits,
+ * which skips a float store/load per element (the spec checks the two agree).
+ */
+export function f32BitsToF16Bits(x: number): number {
+  const sign = (x >>> 16) & 0x8000;
+  const exp = (x >>> 23) & 0xff;
+  const mant = x & 0x7fffff;
+  if (exp === 0xff) return sign | 0x7c00 | (mant ? 0x200 : 0); // inf / NaN
+  let e = exp - 127 + 15;
+  if (e >= 31) return sign | 0x7c00; // overflow → inf
+  if (e <= 0) {
+    if (e < -10) return sign; // below half the smallest subnormal → ±0
+    const full = mant | 0x800000; // subnormal f16: shift the implicit-1 mantissa right
+    const shift = 14 - e;
+    const half = 1 << (shift - 1);
+    const rest = full & ((1 << shift) - 1);
+    let m = full >>> shift;
+    if (rest > half || (rest === half && m & 1)) m++;
+    return sign | m;
+  }
+  const rest = mant & 0x1fff;
+  let m = mant >>> 13;
+  if (rest > 0x1000 || (rest === 0x1000 && m & 1)) {
+    m++;
+    if (m === 0x400) {
+      m = 0;
+      e++;
+      if (e >= 31) return sign | 0x7c00;
+    }
+  }
+  return sign | (e << 10) | m;
 }
