@@ -22,6 +22,7 @@ export const KERNELS = [
   'transpose',
   'dwconv7',
   'patchConv',
+  'random_fill',
 ] as const;
 
 export type KernelName = (typeof KERNELS)[number];
