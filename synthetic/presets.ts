@@ -7,7 +7,8 @@
  *   convllava-768   ConvNeXt-L + stage 5 (3072 wide, 6 deep) at 768²  →  144 visual tokens, Vicuna-7B
  *   convllava-1024  … at 1024² → 256 visual tokens
  *   convllava-1536  … at 1536² → 576 visual tokens
- * Each has a vision-only variant (`<preset>-vision`): the vision tower and projector, no decoder layers.
+ * Each has a vision-only variant (`<preset>-vision`): same configs, but only the vision tower and the
+ * projector have weights (the decoder is never built).
  */
 
 export interface PresetConfigs {
@@ -73,7 +74,7 @@ export function preset(name: string): PresetConfigs {
     intermediate_size: s.intermediate,
     max_position_embeddings: s.maxPositions,
     num_attention_heads: s.heads,
-    num_hidden_layers: visionOnly ? 0 : s.layers,
+    num_hidden_layers: s.layers,
     num_key_value_heads: s.kvHeads,
     rms_norm_eps: 1e-5,
     rope_scaling: null,
