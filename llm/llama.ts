@@ -269,17 +269,24 @@ export class LlamaDecoder {
     if (image.shape.length !== 2 || image.shape[1] !== H) {
       throw new Error(`inputsEmbeds: image features are [${image.shape}] but the LLM needs [T, ${H}] (hidden_size)`);
     }
-    const before = ids.slice(0, imageAt);
-    const after = ids.slice(imageAt + 1);
-    const x = this.gpu.empty([before.length + image.shape[0] + after.length, H]); // [T, H]
-    let row = 0;
-    for (const part of [before, image, after]) {
-      if (Array.isArray(part) && part.length === 0) continue;
-      const rows = Array.isArray(part) ? this.embed(part) : (part as Tensor);
-      writeRows(this.gpu, rows, x, row);
-      row += rows.shape[0];
-      if (rows !== part) rows.dispose();
+    const before = imageAt;
+    const after = ids.length - imageAt - 1;
+    const Tv = image.shape[0];
+    // One embedding call for all text ids: its id upload happens before any buffer here is recycled.
+    const text = this.embed([...ids.slice(0, imageAt), ...ids.slice(imageAt + 1)]); // [before + after, H]
+    const x = this.gpu.empty([before + Tv + after, H]); //                            [T, H]
+    if (before > 0) {
+      const head = sliceRows(this.gpu, text, 0, before);
+      writeRows(this.gpu, head, x, 0);
+      head.dispose();
     }
+    writeRows(this.gpu, image, x, before);
+    if (after > 0) {
+      const tail = sliceRows(this.gpu, text, before, after);
+      writeRows(this.gpu, tail, x, before + Tv);
+      tail.dispose();
+    }
+    text.dispose();
     return x;
   }
 

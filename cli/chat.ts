@@ -1,0 +1,56 @@
+/**
+ * `convllava chat --model DIR [--image FILE] [options]` — an interactive conversation about an image.
+ * Each input line is a user turn; the KV cache carries the conversation, so a turn prefills only its
+ * own tokens. Works with piped stdin (one question per line). '/exit' or end of input quits.
+ */
+import { createInterface } from 'node:readline';
+import { ConvLlava } from '../llm/pipeline.js';
+import { GENERATION_USAGE, parseGenerationArgs, progressBar } from './generation-args.js';
+
+const USAGE = `usage: convllava chat --model DIR [--image FILE] [options]
+
+${GENERATION_USAGE}
+  --json                   after each answer, print a JSON line {generated_ids, text, timings}
+
+Type a question and press Enter; '/exit' or Ctrl-D quits.`;
+
+export async function run(argv: string[]): Promise<number> {
+  const args = parseGenerationArgs(argv, 'chat');
+  if (args.help) {
+    console.log(USAGE);
+    return 0;
+  }
+  const model = await ConvLlava.load(args.model, { dtype: args.dtype, maxContext: args.maxContext, onProgress: progressBar() });
+  const session = model.chat({ image: args.image });
+  const interactive = process.stdin.isTTY;
+  const lines = createInterface({ input: process.stdin, terminal: interactive });
+  try {
+    if (interactive) process.stdout.write('USER: ');
+    for await (const line of lines) {
+      const question = line.trim();
+      if (question === '/exit') break;
+      if (question === '') continue;
+      if (!interactive) process.stdout.write(`USER: ${question}\n`);
+      process.stdout.write('ASSISTANT: ');
+      let streamed = '';
+      const result = await session.send(question, {
+        ...args.sampling,
+        onToken: ({ text }) => {
+          const out = streamed === '' ? text.trimStart() : text;
+          streamed += out;
+          process.stdout.write(out);
+        },
+      });
+      process.stdout.write('\n');
+      if (args.json) {
+        console.log(JSON.stringify({ input_ids: result.inputIds, generated_ids: result.ids, text: result.text, timings: result.timings }));
+      }
+      if (interactive) process.stdout.write('USER: ');
+    }
+    return 0;
+  } finally {
+    lines.close();
+    session.dispose();
+    await model.dispose();
+  }
+}

@@ -1,0 +1,102 @@
+/**
+ * Options shared by `convllava run` and `convllava chat`: model loading, sampling, output format,
+ * and the weight-loading progress bar (stderr).
+ */
+import { parseArgs } from 'node:util';
+import type { LoadProgress } from '../llm/pipeline.js';
+import type { SamplingOptions } from '../llm/generate.js';
+
+export const GENERATION_USAGE = `  --model DIR              ConvLLaVA model folder (config.json, weights, vision_tower/)
+  --image FILE             PNG or JPEG image
+  --max-new-tokens N       most tokens to generate (default 256)
+  --temperature T          0 = greedy (default); > 0 samples
+  --top-k K                sample among the K most likely tokens (default 0: all)
+  --top-p P                nucleus sampling threshold (default 1: off)
+  --seed S                 seed of the sampler (default 0): same seed, same answer
+  --repetition-penalty R   > 1 discourages repeating answer tokens (default 1)
+  --stop TEXT              stop before TEXT (repeatable)
+  --dtype f16|f32          weight storage on the GPU (default f16)
+  --max-context N          KV cache positions (default max_position_embeddings)`;
+
+export interface GenerationArgs {
+  model: string;
+  image?: string;
+  prompt?: string;
+  json: boolean;
+  help: boolean;
+  dtype: 'f16' | 'f32';
+  maxContext?: number;
+  sampling: SamplingOptions;
+}
+
+function number(name: string, value: string | undefined, integer: boolean): number | undefined {
+  if (value === undefined) return undefined;
+  const n = Number(value);
+  if (value.trim() === '' || !Number.isFinite(n) || (integer && !Number.isInteger(n))) {
+    throw new Error(`--${name} must be ${integer ? 'an integer' : 'a number'}, got '${value}'`);
+  }
+  return n;
+}
+
+export function parseGenerationArgs(argv: string[], command: string): GenerationArgs {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      model: { type: 'string' },
+      image: { type: 'string' },
+      prompt: { type: 'string' },
+      'max-new-tokens': { type: 'string' },
+      temperature: { type: 'string' },
+      'top-k': { type: 'string' },
+      'top-p': { type: 'string' },
+      seed: { type: 'string' },
+      'repetition-penalty': { type: 'string' },
+      stop: { type: 'string', multiple: true },
+      dtype: { type: 'string' },
+      'max-context': { type: 'string' },
+      json: { type: 'boolean', default: false },
+      help: { type: 'boolean', short: 'h', default: false },
+    },
+    strict: true,
+    allowPositionals: false,
+  });
+  const help = values.help ?? false;
+  if (!help && !values.model) throw new Error(`--model DIR is required ('convllava ${command} --help' for usage)`);
+  const dtype = values.dtype ?? 'f16';
+  if (dtype !== 'f16' && dtype !== 'f32') throw new Error(`--dtype must be f16 or f32, got '${dtype}'`);
+  return {
+    model: values.model ?? '',
+    image: values.image,
+    prompt: values.prompt,
+    json: values.json ?? false,
+    help,
+    dtype,
+    maxContext: number('max-context', values['max-context'], true),
+    sampling: {
+      maxNewTokens: number('max-new-tokens', values['max-new-tokens'], true),
+      temperature: number('temperature', values.temperature, false),
+      topK: number('top-k', values['top-k'], true),
+      topP: number('top-p', values['top-p'], false),
+      seed: number('seed', values.seed, true),
+      repetitionPenalty: number('repetition-penalty', values['repetition-penalty'], false),
+      stop: values.stop,
+    },
+  };
+}
+
+/** A stderr progress bar over the load stages (redrawn in place on a terminal, one line per stage otherwise). */
+export function progressBar(stream: NodeJS.WriteStream = process.stderr): (p: LoadProgress) => void {
+  const width = 30;
+  let lastStage = '';
+  return ({ stage, done, total }) => {
+    const fraction = total ? done / total : 1;
+    const filled = Math.round(fraction * width);
+    const line = `loading ${stage.padEnd(9)} [${'#'.repeat(filled)}${'.'.repeat(width - filled)}] ${String(Math.round(fraction * 100)).padStart(3)}% (${done}/${total} tensors)`;
+    if (stream.isTTY) {
+      stream.write(`\r${line}${done === total ? '\n' : ''}`);
+    } else if (done === total && stage !== lastStage) {
+      stream.write(`${line}\n`);
+    }
+    if (done === total) lastStage = stage;
+  };
+}

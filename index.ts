@@ -1,0 +1,18 @@
+/**
+ * convllava — ConvLLaVA (arXiv 2405.15738) on WebGPU: every float op is a hand-written WGSL kernel.
+ *
+ *   import { ConvLlava } from 'convllava';
+ *   const model = await ConvLlava.load('ConvLLaVA-pretrain-768', { onProgress: (p) => … });
+ *   const { text } = await model.generate({ image: 'cat.png', prompt: 'What is shown?', onToken: (t) => write(t.text) });
+ *   for await (const t of model.stream({ image, prompt })) …       // async-iterator form
+ *   const chat = model.chat({ image }); await chat.send('…'); await chat.send('and then?');
+ *   await model.dispose();
+ */
+export { ConvLlava, ChatSession } from './llm/pipeline.js';
+export type { GenerateOptions, GenerateRequest, GenerateResult, ImageInput, LoadOptions, LoadProgress, Timings } from './llm/pipeline.js';
+export type { FinishReason, SamplingOptions, TokenEvent } from './llm/generate.js';
+export { LlamaTokenizer, StreamDecoder, type TextTokenizer } from './llm/tokenizer.js';
+export { IMAGE_TOKEN_INDEX, VICUNA_V1_SYSTEM, imageQuestionIds, tokenizerImageToken, vicunaV1Prompt } from './llm/prompt.js';
+export { LlamaDecoder } from './llm/llama.js';
+export { Gpu } from './runtime/gpu.js';
+export type { RawImage } from './convnext/preprocess.js';

@@ -1,0 +1,303 @@
+/**
+ * ConvLLaVA end to end: image + question in, streamed answer out.
+ *
+ *   image ─ loadImage → preprocess (CPU, PIL-exact) → pixel_values [3, R, R]
+ *         ─ VisionTower.encode → features [Tv, C] ─ Projector → image rows [Tv, H]
+ *   question ─ vicuna_v1 prompt → tokenizer_image_token → ids with −200
+ *   inputs_embeds = text embeddings with the image rows spliced in at −200          [T, H]
+ *   LlamaDecoder prefill (KV cache) → generateTokens (decode steps) → text
+ *
+ * One model holds one KV cache. A ChatSession owns it while it talks; its next turn prefills only
+ * the new ids. If another session or a one-shot generate used the cache in between, the session
+ * re-prefills its whole history (it keeps its image rows for that).
+ *
+ * Browser note: nothing here touches the file system; a model folder path is opened through
+ * weights/checkpoint.ts, imported only when a path is given.
+ */
+import { Gpu } from '../runtime/gpu.js';
+import type { Tensor } from '../runtime/tensor.js';
+import type { Checkpoint } from '../weights/checkpoint.js';
+import { towerStride, visionTowerConfig } from '../convnext/config.js';
+import { VisionTower } from '../convnext/model.js';
+import { loadImage, preprocess, type RawImage } from '../convnext/preprocess.js';
+import { Projector } from './projector.js';
+import { LlamaDecoder } from './llama.js';
+import { collect, generateTokens, samplingDefaults, type FinishReason, type SamplingOptions, type TokenEvent } from './generate.js';
+import { followUpIds, imageQuestionIds, IMAGE_TOKEN_INDEX } from './prompt.js';
+import { LlamaTokenizer, type TextTokenizer } from './tokenizer.js';
+
+export type ImageInput = string | Uint8Array | RawImage;
+
+export interface LoadProgress {
+  /** Which part is loading. */
+  stage: 'vision' | 'projector' | 'llm';
+  /** Tensors of this stage on the GPU so far, and in all. */
+  done: number;
+  total: number;
+}
+
+export interface LoadOptions {
+  /** Storage of the weight matrices on the GPU. Default 'f16' (accumulation is always f32). */
+  dtype?: 'f32' | 'f16';
+  /** KV cache length in positions. Default max_position_embeddings. */
+  maxContext?: number;
+  onProgress?: (p: LoadProgress) => void;
+  /** An existing GPU context (tests share one); default: a new one, destroyed by dispose(). */
+  gpu?: Gpu;
+  /** Tokenizer; default the bundled LLaMA/Vicuna SentencePiece vocabulary. */
+  tokenizer?: TextTokenizer;
+}
+
+export interface GenerateOptions extends SamplingOptions {
+  /** Called with each token as it is generated (the stream() iterator yields the same events). */
+  onToken?: (e: TokenEvent) => void;
+}
+
+export interface GenerateRequest extends GenerateOptions {
+  /** A PNG/JPEG path, its bytes, or raw RGB/RGBA pixels. Optional: text-only when absent. */
+  image?: ImageInput;
+  prompt: string;
+}
+
+export interface Timings {
+  preprocess_ms: number;
+  image_encode_ms: number;
+  prefill_ms: number;
+  prefill_tok_s: number;
+  decode_tok_s: number;
+  /** From the request to the first token id on the CPU. */
+  ttft_ms: number;
+}
+
+export interface GenerateResult {
+  text: string;
+  /** Generated ids (EOS excluded). */
+  ids: number[];
+  /** The prompt ids of this turn, −200 where the image rows go. */
+  inputIds: number[];
+  visualTokens: number;
+  finishReason: FinishReason;
+  timings: Timings;
+}
+
+export class ConvLlava {
+  private busy = false;
+  /** The session whose conversation the KV cache currently holds. */
+  cacheOwner: ChatSession | null = null;
+
+  private constructor(
+    readonly gpu: Gpu,
+    readonly checkpoint: Checkpoint,
+    readonly tower: VisionTower,
+    readonly projector: Projector,
+    readonly decoder: LlamaDecoder,
+    readonly tokenizer: TextTokenizer,
+    private readonly ownsGpu: boolean,
+    /** Visual tokens per image: (resolution / tower stride)². */
+    readonly visualTokens: number,
+    /** ms spent loading. */
+    readonly loadMs: number,
+  ) {}
+
+  /** Loads a model folder (a path, Node) or an opened Checkpoint. */
+  static async load(model: string | Checkpoint, options: LoadOptions = {}): Promise<ConvLlava> {
+    const start = performance.now();
+    const ckpt = typeof model === 'string' ? await (await import('../weights/checkpoint.js')).Checkpoint.open(model) : model;
+    const gpu = options.gpu ?? (await Gpu.create());
+    const dtype = options.dtype ?? 'f16';
+    // Each stage reports per tensor, then once more as complete when its load has returned.
+    const totals = { vision: 1, projector: 1, llm: 1 };
+    const progress = (stage: LoadProgress['stage']) => (done: number, total: number) => {
+      totals[stage] = total;
+      options.onProgress?.({ stage, done, total });
+    };
+    const complete = (stage: LoadProgress['stage']) => options.onProgress?.({ stage, done: totals[stage], total: totals[stage] });
+    try {
+      const tower = await VisionTower.load(gpu, ckpt, { dtype, onProgress: progress('vision') });
+      complete('vision');
+      const projector = await Projector.load(gpu, ckpt, { dtype });
+      complete('projector');
+      const decoder = await LlamaDecoder.load(gpu, ckpt.llm, ckpt.config, {
+        dtype,
+        maxContext: options.maxContext,
+        onProgress: progress('llm'),
+      });
+      const stride = towerStride(visionTowerConfig(ckpt.config, ckpt.visionConfig));
+      const visualTokens = (ckpt.config.mm_vision_resolution / stride) ** 2;
+      const tokenizer = options.tokenizer ?? new LlamaTokenizer();
+      return new ConvLlava(gpu, ckpt, tower, projector, decoder, tokenizer, !options.gpu, visualTokens, performance.now() - start);
+    } catch (e) {
+      if (!options.gpu) gpu.destroy();
+      throw e;
+    }
+  }
+
+  /** Answers one question about an image; resolves with the whole result. */
+  generate(request: GenerateRequest): Promise<GenerateResult> {
+    return collect(this.stream(request), request.onToken);
+  }
+
+  /** The same as generate, as an async iterator of token events whose return value is the result. */
+  async *stream(request: GenerateRequest): AsyncGenerator<TokenEvent, GenerateResult> {
+    const session = this.chat({ image: request.image });
+    try {
+      return yield* session.stream(request.prompt, request);
+    } finally {
+      session.dispose();
+    }
+  }
+
+  /** A multi-turn conversation about one image (or none). */
+  chat(options: { image?: ImageInput } = {}): ChatSession {
+    return new ChatSession(this, options.image);
+  }
+
+  /** Marks the model busy for one generation (one KV cache: generations cannot interleave). */
+  acquire(): void {
+    if (this.busy) throw new Error('ConvLlava: a generation is already running on this model; await it first');
+    this.busy = true;
+  }
+
+  release(): void {
+    this.busy = false;
+  }
+
+  /** Releases every GPU buffer (and the GPU context if load created it) and closes the weight files. */
+  async dispose(): Promise<void> {
+    this.tower.dispose();
+    this.projector.dispose();
+    this.decoder.dispose();
+    await this.checkpoint.close();
+    if (this.ownsGpu) this.gpu.destroy();
+  }
+}
+
+/** A conversation: each `send` / `stream` is one user turn; the KV cache carries the history. */
+export class ChatSession {
+  /** Every id of the conversation so far (−200 for the image), including uncached generated ids. */
+  readonly history: number[] = [];
+  /** Generated ids not yet fed through the decoder (the last token of each answer). */
+  private uncached: number[] = [];
+  private imageRows: Tensor | null = null;
+  private imagePending: boolean;
+  private disposed = false;
+
+  constructor(
+    readonly model: ConvLlava,
+    private readonly image: ImageInput | undefined,
+  ) {
+    this.imagePending = image !== undefined;
+  }
+
+  send(question: string, options: GenerateOptions = {}): Promise<GenerateResult> {
+    return collect(this.stream(question, options), options.onToken);
+  }
+
+  async *stream(question: string, options: GenerateOptions = {}): AsyncGenerator<TokenEvent, GenerateResult> {
+    if (this.disposed) throw new Error('ChatSession: used after dispose()');
+    const { model } = this;
+    const { decoder, tokenizer } = model;
+    const opts = samplingDefaults(options);
+    const requestStart = performance.now();
+    const firstTurn = this.history.length === 0;
+    const turnIds = firstTurn ? imageQuestionIds(tokenizer, question, this.image !== undefined) : followUpIds(tokenizer, question);
+
+    // What must be prefilled: only the new ids if the cache still holds this conversation, else all of it.
+    const cacheIsOurs = !firstTurn && model.cacheOwner === this;
+    const prefillIds = cacheIsOurs ? [...this.uncached, ...turnIds] : [...this.history, ...turnIds];
+    const cachedRows = cacheIsOurs ? decoder.length : 0;
+    const imageRowsIn = prefillIds.includes(IMAGE_TOKEN_INDEX) ? model.visualTokens : 0;
+    const prefillRows = prefillIds.length - (imageRowsIn ? 1 : 0) + imageRowsIn;
+    const needed = cachedRows + prefillRows + opts.maxNewTokens;
+    if (needed > decoder.dims.maxContext) {
+      throw new Error(
+        `prompt too long: ${cachedRows} cached + ${prefillIds.length - (imageRowsIn ? 1 : 0)} text tokens + ${imageRowsIn} visual tokens ` +
+          `+ ${opts.maxNewTokens} new tokens = ${needed} > context ${decoder.dims.maxContext} ` +
+          `(max_position_embeddings ${model.checkpoint.config.max_position_embeddings}); ask for fewer new tokens or start a new chat`,
+      );
+    }
+
+    model.acquire();
+    let preprocessMs = 0;
+    let imageEncodeMs = 0;
+    const generated: number[] = [];
+    try {
+      if (this.imagePending) {
+        const t0 = performance.now();
+        const pixels = preprocess(await loadImage(this.image!), model.checkpoint.preprocessorConfig);
+        const R = pixels.size;
+        const t1 = performance.now();
+        const pixelValues = model.gpu.upload([3, R, R], pixels.pixelValues); //   [3, R, R]
+        const { features } = model.tower.encode(pixelValues); //                  [Tv, C]
+        pixelValues.dispose();
+        this.imageRows = model.projector.forward(features); //                    [Tv, H]
+        features.dispose();
+        await model.gpu.sync();
+        preprocessMs = t1 - t0;
+        imageEncodeMs = performance.now() - t1;
+        this.imagePending = false;
+      }
+
+      // Prefill: the new rows go through every layer at once, appending to the KV cache.
+      const prefillStart = performance.now();
+      model.cacheOwner = this;
+      if (!cacheIsOurs) decoder.truncate(0);
+      const x = decoder.inputsEmbeds(prefillIds, imageRowsIn ? this.imageRows! : undefined); // [prefillRows, H]
+      const hidden = decoder.forward(x);
+      x.dispose();
+      const logits = decoder.lastLogits(hidden); //                                          [1, vocab]
+      hidden.dispose();
+      this.history.push(...turnIds);
+      this.uncached = [];
+      const lengthBefore = decoder.length;
+
+      const tokens = generateTokens(decoder, tokenizer, logits, opts);
+      let result;
+      try {
+        for (;;) {
+          const step = await tokens.next();
+          if (step.done) {
+            result = step.value;
+            break;
+          }
+          generated.push(step.value.id);
+          yield step.value;
+        }
+      } finally {
+        await tokens.return(undefined as never); // the consumer stopped early: release the generator's buffers
+      }
+      this.history.push(...result.ids);
+      this.uncached = result.ids.slice(decoder.length - lengthBefore);
+      const prefillMs = performance.now() - prefillStart - result.decodeMs;
+      return {
+        text: result.text.trim(),
+        ids: result.ids,
+        inputIds: turnIds,
+        visualTokens: imageRowsIn,
+        finishReason: result.finishReason,
+        timings: {
+          preprocess_ms: preprocessMs,
+          image_encode_ms: imageEncodeMs,
+          prefill_ms: prefillMs,
+          prefill_tok_s: (prefillRows / prefillMs) * 1000,
+          decode_tok_s: result.decodeTokPerS,
+          ttft_ms: performance.now() - requestStart - result.decodeMs,
+        },
+      };
+    } catch (e) {
+      // Aborted or failed mid-turn: keep what was said, and rebuild the cache from the history next time.
+      if (this.history.length && generated.length) this.history.push(...generated);
+      if (model.cacheOwner === this) model.cacheOwner = null;
+      throw e;
+    } finally {
+      model.release();
+    }
+  }
+
+  dispose(): void {
+    this.disposed = true;
+    this.imageRows?.dispose();
+    this.imageRows = null;
+    if (this.model.cacheOwner === this) this.model.cacheOwner = null;
+  }
+}
