@@ -30,13 +30,24 @@ describe('swiglu (kernels/swiglu.wgsl)', () => {
     [tg, tu].forEach((t) => t.dispose());
   });
 
-  it('handles > 16.7 M elements (folded grid) and split bindings', async () => {
+  it('handles > 16.7 M elements (more workgroups than one grid dimension: folded grid)', async () => {
     const gpu = await testGpu();
-    const shape = [4099, 4097]; // 16.79 M elements > 65535 · 256
+    const shape = [4099, 4097]; // 16.79 M elements > 65535 · 256, 67 MB: one binding
     const gate = randomNd(shape, 24, -8, 8);
     const up = randomNd(shape, 25);
     const [tg, tu] = [gpu.upload(shape, gate.data), gpu.upload(shape, up.data)];
-    const y = swiglu(gpu, tg, tu, { maxBindingBytes: 24 << 20 }); // 3 chunks
+    const y = swiglu(gpu, tg, tu);
+    expectClose(await y.read(), swigluRef(gate, up).data, TOL);
+    [tg, tu, y].forEach((t) => t.dispose());
+  });
+
+  it('splits operands larger than one binding into aligned chunks', async () => {
+    const gpu = await testGpu();
+    const shape = [33, 255];
+    const gate = randomNd(shape, 26, -8, 8);
+    const up = randomNd(shape, 27);
+    const [tg, tu] = [gpu.upload(shape, gate.data), gpu.upload(shape, up.data)];
+    const y = swiglu(gpu, tg, tu, { maxBindingBytes: 8192 }); // 8415 floats → 5 chunks
     expectClose(await y.read(), swigluRef(gate, up).data, TOL);
     [tg, tu, y].forEach((t) => t.dispose());
   });
