@@ -56,6 +56,7 @@ describe('linear (kernels/linear_tiled.wgsl, kernels/linear_matvec.wgsl)', () =>
   const sizes: [number, number, number][] = [
     [1, 1, 1], [1, 7, 33], [1, 255, 64], [3, 129, 7], [MATVEC_MAX_M, 33, 255],
     [MATVEC_MAX_M + 1, 64, 64], [7 * 5, 33, 129], [64, 129, 64], [33, 255, 7], [129, 64, 33], [255, 7, 255], [65, 65, 256],
+    [2, 70, 8], [100, 70, 24], [70, 100, 8],
   ];
   sizes.forEach(([M, N, K], i) => {
     for (const dtype of ['f32', 'f16'] as const) {
