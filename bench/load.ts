@@ -31,6 +31,8 @@ type Mode = 'open' | 'read-f32' | 'gpu-f16';
 interface LoadResult {
   mode: Mode;
   seconds: number;
+  /** User + system CPU seconds of the load (all threads): less sensitive to a busy machine than wall time. */
+  cpuSeconds: number;
   bytes: number;
   mbPerSecond: number;
   peakRssMiB: number;
@@ -150,6 +152,7 @@ async function loadOnce(dir: string, mode: Mode): Promise<LoadResult> {
   }
   const baseline = process.memoryUsage().rss;
   const start = performance.now();
+  const cpuStart = process.cpuUsage();
   const ckpt = await Checkpoint.open(dir);
   let bytes = 0;
   for (const set of [ckpt.llm, ckpt.vision]) {
@@ -169,11 +172,13 @@ async function loadOnce(dir: string, mode: Mode): Promise<LoadResult> {
   }
   if (gpu) await gpu.sync();
   const seconds = (performance.now() - start) / 1000;
+  const cpu = process.cpuUsage(cpuStart);
   await ckpt.close();
   gpu?.destroy();
   return {
     mode,
     seconds: Math.round(seconds * 100) / 100,
+    cpuSeconds: Math.round((cpu.user + cpu.system) / 1e4) / 100,
     bytes,
     mbPerSecond: Math.round(bytes / 1e6 / seconds),
     peakRssMiB: mib(process.resourceUsage().maxRSS * 1024),
@@ -218,9 +223,12 @@ async function main(argv: string[]): Promise<void> {
       console.log(JSON.stringify(report, null, 2));
     } else {
       console.log(`synthetic checkpoint: ${report.checkpointGiB} GiB (LLM BF16 in 2 shards, vision F32) written at ${report.writeMBPerSecond} MB/s`);
-      console.log('mode       seconds   MB/s   peak RSS   (RSS before loading)');
+      console.log('mode       seconds  CPU s    MB/s   peak RSS   (RSS before loading)');
       for (const r of results) {
-        console.log(`${r.mode.padEnd(9)} ${String(r.seconds).padStart(8)} ${String(r.mbPerSecond).padStart(6)} ${`${r.peakRssMiB} MiB`.padStart(10)}   (${r.baselineRssMiB} MiB)`);
+        console.log(
+          `${r.mode.padEnd(9)} ${String(r.seconds).padStart(8)} ${String(r.cpuSeconds).padStart(6)} ${String(r.mbPerSecond).padStart(7)} ` +
+            `${`${r.peakRssMiB} MiB`.padStart(10)}   (${r.baselineRssMiB} MiB)`,
+        );
       }
     }
   } finally {
