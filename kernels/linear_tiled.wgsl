@@ -14,16 +14,17 @@
 //
 // Bindings:  @0 uniform Params   @1 x: f32[M·K]   @2 w: u32 words of [N, K]
 //            @3 bias: f32[col0 + N] (unread unless HAS_BIAS)   @4 y: f32[M·yStride] (read_write)
-// Dispatch:  [⌈N / TILE_N⌉, ⌈M / TILE_M⌉] workgroups of (TILE_N / 4) × (TILE_M / 4) invocations.
+// Dispatch:  [⌈N / TILE_N⌉, ⌈M / TILE_M⌉] workgroups (sizes per entry point below).
 // One workgroup computes a TILE_M × TILE_N block of y: per step of TILE_K it stages x[TILE_M, TILE_K]
-// and w[TILE_N, TILE_K] in workgroup memory (transposed, k-major, rows padded by one float so the
-// transposing stores avoid bank conflicts), then each invocation accumulates a 4 × 4 micro-tile in
-// registers. The micro-tile is strided — rows ty + i·(TILE_M/4), columns tx + j·(TILE_N/4) — so
-// neighbouring invocations read neighbouring staged floats and write neighbouring outputs.
+// and w[TILE_N, TILE_K] in workgroup memory, transposed to k-major, then each invocation accumulates
+// a micro-tile of y in registers from staged rows of x and columns of wᵀ.
 //
 // Entry points:
-//   main       any M, N, K: scalar loads with bounds checks on every edge; 4 × 4 micro-tiles,
-//              workgroup (TILE_N / 4) × (TILE_M / 4).
+//   main       any M, N, K: scalar loads with bounds checks on every edge; workgroup
+//              (TILE_N / 4) × (TILE_M / 4), 4 × 4 micro-tiles strided — rows ty + i·(TILE_M/4),
+//              columns tx + j·(TILE_N/4) — so neighbours read neighbouring staged floats and write
+//              neighbouring outputs; staged rows are padded by one float so the transposing stores
+//              avoid bank conflicts.
 //   main_vec4  K % 8 == 0 (every row starts on a 16-byte boundary), TILE_K % 8 == 0: x and w read
 //              as 16-byte vectors (4 f32, or 8 packed halves) into registers one K step ahead (so
 //              global latency overlaps the multiply), staged as vec4s; 8 × 4 micro-tiles of
