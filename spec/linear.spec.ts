@@ -66,8 +66,9 @@ describe('linear (kernels/linear_tiled.wgsl, kernels/linear_matvec.wgsl)', () =>
     }
   });
 
-  it('flattens leading dims of x: [2, 3, 5, 33] → [2, 3, 5, 7] (tiled) and [1, 2, 40] → [1, 2, 9] (matvec)', async () => {
+  it('flattens leading dims of x: [2, 3, 5, 33] → [2, 3, 5, 7] (tiled), [1, 2, 40] → [1, 2, 9] and [33] → [7] (matvec)', async () => {
     const gpu = await testGpu();
+    await check(gpu, { xShape: [33], N: 7, dtype: 'f32', bias: false, gelu: true }, 6);
     await check(gpu, { xShape: [2, 3, 5, 33], N: 7, dtype: 'f16', bias: true, gelu: true }, 7);
     await check(gpu, { xShape: [1, 2, 40], N: 9, dtype: 'f32', bias: true, gelu: false }, 8);
   });
