@@ -51,6 +51,7 @@ describe('vision ops vs the PyTorch fixtures (convllava-tiny stem and stage 1)',
       const stage1Err = relL2(stage1, await golden.readF32(`case${c}.stage1`));
       expect(stage1Err, 'stage1 rel. L2 error').to.be.below(1e-6);
       live.forEach((t) => t.dispose());
+      await Promise.all([golden.close(), weights.close()]);
     });
   }
 });
