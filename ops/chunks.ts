@@ -119,13 +119,20 @@ export function dispatchRowChunks(
 }
 
 /**
+ * Row elements each thread should own: the row kernels keep this many in registers (their
+ * `const CACHED`, which must stay a WGSL const because it sizes a register array). If the two
+ * ever differ only speed changes: elements past CACHED are re-read from memory, still correct.
+ */
+const ROW_ELEMS_PER_THREAD = 8;
+
+/**
  * Threads per row for a row of C floats: the smallest power of two in [32, maxThreads] that leaves
- * each thread at most 8 elements (the kernels' CACHED registers), so rows up to 8·maxThreads floats
- * are read from memory once.
+ * each thread at most ROW_ELEMS_PER_THREAD elements, so rows up to 8·maxThreads floats are read
+ * from memory once.
  */
 export function threadsPerRow(C: number, maxThreads: number): number {
   let tpr = 32;
-  while (tpr < maxThreads && tpr * 8 < C) tpr *= 2;
+  while (tpr < maxThreads && tpr * ROW_ELEMS_PER_THREAD < C) tpr *= 2;
   return tpr;
 }
 
