@@ -97,27 +97,19 @@ export class VisionTower {
   /** A tower of the given shape from any weight source (checkpoint files, synthetic weights). */
   static async fromSource(gpu: Gpu, config: VisionTowerConfig, source: WeightSource, opts: VisionTowerLoadOptions = {}): Promise<VisionTower> {
     const dtype = opts.dtype ?? 'f32';
-    const names: string[] = [];
+    // stem: conv + norm (4 tensors); stages 2…: norm + conv (4); blocks: dwconv, norm, pwconv1, pwconv2 (8) + layer scale
+    const perBlock = config.layerScale ? 9 : 8;
+    const total = 4 + config.depths.reduce((n, depth, s) => n + (s > 0 ? 4 : 0) + depth * perBlock, 0);
     const uploaded: Tensor[] = [];
-    let total = 0;
-    // First pass counts the tensors (for progress), second pass uploads them.
-    const plan = (counting: boolean) => {
-      const get = async (name: string, kind: 'matrix' | 'vector'): Promise<Tensor> => {
-        if (counting) {
-          names.push(name);
-          return null as unknown as Tensor;
-        }
-        const t = await source.toGpu(gpu, name, kind === 'matrix' ? dtype : 'f32');
-        uploaded.push(t);
-        opts.onProgress?.(uploaded.length, total);
-        return t;
-      };
-      const norm = async (w: string, b: string): Promise<Norm> => ({ gamma: await get(w, 'vector'), beta: await get(b, 'vector') });
-      const conv = async (w: string, b: string): Promise<Conv> => ({ weight: await get(w, 'matrix'), bias: await get(b, 'vector') });
-      return { get, norm, conv };
+    const get = async (name: string, kind: 'matrix' | 'vector'): Promise<Tensor> => {
+      const t = await source.toGpu(gpu, name, kind === 'matrix' ? dtype : 'f32');
+      uploaded.push(t);
+      opts.onProgress?.(uploaded.length, total);
+      return t;
     };
-    const build = async (counting: boolean) => {
-      const { get, norm, conv } = plan(counting);
+    const norm = async (w: string, b: string): Promise<Norm> => ({ gamma: await get(w, 'vector'), beta: await get(b, 'vector') });
+    const conv = async (w: string, b: string): Promise<Conv> => ({ weight: await get(w, 'matrix'), bias: await get(b, 'vector') });
+    try {
       const n = visionNames.stem;
       const stem = { conv: await conv(n.weight, n.bias), norm: await norm(n.normWeight, n.normBias) };
       const stages: Stage[] = [];
@@ -140,12 +132,6 @@ export class VisionTower {
         }
         stages.push({ downsample, blocks });
       }
-      return { stem, stages };
-    };
-    await build(true);
-    total = names.length;
-    try {
-      const { stem, stages } = await build(false);
       return new VisionTower(gpu, config, stem, stages);
     } catch (e) {
       for (const t of uploaded) t.dispose();

@@ -98,7 +98,12 @@ describe('ConvNeXt vision tower + projector vs the reference (convllava-tiny)', 
 
   it('f16 weights: image_features and projected within 1e-3 relative L2', async () => {
     // The fixture's weights are stored as float16, so f16 storage loses nothing; only accumulation differs.
-    const tower16 = await VisionTower.load(gpu, ckpt, { dtype: 'f16' });
+    const progress: [number, number][] = [];
+    const tower16 = await VisionTower.load(gpu, ckpt, { dtype: 'f16', onProgress: (done, total) => progress.push([done, total]) });
+    // every vision tensor but the unused pooler norm, counted one by one
+    const used = ckpt.vision.names().filter((n) => !n.startsWith('layernorm.')).length;
+    expect(progress.length).to.equal(used);
+    expect(progress[progress.length - 1]).to.deep.equal([used, used]);
     const projector16 = await Projector.load(gpu, ckpt, { dtype: 'f16' });
     for (const c of [0, 1]) {
       const pixels = gpu.upload([3, 256, 256], (await readFixture(GOLDEN, `case${c}.pixel_values`)).data);
