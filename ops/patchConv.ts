@@ -15,9 +15,10 @@ import type { Tensor } from '../runtime/tensor.js';
 import { f32Range } from './chunks.js';
 import { assertDType, check } from './util.js';
 
-/** Output pixels per workgroup tile (kernels/patchConv.wgsl BM) and output channels (BN). */
+/** Workgroup tile (kernels/patchConv.wgsl overrides): BM output pixels × BN output channels, reduced in BK-slices. */
 const BM = 64;
 const BN = 64;
+const BK = 16;
 
 export interface PatchConvOptions {
   /** Output rows per band (default: as many as keep every binding under the device limit). */
@@ -55,7 +56,7 @@ export function patchConv(gpu: Gpu, x: Tensor, w: Tensor, bias: Tensor, k: numbe
     check('patchConv', tiles <= gpu.limits.maxComputeWorkgroupsPerDimension, `${pixels} output pixels in one band: pass a smaller bandRows`);
     gpu.dispatch({
       kernel: 'patchConv',
-      constants: { W_F16: w.dtype === 'f16' ? 1 : 0 },
+      constants: { BM, BN, BK, W_F16: w.dtype === 'f16' ? 1 : 0 },
       params: params(['u32', W], ['u32', Cin], ['u32', Cout], ['u32', k], ['u32', Wo], ['u32', pixels],
         ['u32', xRange.elementOffset], ['u32', yRange.elementOffset]),
       bindings: [xRange.binding, w, bias, yRange.binding],
