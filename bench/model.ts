@@ -1,0 +1,249 @@
+/**
+ * End-to-end ConvLLaVA benchmark (what `convllava bench` runs): load, image encode per resolution,
+ * prompt processing (pp), token generation (tg), time to first token for image + prompt, peak GPU
+ * memory. Each figure is mean ± sd over `runs` repetitions after one warm-up.
+ *
+ * Weights come from a synthetic preset (generated on the GPU, or written to disk first with
+ * `throughDisk` so the real loader is timed) or from a model folder. Image inputs are seeded random
+ * pixel_values (preprocessing is CPU work and is not what this measures); prompt inputs are random
+ * embeddings for pp and real token ids for TTFT.
+ */
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { towerStride, visionTowerConfig } from '../convnext/config.js';
+import { VisionTower } from '../convnext/model.js';
+import { generateTokens } from '../llm/generate.js';
+import { LlamaDecoder } from '../llm/llama.js';
+import { imageQuestionIds } from '../llm/prompt.js';
+import { Projector } from '../llm/projector.js';
+import { LlamaTokenizer } from '../llm/tokenizer.js';
+import { argmax } from '../ops/argmax.js';
+import { randomFill } from '../ops/randomFill.js';
+import type { Gpu } from '../runtime/gpu.js';
+import { syntheticCheckpoint, writeSyntheticCheckpoint, type SyntheticCheckpoint } from '../synthetic/checkpoint.js';
+import { Checkpoint } from '../weights/checkpoint.js';
+
+export interface Stat {
+  /** mean ± sd (population sd over the samples). */
+  mean: number;
+  sd: number;
+  samples: number[];
+}
+
+export function stat(samples: number[]): Stat {
+  const mean = samples.reduce((a, b) => a + b, 0) / samples.length;
+  const sd = Math.sqrt(samples.reduce((a, b) => a + (b - mean) ** 2, 0) / samples.length);
+  return { mean, sd, samples };
+}
+
+export interface ModelBenchOptions {
+  preset?: string;
+  model?: string;
+  resolutions: number[];
+  nPrompt: number;
+  nGen: number;
+  runs: number;
+  dtype: 'f16' | 'f32';
+  throughDisk?: boolean;
+  /** Progress lines (stderr in the CLI). */
+  progress?: (message: string) => void;
+}
+
+export interface ImageEncodeResult {
+  resolution: number;
+  visual_tokens: number;
+  /** ms per image: vision tower + projector, GPU work submitted and finished. */
+  ms: Stat;
+}
+
+export interface LlmTestResult {
+  /** llama-bench fields. */
+  n_prompt: number;
+  n_gen: number;
+  avg_ts: number;
+  stddev_ts: number;
+  samples_ts: number[];
+  avg_ns: number;
+  stddev_ns: number;
+  samples_ns: number[];
+}
+
+export interface ModelBenchResult {
+  model: string;
+  dtype: string;
+  load_ms: number;
+  parameters: { vision: number; llm: number };
+  image_encode: ImageEncodeResult[];
+  pp: LlmTestResult | null;
+  tg: LlmTestResult | null;
+  /** image (at the model's resolution) + prompt → first generated token. */
+  ttft_ms: Stat | null;
+  peak_gpu_bytes: number;
+}
+
+function llmTest(nPrompt: number, nGen: number, tokens: number, secondsPerRun: number[]): LlmTestResult {
+  const ts = secondsPerRun.map((s) => tokens / s);
+  const t = stat(ts);
+  const ns = stat(secondsPerRun.map((s) => s * 1e9));
+  return { n_prompt: nPrompt, n_gen: nGen, avg_ts: t.mean, stddev_ts: t.sd, samples_ts: ts, avg_ns: ns.mean, stddev_ns: ns.sd, samples_ns: ns.samples };
+}
+
+function countParameters(source: { names(): string[]; shape(n: string): number[] }): number {
+  return source.names().reduce((sum, n) => sum + source.shape(n).reduce((a, b) => a * b, 1), 0);
+}
+
+export async function runModelBench(gpu: Gpu, o: ModelBenchOptions): Promise<ModelBenchResult> {
+  const log = o.progress ?? (() => {});
+  let tmp: string | null = null;
+  let ckpt: SyntheticCheckpoint | Checkpoint;
+  const label = o.model ?? o.preset ?? 'tiny';
+  if (o.model) {
+    ckpt = await Checkpoint.open(o.model);
+  } else if (o.throughDisk) {
+    tmp = await mkdtemp(join(tmpdir(), 'convllava-bench-'));
+    log(`writing synthetic ${o.preset} to ${tmp} …`);
+    await writeSyntheticCheckpoint(o.preset!, tmp);
+    ckpt = await Checkpoint.open(tmp);
+  } else {
+    ckpt = syntheticCheckpoint(o.preset ?? 'tiny');
+  }
+  const visionOnly = 'visionOnly' in ckpt && ckpt.visionOnly;
+  try {
+    gpu.pool.peakBytes = gpu.pool.liveBytes;
+    // --- load ----------------------------------------------------------------------------------------
+    const t0 = performance.now();
+    log('loading vision tower …');
+    const towerConfig = visionTowerConfig(ckpt.config, ckpt.visionConfig);
+    const tower = await VisionTower.fromSource(gpu, towerConfig, ckpt.vision, {
+      dtype: o.dtype,
+      onProgress: (d, t) => log(`loading vision tower ${d}/${t}`),
+    });
+    const projector = await Projector.fromSource(gpu, ckpt.config, ckpt.llm, { dtype: o.dtype });
+    let decoder: LlamaDecoder | null = null;
+    const maxContext = Math.min(ckpt.config.max_position_embeddings, Math.max(o.nPrompt, 64) + tower.tokens + o.nGen + 128);
+    if (!visionOnly) {
+      log('loading LLM …');
+      decoder = await LlamaDecoder.load(gpu, ckpt.llm, ckpt.config, {
+        dtype: o.dtype,
+        maxContext,
+        onProgress: (d, t) => log(`loading LLM ${d}/${t}`),
+      });
+    }
+    await gpu.sync();
+    const loadMs = performance.now() - t0;
+    const parameters = { vision: countParameters(ckpt.vision), llm: countParameters(ckpt.llm) };
+
+    // --- image encode per resolution ---------------------------------------------------------------
+    const stride = towerStride(towerConfig);
+    const imageEncode: ImageEncodeResult[] = [];
+    for (const R of o.resolutions) {
+      if (R % stride) throw new Error(`resolution ${R} is not a multiple of the tower's stride ${stride}`);
+      const pixels = randomFill(gpu, [3, R, R], 'f32', { seed: R, halfWidth: 1.8 });
+      const samples: number[] = [];
+      for (let r = 0; r <= o.runs; r++) {
+        log(`image encode ${R}² run ${r}/${o.runs}${r === 0 ? ' (warm-up)' : ''}`);
+        const start = performance.now();
+        const { features } = tower.encode(pixels);
+        const projected = projector.forward(features);
+        features.dispose();
+        await gpu.sync();
+        if (r > 0) samples.push(performance.now() - start);
+        projected.dispose();
+      }
+      pixels.dispose();
+      imageEncode.push({ resolution: R, visual_tokens: (R / stride) ** 2, ms: stat(samples) });
+    }
+
+    let pp: LlmTestResult | null = null;
+    let tg: LlmTestResult | null = null;
+    let ttft: Stat | null = null;
+    if (decoder) {
+      const H = ckpt.config.hidden_size;
+      // --- pp: prompt processing of nPrompt tokens (random embeddings) -------------------------------
+      if (o.nPrompt > 0) {
+        const x = randomFill(gpu, [o.nPrompt, H], 'f32', { seed: 5 });
+        const seconds: number[] = [];
+        for (let r = 0; r <= o.runs; r++) {
+          log(`pp${o.nPrompt} run ${r}/${o.runs}${r === 0 ? ' (warm-up)' : ''}`);
+          decoder.truncate(0);
+          const start = performance.now();
+          const hidden = decoder.forward(x);
+          const logits = decoder.lastLogits(hidden);
+          hidden.dispose();
+          const id = argmax(gpu, logits);
+          logits.dispose();
+          await id.read();
+          id.dispose();
+          if (r > 0) seconds.push((performance.now() - start) / 1000);
+        }
+        x.dispose();
+        pp = llmTest(o.nPrompt, 0, o.nPrompt, seconds);
+      }
+      // --- tg: nGen decode steps after a short prompt, each reading back only the token id ----------
+      const tokenizer = new LlamaTokenizer();
+      if (o.nGen > 0) {
+        const seconds: number[] = [];
+        for (let r = 0; r <= o.runs; r++) {
+          log(`tg${o.nGen} run ${r}/${o.runs}${r === 0 ? ' (warm-up)' : ''}`);
+          decoder.truncate(0);
+          const prompt = decoder.embed([tokenizer.bosId]);
+          const hidden = decoder.forward(prompt);
+          prompt.dispose();
+          const logits = decoder.lastLogits(hidden);
+          hidden.dispose();
+          const start = performance.now();
+          const stream = generateTokens(decoder, tokenizer, logits, { temperature: 0, maxNewTokens: o.nGen }, []);
+          let step = await stream.next();
+          while (!step.done) step = await stream.next();
+          if (r > 0) seconds.push((performance.now() - start) / 1000);
+        }
+        tg = llmTest(0, o.nGen, o.nGen, seconds);
+      }
+      // --- TTFT: image at the model's resolution + a question → first token ------------------------
+      const R = towerConfig.resolution;
+      const ids = imageQuestionIds(tokenizer, 'Describe this image in detail.');
+      const pixels = randomFill(gpu, [3, R, R], 'f32', { seed: 7, halfWidth: 1.8 });
+      const samples: number[] = [];
+      for (let r = 0; r <= o.runs; r++) {
+        log(`ttft run ${r}/${o.runs}${r === 0 ? ' (warm-up)' : ''}`);
+        decoder.truncate(0);
+        const start = performance.now();
+        const { features } = tower.encode(pixels);
+        const projected = projector.forward(features);
+        features.dispose();
+        const x = decoder.inputsEmbeds(ids, projected);
+        projected.dispose();
+        const hidden = decoder.forward(x);
+        x.dispose();
+        const logits = decoder.lastLogits(hidden);
+        hidden.dispose();
+        const id = argmax(gpu, logits);
+        logits.dispose();
+        await id.read();
+        id.dispose();
+        if (r > 0) samples.push(performance.now() - start);
+      }
+      pixels.dispose();
+      ttft = stat(samples);
+    }
+    const peak = gpu.pool.peakBytes;
+    tower.dispose();
+    projector.dispose();
+    decoder?.dispose();
+    return {
+      model: label,
+      dtype: o.dtype,
+      load_ms: loadMs,
+      parameters,
+      image_encode: imageEncode,
+      pp,
+      tg,
+      ttft_ms: ttft,
+      peak_gpu_bytes: peak,
+    };
+  } finally {
+    await ckpt.close();
+    if (tmp) await rm(tmp, { recursive: true, force: true });
+  }
+}

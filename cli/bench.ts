@@ -1,0 +1,152 @@
+/**
+ * convllava bench [--preset P | --model DIR] [--resolutions 768,1024,1536] [-p 512] [-n 128] [-r 5]
+ *                 [--dtype f16|f32] [--through-disk] [--kernels] [--json] [--report out.html]
+ *
+ * Image encode ms per resolution, prefill tok/s (pp<N>), decode tok/s (tg<N>), time to first token,
+ * load time and peak GPU memory — mean ± sd over r runs after a warm-up; with --kernels also the
+ * per-kernel table and each figure's fraction of the measured roofline. --json prints one JSON
+ * object (llama-bench field names where they exist: n_prompt, n_gen, avg_ts, stddev_ts, samples_ts).
+ */
+import { writeFile } from 'node:fs/promises';
+import { parseArgs } from 'node:util';
+import { runKernelBench, TABLE_HEADER, formatRow, type KernelResult } from '../bench/kernels.js';
+import { runModelBench, type ModelBenchResult } from '../bench/model.js';
+import { renderReport, type BenchReport } from '../bench/report.js';
+import { measureCopyBandwidth } from '../bench/roofline.js';
+import { Gpu } from '../runtime/gpu.js';
+import { PRESET_NAMES } from '../synthetic/presets.js';
+
+const HELP = `usage: convllava bench [options]
+
+  --preset P           synthetic model: ${PRESET_NAMES.join(', ')} (default tiny)
+  --model DIR          a ConvLLaVA model folder instead of a preset
+  --through-disk       write the preset to a temporary folder first, so the real loader is timed
+  --resolutions LIST   image sizes to encode, comma-separated (default: the model's resolution)
+  -p, --n-prompt N     prefill test length (default 512; 0 skips)
+  -n, --n-gen N        decode test length (default 128; 0 skips)
+  -r, --repetitions N  runs per test after one warm-up (default 5)
+  --dtype f16|f32      weight storage on the GPU (default f16)
+  --kernels            also run the kernel benchmark with roofline fractions
+  --json               print one JSON object instead of tables
+  --report FILE        write an HTML report with charts`;
+
+function positiveInt(name: string, v: string | undefined, fallback: number, min = 0): number {
+  if (v === undefined) return fallback;
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < min) throw new Error(`${name} must be an integer ≥ ${min}, got '${v}'`);
+  return n;
+}
+
+export async function run(argv: string[]): Promise<number> {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      preset: { type: 'string' },
+      model: { type: 'string' },
+      'through-disk': { type: 'boolean' },
+      resolutions: { type: 'string' },
+      'n-prompt': { type: 'string', short: 'p' },
+      'n-gen': { type: 'string', short: 'n' },
+      repetitions: { type: 'string', short: 'r' },
+      dtype: { type: 'string' },
+      kernels: { type: 'boolean' },
+      json: { type: 'boolean' },
+      report: { type: 'string' },
+      help: { type: 'boolean', short: 'h' },
+    },
+  });
+  if (values.help) {
+    console.log(HELP);
+    return 0;
+  }
+  if (values.preset && values.model) throw new Error('give --preset or --model, not both');
+  const preset = values.model ? undefined : (values.preset ?? 'tiny');
+  if (preset && !PRESET_NAMES.includes(preset)) throw new Error(`unknown preset '${preset}'; choose one of: ${PRESET_NAMES.join(', ')}`);
+  const dtype = values.dtype ?? 'f16';
+  if (dtype !== 'f16' && dtype !== 'f32') throw new Error(`--dtype must be f16 or f32, got '${dtype}'`);
+  const runs = positiveInt('--repetitions', values.repetitions, 5, 1);
+  const nPrompt = positiveInt('--n-prompt', values['n-prompt'], 512);
+  const nGen = positiveInt('--n-gen', values['n-gen'], 128);
+  const resolutions = values.resolutions?.split(',').map((s) => positiveInt('--resolutions', s.trim(), 0, 1));
+  const json = !!values.json;
+
+  const progress = (m: string) => {
+    if (process.stderr.isTTY) process.stderr.write(`\r\x1b[2K${m}`);
+    else if (!json) process.stderr.write(`${m}\n`);
+  };
+  const done = () => {
+    if (process.stderr.isTTY) process.stderr.write('\r\x1b[2K');
+  };
+
+  const gpu = await Gpu.create();
+  try {
+    const adapter = gpu.summary;
+    if (!json) console.log(`adapter: ${adapter.vendor} ${adapter.architecture} ${adapter.device} ${adapter.description} via ${adapter.backend}; features: ${adapter.features.join(', ')}`);
+
+    let modelResult: ModelBenchResult | null = null;
+    const modelResolution = await resolveModelResolution(preset, values.model);
+    modelResult = await runModelBench(gpu, {
+      preset,
+      model: values.model,
+      throughDisk: !!values['through-disk'],
+      resolutions: resolutions ?? [modelResolution],
+      nPrompt,
+      nGen,
+      runs,
+      dtype,
+      progress,
+    });
+    done();
+    if (!json) printModel(modelResult);
+
+    let kernels: BenchReport['kernels'] = null;
+    let roofline: BenchReport['roofline'] = null;
+    if (values.kernels) {
+      if (!json) console.log(`\n${TABLE_HEADER}`);
+      const rows = await runKernelBench(gpu, { runs, log: json ? undefined : (l) => console.log(l) });
+      const bandwidth = await measureCopyBandwidth(gpu);
+      const gemm = Math.max(...rows.filter((k) => k.unit === 'GFLOP/s' && k.implementation === 'convllava WGSL').map((k) => k.throughput));
+      roofline = { bandwidth_gbs: bandwidth, gemm_gflops: gemm };
+      kernels = rows.map((k: KernelResult) => ({
+        ...k,
+        roofline_fraction: k.implementation !== 'convllava WGSL' ? null : k.throughput / (k.unit === 'GB/s' ? bandwidth : gemm),
+      }));
+      if (!json) {
+        console.log(`\nroofline (measured here): copy ${bandwidth.toFixed(1)} GB/s, best GEMM ${gemm.toFixed(1)} GFLOP/s`);
+        for (const k of kernels) if (k.roofline_fraction !== null) console.log(`  ${formatRow(k)}  ${(k.roofline_fraction * 100).toFixed(1)} % of roofline`);
+      }
+    }
+
+    const report: BenchReport = { adapter, date: new Date().toISOString(), model: modelResult, kernels, roofline };
+    if (values.report) {
+      await writeFile(values.report, renderReport(report));
+      if (!json) console.log(`\nreport written to ${values.report}`);
+    }
+    if (json) console.log(JSON.stringify(report));
+    return 0;
+  } finally {
+    gpu.destroy();
+  }
+}
+
+async function resolveModelResolution(preset: string | undefined, model: string | undefined): Promise<number> {
+  if (model) {
+    const { Checkpoint } = await import('../weights/checkpoint.js');
+    const ckpt = await Checkpoint.open(model);
+    await ckpt.close();
+    return ckpt.config.mm_vision_resolution;
+  }
+  const { syntheticCheckpoint } = await import('../synthetic/checkpoint.js');
+  return syntheticCheckpoint(preset!).config.mm_vision_resolution;
+}
+
+function printModel(m: ModelBenchResult): void {
+  const ms = (s: { mean: number; sd: number }) => `${s.mean.toFixed(2)} ± ${s.sd.toFixed(2)} ms`;
+  console.log(`\nmodel: ${m.model} (${m.dtype} weights; vision ${(m.parameters.vision / 1e6).toFixed(1)} M, LLM + projector ${(m.parameters.llm / 1e6).toFixed(1)} M parameters)`);
+  console.log(`load: ${m.load_ms.toFixed(0)} ms`);
+  for (const e of m.image_encode) console.log(`image encode ${e.resolution}² (${e.visual_tokens} visual tokens): ${ms(e.ms)}`);
+  if (m.pp) console.log(`pp${m.pp.n_prompt}: ${m.pp.avg_ts.toFixed(2)} ± ${m.pp.stddev_ts.toFixed(2)} tok/s`);
+  if (m.tg) console.log(`tg${m.tg.n_gen}: ${m.tg.avg_ts.toFixed(2)} ± ${m.tg.stddev_ts.toFixed(2)} tok/s`);
+  if (m.ttft_ms) console.log(`time to first token (image + prompt): ${ms(m.ttft_ms)}`);
+  console.log(`peak GPU memory (pool): ${(m.peak_gpu_bytes / 2 ** 20).toFixed(1)} MiB`);
+}
