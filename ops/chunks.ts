@@ -104,7 +104,8 @@ export function dispatchRowChunks(
     maxBindingBytes?: number;
   },
 ): void {
-  const TPR = threadsPerRow(d.C, Math.min(1024, gpu.limits.maxComputeInvocationsPerWorkgroup));
+  const maxThreads = Math.min(1024, gpu.limits.maxComputeInvocationsPerWorkgroup, gpu.limits.maxComputeWorkgroupSizeX);
+  const TPR = threadsPerRow(d.C, maxThreads);
   const WG = Math.max(256, TPR);
   for (const chunk of f32Chunks(gpu, d.rows * d.C, d.C, d.maxBindingBytes)) {
     const rows = chunk.count / d.C;
