@@ -17,12 +17,14 @@ export interface RandomFillOptions {
   /** Values are uniform in [center − halfWidth, center + halfWidth). */
   center?: number;
   halfWidth?: number;
+  /** Allocate an exact-size buffer outside the pool (model weights). */
+  weight?: boolean;
 }
 
 /** A new tensor of `shape` (f32 or packed f16) filled with seeded uniform values. */
 export function randomFill(gpu: Gpu, shape: readonly number[], dtype: 'f32' | 'f16', o: RandomFillOptions): Tensor {
   check('randomFill', Number.isInteger(o.seed) && o.seed >= 0 && o.seed <= 0xffffffff, `seed must be a u32, got ${o.seed}`);
-  const out = gpu.empty(shape, dtype, 'random');
+  const out = o.weight ? gpu.weight(shape, dtype, 'random-weight') : gpu.empty(shape, dtype, 'random');
   const words = Math.ceil(out.byteLength / 4);
   check('randomFill', words < 2 ** 31, `tensor [${shape}] is too large for 32-bit element indices`);
   for (const chunk of f32Chunks(gpu, words)) {

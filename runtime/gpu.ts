@@ -225,6 +225,15 @@ export class Gpu {
     return new Tensor(this, this.pool.acquire(bytes, label), shape, dtype);
   }
 
+  /**
+   * An uninitialised tensor in its own exact-size buffer, outside the pool: for weights and other
+   * tensors that live as long as the model. `dispose()` frees it.
+   */
+  weight(shape: readonly number[], dtype: DType = 'f32', label?: string): Tensor {
+    const bytes = storageBytes(dtype, numel(shape));
+    return new Tensor(this, this.pool.acquireExact(bytes, label), shape, dtype);
+  }
+
   /** A tensor holding `data`. f16 accepts f16 bits (Uint16Array) or numbers (converted). */
   upload(shape: readonly number[], data: ArrayLike<number> | Uint16Array, dtype: DType = 'f32', label?: string): Tensor {
     const n = numel(shape);

@@ -95,3 +95,17 @@ describe('runtime', () => {
     y.dispose();
   });
 });
+
+describe('runtime: weight tensors', () => {
+  it('allocate exact-size buffers outside the pool, counted in live bytes and freed on dispose', async () => {
+    const gpu = await testGpu();
+    const before = gpu.pool.liveBytes;
+    const w = gpu.weight([1000, 3], 'f16');
+    expect(w.buffer.size).to.equal(6000);
+    expect(gpu.pool.liveBytes - before).to.equal(6000);
+    gpu.write(w, new Float32Array(3000).fill(0.5));
+    expect((await w.read())[2999]).to.equal(0.5);
+    w.dispose();
+    expect(gpu.pool.liveBytes).to.equal(before);
+  });
+});

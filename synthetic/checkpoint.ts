@@ -88,7 +88,7 @@ export class SyntheticWeights implements WeightSource {
 
   async toGpu(gpu: Gpu, name: string, dtype: 'f32' | 'f16'): Promise<Tensor> {
     const shape = this.get(name).shape;
-    return randomFill(gpu, shape, dtype, { seed: seedFor(name, this.modelSeed), ...initFor(name, shape) });
+    return randomFill(gpu, shape, dtype, { seed: seedFor(name, this.modelSeed), ...initFor(name, shape), weight: true });
   }
 }
 

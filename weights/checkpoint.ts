@@ -138,7 +138,7 @@ export class TensorSet implements WeightSource {
         name,
       );
     }
-    const tensor = gpu.empty(shape, dtype, name);
+    const tensor = gpu.weight(shape, dtype, name);
     const chunkElements = options.chunkElements ?? CHUNK_ELEMENTS;
     if (chunkElements < 2 || chunkElements % 2) throw new Error(`toGpu: chunkElements must be even and ≥ 2, got ${chunkElements}`);
     const chunk = Math.max(1, Math.min(numel, chunkElements));
