@@ -127,34 +127,41 @@ export function decoderDims(config: LlamaConfig, maxContext = config.max_positio
   };
 }
 
-/** Checkpoint name of every decoder tensor, in load order. */
-function weightNames(config: LlamaConfig, source: LlamaWeightSource): string[] {
-  const names = ['model.embed_tokens.weight'];
+/**
+ * Every decoder tensor by checkpoint name, in load order, with the shape config.json implies.
+ * `hasBias(name)` says whether an optional attention bias is present (attention_bias checkpoints).
+ */
+export function decoderTensors(config: LlamaConfig, hasBias: (name: string) => boolean = () => true): { name: string; shape: number[] }[] {
+  const { hidden: H, heads, kvHeads, headDim: D, vocab } = decoderDims(config);
+  const I = config.intermediate_size;
+  const tensors = [{ name: 'model.embed_tokens.weight', shape: [vocab, H] }];
   for (let l = 0; l < config.num_hidden_layers; l++) {
-    for (const suffix of LAYER_TENSORS) names.push(`model.layers.${l}.${suffix}.weight`);
+    const p = `model.layers.${l}.`;
+    tensors.push(
+      { name: `${p}input_layernorm.weight`, shape: [H] },
+      { name: `${p}self_attn.q_proj.weight`, shape: [heads * D, H] },
+      { name: `${p}self_attn.k_proj.weight`, shape: [kvHeads * D, H] },
+      { name: `${p}self_attn.v_proj.weight`, shape: [kvHeads * D, H] },
+      { name: `${p}self_attn.o_proj.weight`, shape: [H, heads * D] },
+      { name: `${p}post_attention_layernorm.weight`, shape: [H] },
+      { name: `${p}mlp.gate_proj.weight`, shape: [I, H] },
+      { name: `${p}mlp.up_proj.weight`, shape: [I, H] },
+      { name: `${p}mlp.down_proj.weight`, shape: [H, I] },
+    );
     if (config.attention_bias) {
-      for (const p of ['q', 'k', 'v', 'o']) {
-        const bias = `model.layers.${l}.self_attn.${p}_proj.bias`;
-        if (source.has(bias)) names.push(bias);
-      }
+      const biases = [
+        { name: `${p}self_attn.q_proj.bias`, shape: [heads * D] },
+        { name: `${p}self_attn.k_proj.bias`, shape: [kvHeads * D] },
+        { name: `${p}self_attn.v_proj.bias`, shape: [kvHeads * D] },
+        { name: `${p}self_attn.o_proj.bias`, shape: [H] },
+      ];
+      tensors.push(...biases.filter((b) => hasBias(b.name)));
     }
   }
-  names.push('model.norm.weight');
-  if (!config.tie_word_embeddings) names.push('lm_head.weight');
-  return names;
+  tensors.push({ name: 'model.norm.weight', shape: [H] });
+  if (!config.tie_word_embeddings) tensors.push({ name: 'lm_head.weight', shape: [vocab, H] });
+  return tensors;
 }
-
-const LAYER_TENSORS = [
-  'input_layernorm',
-  'self_attn.q_proj',
-  'self_attn.k_proj',
-  'self_attn.v_proj',
-  'self_attn.o_proj',
-  'post_attention_layernorm',
-  'mlp.gate_proj',
-  'mlp.up_proj',
-  'mlp.down_proj',
-] as const;
 
 export class LlamaDecoder {
   /** Positions currently held in the KV cache. */
@@ -173,44 +180,18 @@ export class LlamaDecoder {
   static async load(gpu: Gpu, source: LlamaWeightSource, config: LlamaConfig, options: DecoderLoadOptions = {}): Promise<LlamaDecoder> {
     const dtype = options.dtype ?? 'f16';
     const dims = decoderDims(config, options.maxContext);
-    const { hidden: H, heads, kvHeads, headDim: D, vocab } = dims;
-    const I = config.intermediate_size;
-    const expected = (name: string): number[] => {
-      const suffix = name.replace(/^model\.layers\.\d+\./, '');
-      const table: Record<string, number[]> = {
-        'model.embed_tokens.weight': [vocab, H],
-        'lm_head.weight': [vocab, H],
-        'model.norm.weight': [H],
-        'input_layernorm.weight': [H],
-        'post_attention_layernorm.weight': [H],
-        'self_attn.q_proj.weight': [heads * D, H],
-        'self_attn.k_proj.weight': [kvHeads * D, H],
-        'self_attn.v_proj.weight': [kvHeads * D, H],
-        'self_attn.o_proj.weight': [H, heads * D],
-        'self_attn.q_proj.bias': [heads * D],
-        'self_attn.k_proj.bias': [kvHeads * D],
-        'self_attn.v_proj.bias': [kvHeads * D],
-        'self_attn.o_proj.bias': [H],
-        'mlp.gate_proj.weight': [I, H],
-        'mlp.up_proj.weight': [I, H],
-        'mlp.down_proj.weight': [H, I],
-      };
-      return table[suffix];
-    };
-
-    const names = weightNames(config, source);
+    const tensors = decoderTensors(config, (name) => source.has(name));
     const loaded = new Map<string, Tensor>();
     try {
-      for (const name of names) {
+      for (const { name, shape: want } of tensors) {
         if (!source.has(name)) throw new Error(`LLM weights: tensor '${name}' is missing from the checkpoint`);
         const shape = source.shape(name);
-        const want = expected(name);
         if (shape.length !== want.length || shape.some((d, i) => d !== want[i])) {
           throw new Error(`LLM weights: '${name}' has shape [${shape}] but config.json implies [${want}]`);
         }
         // Vectors (norm scales, biases) are tiny and read by f32-only ops: keep them f32.
         loaded.set(name, await source.toGpu(gpu, name, shape.length === 1 ? 'f32' : dtype));
-        options.onProgress?.(loaded.size, names.length, name);
+        options.onProgress?.(loaded.size, tensors.length, name);
       }
     } catch (e) {
       for (const t of loaded.values()) t.dispose();
@@ -243,7 +224,7 @@ export class LlamaDecoder {
       norm: get('model.norm.weight'),
       lmHead: config.tie_word_embeddings ? embed : get('lm_head.weight'),
     };
-    const cacheRow = kvHeads * D;
+    const cacheRow = dims.kvHeads * dims.headDim;
     const kCache = Array.from({ length: dims.layers }, (_, l) => gpu.empty([dims.maxContext, cacheRow], 'f32', `k-cache.${l}`));
     const vCache = Array.from({ length: dims.layers }, (_, l) => gpu.empty([dims.maxContext, cacheRow], 'f32', `v-cache.${l}`));
     return new LlamaDecoder(gpu, dims, weights, kCache, vCache);
