@@ -84,6 +84,8 @@ export class ConvLlava {
   private busy = false;
   /** The session whose conversation the KV cache currently holds. */
   cacheOwner: ChatSession | null = null;
+  /** Ids that end an answer: config.json's and generation_config.json's eos_token_id (number or list). */
+  readonly eosIds: number[];
 
   private constructor(
     readonly gpu: Gpu,
@@ -97,7 +99,11 @@ export class ConvLlava {
     readonly visualTokens: number,
     /** ms spent loading. */
     readonly loadMs: number,
-  ) {}
+  ) {
+    const fromGeneration = checkpoint.generationConfig?.eos_token_id;
+    const ids = [checkpoint.config.eos_token_id, ...(Array.isArray(fromGeneration) ? fromGeneration : [fromGeneration])];
+    this.eosIds = [...new Set(ids.filter((id): id is number => Number.isInteger(id)))];
+  }
 
   /** Loads a model folder (a path, Node) or an opened Checkpoint. */
   static async load(model: string | Checkpoint, options: LoadOptions = {}): Promise<ConvLlava> {
@@ -251,7 +257,7 @@ export class ChatSession {
       this.uncached = [];
       const lengthBefore = decoder.length;
 
-      const tokens = generateTokens(decoder, tokenizer, logits, opts);
+      const tokens = generateTokens(decoder, tokenizer, logits, opts, model.eosIds);
       let result;
       try {
         for (;;) {

@@ -7,10 +7,11 @@ import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import type { Gpu } from '../runtime/gpu.js';
 import { Checkpoint, TensorSet } from '../weights/checkpoint.js';
-import { LlamaDecoder } from '../llm/llama.js';
+import { decoderTensors, LlamaDecoder, type LlamaConfig } from '../llm/llama.js';
+import { LlamaDecoderRef } from '../llm/llama-ref.js';
 import { collect, generateTokens } from '../llm/generate.js';
 import { LlamaTokenizer } from '../llm/tokenizer.js';
-import { relL2, testGpu } from './helpers.js';
+import { randomArray, relL2, testGpu } from './helpers.js';
 
 const TINY = new URL('./fixtures/convllava-tiny/', import.meta.url);
 const golden = JSON.parse(readFileSync(new URL('golden.json', TINY), 'utf8'));
@@ -122,4 +123,87 @@ describe('LLaMA decoder (llm/llama.ts) vs the fixture', function () {
       (e: Error) => expect(e.message).to.match(/mlp\.gate_proj\.weight' has shape \[172,64\] but config\.json implies \[100,64\]/),
     );
   });
+});
+
+/** Seeded random weights for any config, as a weight source for both decoders. */
+class RandomWeights {
+  private readonly shapes: Map<string, number[]>;
+  constructor(config: LlamaConfig, private readonly seed: number) {
+    this.shapes = new Map(decoderTensors(config).map((t) => [t.name, t.shape]));
+  }
+  has(name: string) {
+    return this.shapes.has(name);
+  }
+  shape(name: string) {
+    return this.shapes.get(name)!;
+  }
+  async readF32(name: string): Promise<Float32Array> {
+    const shape = this.shape(name);
+    const n = shape.reduce((a, b) => a * b, 1);
+    const seed = this.seed + [...name].reduce((h, c) => (h * 31 + c.charCodeAt(0)) >>> 0, 7);
+    const values = randomArray(n, seed);
+    if (name.endsWith('norm.weight')) return values.map((v) => 1 + 0.1 * v);
+    if (name.endsWith('.bias')) return values.map((v) => 0.1 * v);
+    if (name.includes('embed_tokens')) return values;
+    const scale = Math.sqrt(3 / shape[1]);
+    return values.map((v) => v * scale);
+  }
+  async toGpu(gpu: Gpu, name: string, dtype: 'f32' | 'f16') {
+    return gpu.upload(this.shape(name), await this.readF32(name), dtype);
+  }
+}
+
+describe('LLaMA decoder (llm/llama.ts) vs its CPU reference (llm/llama-ref.ts): GQA, tied embeddings, biases', () => {
+  const config: LlamaConfig = {
+    hidden_size: 64,
+    intermediate_size: 96,
+    num_hidden_layers: 2,
+    num_attention_heads: 4,
+    num_key_value_heads: 2,
+    head_dim: 16,
+    rms_norm_eps: 1e-6,
+    rope_theta: 500000,
+    rope_scaling: null,
+    vocab_size: 300,
+    max_position_embeddings: 32,
+    tie_word_embeddings: true,
+    hidden_act: 'silu',
+    attention_bias: true,
+  };
+
+  for (const dtype of ['f32', 'f16'] as const) {
+    it(`prefill of 9 tokens then 3 decode steps agree at every position (${dtype} weights)`, async () => {
+      const gpu = await testGpu();
+      const source = new RandomWeights(config, 11);
+      const decoder = await LlamaDecoder.load(gpu, source, config, { dtype });
+      const reference = await LlamaDecoderRef.load(source, config, undefined, dtype === 'f16');
+      try {
+        const prompt = [1, 17, 250, 3, 99, 42, 42, 7, 299];
+        const x = decoder.embed(prompt);
+        const hidden = decoder.forward(x);
+        x.dispose();
+        const refHidden = reference.forward(reference.embed(prompt));
+        const tol = 1e-5;
+        expect(relL2(await hidden.read(), refHidden.data), 'prefill hidden').to.be.at.most(tol);
+        const logits = decoder.logits(hidden);
+        hidden.dispose();
+        expect(relL2(await logits.read(), reference.logits(refHidden).data), 'prefill logits').to.be.at.most(tol);
+        logits.dispose();
+        for (const id of [5, 123, 5]) {
+          const step = decoder.embed([id]);
+          const h = decoder.forward(step);
+          step.dispose();
+          const l = decoder.logits(h);
+          h.dispose();
+          const refLogits = reference.logits(reference.forward(reference.embed([id])));
+          expect(relL2(await l.read(), refLogits.data), `decode logits at position ${decoder.length - 1}`).to.be.at.most(tol);
+          l.dispose();
+        }
+        expect(decoder.length).to.equal(12);
+        expect(reference.length).to.equal(12);
+      } finally {
+        decoder.dispose();
+      }
+    });
+  }
 });
