@@ -40,6 +40,7 @@ describe('library API (index.ts: ConvLlava)', function () {
       const events: TokenEvent[] = [];
       const r = await model.generate({ image: imagePath(c), prompt: golden.question, maxNewTokens: 12, onToken: (e) => events.push(e) });
       expect(r.inputIds).to.deep.equal(golden.input_ids);
+      expect(model.eosIds).to.deep.equal([2]);
       expect(r.ids).to.deep.equal(golden.cases[c].generated);
       expect(r.visualTokens).to.equal(golden.cases[c].visual_tokens);
       expect(events.map((e) => e.id)).to.deep.equal(r.ids);
