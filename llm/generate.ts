@@ -12,7 +12,6 @@
  * `collect` drains it and calls an onToken callback. Text deltas are whole characters (partial UTF-8
  * sequences are held back) and never include (a prefix of) a stop string.
  */
-import type { Gpu } from '../runtime/gpu.js';
 import { Tensor } from '../runtime/tensor.js';
 import { argmax } from '../ops/argmax.js';
 import { sample } from '../ops/sample.js';
@@ -99,46 +98,83 @@ export function uniformStream(seed: number): () => number {
   };
 }
 
+/** How to choose one token: the sampling options plus this step's uniform draw. */
+export interface PickOptions {
+  temperature: number;
+  topK: number;
+  topP: number;
+  repetitionPenalty: number;
+  /** Uniform draw in [0, 1) for this step (from the seeded stream). */
+  u: number;
+}
+
 /**
- * Chooses each next token on the GPU. The ids generated so far live in a u32 buffer allocated once
- * (maxNewTokens long) for the repetition penalty.
+ * One device's half of the decode loop. The loop (generateWith) owns the policy (stopping,
+ * streaming, the seeded draws); a backend owns the logits and the KV cache.
  */
-class TokenPicker {
-  private readonly uniform: () => number;
+export interface TokenSteps {
+  /** Chooses the next token from the current logits (consuming them); resolves with its id. */
+  pick(choice: PickOptions): Promise<number>;
+  /** Feeds the last chosen token through one decode step; its logits become current. */
+  feed(): void;
+  /** Frees whatever is still held (called once, however the loop ends). */
+  close(): void;
+}
+
+/**
+ * The WebGPU backend: logits, the choice and the next step's embedding never leave the GPU; only the
+ * chosen id is read back. The answer so far lives in a u32 buffer allocated once (maxNewTokens long)
+ * for the repetition penalty.
+ */
+class GpuSteps implements TokenSteps {
   private readonly recent: Tensor | null;
   private count = 0;
+  private chosen: Tensor | null = null;
 
   constructor(
-    private readonly gpu: Gpu,
-    private readonly opts: ReturnType<typeof samplingDefaults>,
+    private readonly decoder: LlamaDecoder,
+    private logits: Tensor | null,
+    maxNewTokens: number,
+    repetitionPenalty: number,
   ) {
-    this.uniform = uniformStream(opts.seed);
-    this.recent = opts.repetitionPenalty !== 1 ? gpu.empty([opts.maxNewTokens], 'u32', 'recent-ids') : null;
+    this.recent = repetitionPenalty !== 1 ? decoder.gpu.empty([maxNewTokens], 'u32', 'recent-ids') : null;
   }
 
-  /** logits [1, vocab] → u32 [1] on the GPU. */
-  pick(logits: Tensor): Tensor {
-    const { temperature, topK, topP, repetitionPenalty } = this.opts;
-    if (temperature === 0 && repetitionPenalty === 1) return argmax(this.gpu, logits);
-    return sample(this.gpu, logits, {
-      temperature,
-      topK,
-      topP,
-      repetitionPenalty,
-      // A view of the ids generated so far (the buffer is maxNewTokens long; never disposed through the view).
-      recentIds: this.recent ? new Tensor(this.gpu, this.recent.buffer, [this.count], 'u32') : undefined,
-      u: this.uniform(),
-    });
+  async pick(c: PickOptions): Promise<number> {
+    const gpu = this.decoder.gpu;
+    const logits = this.logits!;
+    this.logits = null;
+    this.chosen =
+      c.temperature === 0 && c.repetitionPenalty === 1
+        ? argmax(gpu, logits)
+        : sample(gpu, logits, {
+            ...c,
+            // A view of the answer's ids so far (never disposed through the view).
+            recentIds: this.recent ? new Tensor(gpu, this.recent.buffer, [this.count], 'u32') : undefined,
+          });
+    logits.dispose();
+    const id = (await this.chosen.read())[0]; // submits the step; the only read-back
+    if (this.recent) gpu.write(this.recent, Uint32Array.of(id), this.count++);
+    return id;
   }
 
-  remember(id: number): void {
-    if (!this.recent) return;
-    this.gpu.write(this.recent, Uint32Array.of(id), this.count);
-    this.count++;
+  feed(): void {
+    const x = this.decoder.embed(this.chosen!); //  [1, H], from the id where it already is (on the GPU)
+    this.chosen!.dispose();
+    this.chosen = null;
+    const hidden = this.decoder.forward(x);
+    x.dispose();
+    this.logits = this.decoder.logits(hidden); //  [1, vocab]
+    hidden.dispose();
   }
 
-  dispose(): void {
+  close(): void {
+    this.logits?.dispose();
+    this.chosen?.dispose();
     this.recent?.dispose();
+    // A step recorded but not submitted (the consumer broke off): submit it now, so that a later
+    // queue write into a recycled buffer cannot land before the step's reads.
+    this.decoder.gpu.flush();
   }
 }
 
@@ -172,7 +208,7 @@ function abortError(signal: AbortSignal): unknown {
 
 /**
  * Generates from a decoder whose cache already holds the prompt, given the prompt's last logits
- * [1, vocab] (disposed here). Yields one TokenEvent per generated token; returns the result.
+ * [1, vocab] (consumed). Yields one TokenEvent per generated token; returns the result.
  * Afterwards the cache holds every generated id that was followed by another step: all of them when
  * the answer ended at EOS (never fed itself), all but the last when it ended at a stop string or
  * the length limit. (ChatSession feeds that last id at the start of the next turn.)
@@ -184,37 +220,47 @@ export async function* generateTokens(
   options: SamplingOptions,
   eosIds: readonly number[] = [tokenizer.eosId],
 ): AsyncGenerator<TokenEvent, GenerationResult> {
-  const opts = samplingDefaults(options);
-  const gpu = decoder.gpu;
-  const picker = new TokenPicker(gpu, opts);
+  const opts = samplingDefaults(options); // before any GPU work
+  return yield* generateWith(new GpuSteps(decoder, promptLogits, opts.maxNewTokens, opts.repetitionPenalty), tokenizer, opts, eosIds);
+}
+
+/** The decode loop over any backend: choose, stop or stream, feed. */
+export async function* generateWith(
+  steps: TokenSteps,
+  tokenizer: TextTokenizer,
+  options: SamplingOptions,
+  eosIds: readonly number[] = [tokenizer.eosId],
+): AsyncGenerator<TokenEvent, GenerationResult> {
+  let opts: ReturnType<typeof samplingDefaults>;
+  try {
+    opts = samplingDefaults(options);
+  } catch (e) {
+    steps.close();
+    throw e;
+  }
+  const uniform = uniformStream(opts.seed);
+  const choice = { temperature: opts.temperature, topK: opts.topK, topP: opts.topP, repetitionPenalty: opts.repetitionPenalty };
   const detok = new StreamDecoder(tokenizer);
   const ids: number[] = [];
   let text = '';
   let emitted = 0;
   let finishReason: FinishReason = 'length';
-  let logits: Tensor | null = promptLogits;
   const start = performance.now();
   let firstAt = 0;
   try {
     for (;;) {
       if (opts.signal?.aborted) throw abortError(opts.signal);
-      const chosen = picker.pick(logits!);
-      logits!.dispose();
-      logits = null;
-      const id = (await chosen.read())[0]; // submits the step; the only read-back
+      const id = await steps.pick({ ...choice, u: uniform() });
       if (ids.length === 0) firstAt = performance.now();
       if (eosIds.includes(id)) {
-        chosen.dispose();
         finishReason = 'eos';
         break;
       }
       ids.push(id);
-      picker.remember(id);
       text += detok.push(id);
 
       const stopAt = findStop(text, opts.stop);
       if (stopAt >= 0) {
-        chosen.dispose();
         text = text.slice(0, stopAt);
         if (text.length > emitted) yield { id, text: text.slice(emitted) };
         finishReason = 'stop';
@@ -223,28 +269,12 @@ export async function* generateTokens(
       const safe = text.length - pendingStopLength(text, opts.stop);
       yield { id, text: safe > emitted ? text.slice(emitted, safe) : '' };
       emitted = Math.max(emitted, safe);
-      if (ids.length >= opts.maxNewTokens) {
-        chosen.dispose();
-        break;
-      }
-      if (opts.signal?.aborted) {
-        chosen.dispose();
-        throw abortError(opts.signal);
-      }
-      // One decode step: embed the chosen id where it already is (on the GPU) and run it through the cache.
-      const x = decoder.embed(chosen); //                 [1, H]
-      chosen.dispose();
-      const hidden = decoder.forward(x);
-      x.dispose();
-      logits = decoder.logits(hidden); //                 [1, vocab]
-      hidden.dispose();
+      if (ids.length >= opts.maxNewTokens) break;
+      if (opts.signal?.aborted) throw abortError(opts.signal);
+      steps.feed();
     }
   } finally {
-    logits?.dispose();
-    picker.dispose();
-    // Stopped with a step recorded but not submitted (abort, or the consumer broke off): submit it
-    // now, so a later queue write into a recycled buffer cannot land before the step's reads.
-    gpu.flush();
+    steps.close();
   }
   if (finishReason !== 'stop') text = detok.text;
   const end = performance.now();
