@@ -12,9 +12,11 @@
  * The expected tensor set and every shape come from the configs via weights/names.ts; a missing
  * tensor or wrong shape is an error naming it, extra tensors become `warnings`. Weights are then read
  * one tensor at a time (WeightSource), streamed in bounded chunks to the GPU.
+ *
+ * Storage is behind a ModelFolderReader (weights/folder.ts): `Checkpoint.open(dir)` reads a folder on
+ * disk (Node; node:fs is imported only then), `Checkpoint.openFrom(reader)` anything else — a base URL
+ * read with HTTP Range requests or a set of File objects in a browser.
  */
-import { readFile, stat } from 'node:fs/promises';
-import { isAbsolute, join, relative, resolve } from 'node:path';
 import type { Gpu } from '../runtime/gpu.js';
 import type { Tensor } from '../runtime/tensor.js';
 import {
@@ -28,9 +30,10 @@ import {
 } from './config.js';
 import { bytesPerElement, isFloatDType, toF16Bits, toF32, type FloatDType } from './convert.js';
 import { CheckpointError, WeightsError } from './errors.js';
+import { insideFolder, joinRel, type ModelFolderReader } from './folder.js';
 import { findDuplicateKey } from './json-keys.js';
 import { expectedLlmTensors, expectedVisionTensors, type ExpectedTensor } from './names.js';
-import { SafetensorsFile, type StDType, type TensorInfo } from './safetensors.js';
+import { SafetensorsError, SafetensorsFile, type StDType, type TensorInfo } from './safetensors.js';
 
 /** Read access to a set of named tensors (one or more safetensors files), by checkpoint name. */
 export interface WeightSource {
@@ -74,15 +77,26 @@ export class TensorSet implements WeightSource {
    * Index problems are hard errors naming the index file.
    */
   static async openFolder(dir: string, warnings: string[]): Promise<TensorSet> {
-    const single = join(dir, 'model.safetensors');
-    const index = join(dir, 'model.safetensors.index.json');
-    const [hasSingle, hasIndex] = await Promise.all([isFile(single), isFile(index)]);
+    const { NodeFolderReader } = await import('./node-folder.js');
+    return TensorSet.openFolderFrom(NodeFolderReader.at(dir), '', warnings);
+  }
+
+  /** The same as openFolder, for the sub-folder `subdir` ('' for the root) of any ModelFolderReader. */
+  static async openFolderFrom(reader: ModelFolderReader, subdir: string, warnings: string[]): Promise<TensorSet> {
+    const dir = reader.nameOf(subdir);
+    const single = joinRel(subdir, 'model.safetensors');
+    const index = joinRel(subdir, 'model.safetensors.index.json');
+    const [hasSingle, hasIndex] = await Promise.all([reader.exists(single), reader.exists(index)]);
     if (hasIndex) {
       if (hasSingle) warnings.push(`${dir}: both model.safetensors and an index exist; using the index`);
-      return openSharded(dir, index, warnings);
+      return openSharded(reader, subdir, index, warnings);
     }
-    if (hasSingle) return TensorSet.openFile(single);
-    const pickle = (await isFile(join(dir, 'pytorch_model.bin'))) || (await isFile(join(dir, 'pytorch_model.bin.index.json')));
+    if (hasSingle) {
+      const file = await openSafetensors(reader, single);
+      return new TensorSet(file.path, [file], new Map([...file.tensors.keys()].map((n) => [n, file])));
+    }
+    const pickle =
+      (await reader.exists(joinRel(subdir, 'pytorch_model.bin'))) || (await reader.exists(joinRel(subdir, 'pytorch_model.bin.index.json')));
     throw new CheckpointError(
       pickle
         ? `${dir}: has PyTorch pickle weights (pytorch_model.bin), which convllava does not read (pickles can run code); convert them to safetensors`
@@ -209,25 +223,35 @@ export class Checkpoint {
     readonly warnings: string[],
   ) {}
 
+  /** A model folder on disk (Node). */
   static async open(dir: string): Promise<Checkpoint> {
-    const st = await stat(dir).catch(() => null);
-    if (!st) throw new CheckpointError(`${dir}: no such folder`, dir);
-    if (!st.isDirectory()) throw new CheckpointError(`${dir}: expected a model folder (config.json, weights, vision_tower/)`, dir);
-    const visionDir = join(dir, 'vision_tower');
-    const config = parseLlavaConfig(await readJson(join(dir, 'config.json')), join(dir, 'config.json'));
-    const generationPath = join(dir, 'generation_config.json');
-    const generationConfig = (await isFile(generationPath)) ? ((await readJson(generationPath)) as Record<string, unknown>) : undefined;
-    const visionConfig = parseConvNextConfig(await readJson(join(visionDir, 'config.json')), join(visionDir, 'config.json'), config);
-    const preprocessorPath = join(visionDir, 'preprocessor_config.json');
-    const preprocessorConfig = parsePreprocessorConfig(await readJson(preprocessorPath), preprocessorPath);
+    const { NodeFolderReader } = await import('./node-folder.js');
+    const reader = NodeFolderReader.at(dir);
+    const kind = await reader.kind();
+    if (kind === 'missing') throw new CheckpointError(`${dir}: no such folder`, dir);
+    if (kind !== 'folder') throw new CheckpointError(`${dir}: expected a model folder (config.json, weights, vision_tower/)`, dir);
+    return Checkpoint.openFrom(reader);
+  }
+
+  /** A model folder behind any reader: UrlFolderReader, BlobFolderReader (browsers), NodeFolderReader. */
+  static async openFrom(reader: ModelFolderReader): Promise<Checkpoint> {
+    const dir = reader.where;
+    const at = (rel: string) => reader.nameOf(rel);
+    const config = parseLlavaConfig(await readJson(reader, 'config.json'), at('config.json'));
+    const generationPath = 'generation_config.json';
+    const generationConfig = (await reader.exists(generationPath)) ? ((await readJson(reader, generationPath)) as Record<string, unknown>) : undefined;
+    const visionConfigPath = 'vision_tower/config.json';
+    const visionConfig = parseConvNextConfig(await readJson(reader, visionConfigPath), at(visionConfigPath), config);
+    const preprocessorPath = 'vision_tower/preprocessor_config.json';
+    const preprocessorConfig = parsePreprocessorConfig(await readJson(reader, preprocessorPath), at(preprocessorPath));
     checkConfigsAgree(config, visionConfig, preprocessorConfig, dir);
 
     const warnings: string[] = [];
     const opened: TensorSet[] = [];
     try {
-      const llm = await TensorSet.openFolder(dir, warnings);
+      const llm = await TensorSet.openFolderFrom(reader, '', warnings);
       opened.push(llm);
-      const vision = await TensorSet.openFolder(visionDir, warnings);
+      const vision = await TensorSet.openFolderFrom(reader, 'vision_tower', warnings);
       opened.push(vision);
       checkTensors(llm, expectedLlmTensors(config), warnings);
       checkTensors(vision, expectedVisionTensors(visionConfig), warnings);
@@ -291,11 +315,13 @@ export function checkTensors(set: TensorSet, expected: ExpectedTensor[], warning
 }
 
 /** Opens the shards named by an index file and checks the index against their headers. */
-async function openSharded(dir: string, indexPath: string, warnings: string[]): Promise<TensorSet> {
+async function openSharded(reader: ModelFolderReader, subdir: string, indexRel: string, warnings: string[]): Promise<TensorSet> {
+  const dir = reader.nameOf(subdir);
+  const indexPath = reader.nameOf(indexRel);
   const fail = (message: string, tensor?: string): never => {
     throw new CheckpointError(`${indexPath}: ${message}`, indexPath, tensor);
   };
-  const text = await readFile(indexPath, 'utf8');
+  const text = await reader.readText(indexRel);
   let index: unknown;
   try {
     index = JSON.parse(text);
@@ -310,22 +336,18 @@ async function openSharded(dir: string, indexPath: string, warnings: string[]): 
   }
 
   // Every shard path must stay inside the folder and exist.
-  const root = resolve(dir);
-  const shardNames = new Set<string>();
+  const shardNames = new Map<string, string>(); // as written in the index → path relative to the reader's root
   for (const [tensor, shard] of Object.entries(weightMap as Record<string, unknown>)) {
     if (typeof shard !== 'string' || shard === '') return fail(`tensor '${tensor}' maps to ${JSON.stringify(shard)}, not a file name`, tensor);
-    const rel = relative(root, resolve(root, shard));
-    if (isAbsolute(shard) || rel.startsWith('..') || isAbsolute(rel) || rel === '' || shard.includes('\\')) {
-      return fail(`shard path '${shard}' (for '${tensor}') leaves the model folder`, tensor);
-    }
-    shardNames.add(shard);
+    const rel = insideFolder(shard);
+    if (rel === null) return fail(`shard path '${shard}' (for '${tensor}') leaves the model folder`, tensor);
+    shardNames.set(shard, joinRel(subdir, rel));
   }
   const files = new Map<string, SafetensorsFile>();
   try {
-    for (const shard of shardNames) {
-      const path = join(root, ...shard.split('/'));
-      if (!(await isFile(path))) fail(`shard '${shard}' is missing (${path} does not exist)`);
-      files.set(shard, await SafetensorsFile.open(path));
+    for (const [shard, rel] of shardNames) {
+      if (!(await reader.exists(rel))) fail(`shard '${shard}' is missing (${reader.nameOf(rel)} does not exist)`);
+      files.set(shard, await openSafetensors(reader, rel));
     }
 
     // Each tensor lives in exactly one shard, and the index points at that shard.
@@ -361,10 +383,23 @@ async function openSharded(dir: string, indexPath: string, warnings: string[]): 
   }
 }
 
-async function readJson(path: string): Promise<unknown> {
+/** Opens and validates one safetensors file of a folder (SafetensorsFile.open's errors, for any reader). */
+async function openSafetensors(reader: ModelFolderReader, relPath: string): Promise<SafetensorsFile> {
+  let source;
+  try {
+    source = await reader.open(relPath);
+  } catch (e) {
+    const path = reader.nameOf(relPath);
+    throw new SafetensorsError(`${path}: cannot open (${(e as Error).message})`, path);
+  }
+  return SafetensorsFile.fromSource(source);
+}
+
+async function readJson(reader: ModelFolderReader, relPath: string): Promise<unknown> {
+  const path = reader.nameOf(relPath);
   let text: string;
   try {
-    text = await readFile(path, 'utf8');
+    text = await reader.readText(relPath);
   } catch {
     throw new CheckpointError(`${path}: missing (a ConvLLaVA folder needs config.json and vision_tower/{config,preprocessor_config}.json)`, path);
   }
@@ -373,10 +408,6 @@ async function readJson(path: string): Promise<unknown> {
   } catch (e) {
     throw new CheckpointError(`${path}: not valid JSON (${(e as Error).message})`, path);
   }
-}
-
-async function isFile(path: string): Promise<boolean> {
-  return (await stat(path).catch(() => null))?.isFile() ?? false;
 }
 
 function sameShape(a: readonly number[], b: readonly number[]): boolean {
