@@ -160,8 +160,12 @@ function concat(parts: Uint8Array[], head: Uint8Array): Uint8Array {
 
 // ---- JPEG ----------------------------------------------------------------------------------------
 
-/** Reads width/height from the first SOF marker; throws on truncation or a missing frame header. */
-function jpegSize(bytes: Uint8Array, name: string): { width: number; height: number } {
+/**
+ * Walks the marker segments up to the first scan: the frame size (SOF) and where the scan starts.
+ * Throws on truncation or a missing frame header.
+ */
+function jpegHeader(bytes: Uint8Array, name: string): { width: number; height: number; scanStart: number } {
+  let size: { width: number; height: number } | null = null;
   let pos = 2;
   while (pos + 4 <= bytes.length) {
     if (bytes[pos] !== 0xff) throw new Error(`${name}: corrupt JPEG (expected a marker at byte ${pos})`);
@@ -176,26 +180,29 @@ function jpegSize(bytes: Uint8Array, name: string): { width: number; height: num
     }
     const length = (bytes[pos + 2] << 8) | bytes[pos + 3];
     // SOF0…SOF15 except DHT (C4), JPG (C8), DAC (CC)
-    if (marker >= 0xc0 && marker <= 0xcf && marker !== 0xc4 && marker !== 0xc8 && marker !== 0xcc) {
-      if (pos + 9 > bytes.length) break;
-      return { height: (bytes[pos + 5] << 8) | bytes[pos + 6], width: (bytes[pos + 7] << 8) | bytes[pos + 8] };
+    if (marker >= 0xc0 && marker <= 0xcf && marker !== 0xc4 && marker !== 0xc8 && marker !== 0xcc && pos + 9 <= bytes.length) {
+      size ??= { height: (bytes[pos + 5] << 8) | bytes[pos + 6], width: (bytes[pos + 7] << 8) | bytes[pos + 8] };
     }
-    if (marker === 0xd9 || marker === 0xda) break; // EOI / start of scan before any frame header
+    if (marker === 0xda) {
+      if (!size) break;
+      return { ...size, scanStart: pos + 2 + length };
+    }
+    if (marker === 0xd9) break; // end of image before any scan
     pos += 2 + length;
   }
-  throw new Error(`${name}: truncated or corrupt JPEG (no frame header found)`);
+  throw new Error(`${name}: truncated or corrupt JPEG (no frame header and scan found)`);
 }
 
 type JpegDecoder = (bytes: Uint8Array) => { width: number; height: number; data: Uint8ClampedArray };
 let jpegTurbo: JpegDecoder | null = null;
 
 function decodeJpeg(bytes: Uint8Array, name: string): RawImage {
-  const { width, height } = jpegSize(bytes, name);
+  const { width, height, scanStart } = jpegHeader(bytes, name);
   checkSize(width, height, name);
-  if (bytes[bytes.length - 2] !== 0xff || bytes[bytes.length - 1] !== 0xd9) {
-    // libjpeg would pad a cut-off scan with grey and only warn; the reference PIL raises instead.
-    throw new Error(`${name}: truncated JPEG (no end-of-image marker)`);
-  }
+  // libjpeg pads a cut-off scan with grey and only warns; PIL raises "image file is truncated".
+  // In entropy-coded data 0xFF is always stuffed (FF 00), so an FF D9 after the first scan is the real
+  // end-of-image marker (bytes after it, which some cameras append, are ignored as PIL does).
+  if (lastIndexOfEoi(bytes) < scanStart) throw new Error(`${name}: truncated JPEG (no end-of-image marker)`);
   // The wasm module is compiled on first use (it is CommonJS, loaded with require).
   jpegTurbo ??= (createRequire(import.meta.url)('@cwasm/jpeg-turbo') as { decode: JpegDecoder }).decode;
   let rgba: { width: number; height: number; data: Uint8ClampedArray };
@@ -205,4 +212,9 @@ function decodeJpeg(bytes: Uint8Array, name: string): RawImage {
     throw new Error(`${name}: cannot decode JPEG (${(e as Error).message}; CMYK and arithmetic-coded JPEGs are unsupported)`);
   }
   return { width: rgba.width, height: rgba.height, channels: 3, data: dropAlpha(rgba.data, rgba.width * rgba.height) };
+}
+
+function lastIndexOfEoi(bytes: Uint8Array): number {
+  for (let i = bytes.length - 2; i >= 0; i--) if (bytes[i] === 0xff && bytes[i + 1] === 0xd9) return i;
+  return -1;
 }

@@ -164,6 +164,12 @@ describe('preprocess: decode + expand2square + PIL bicubic + CLIP normalisation'
       const jpg = new Uint8Array(await readFile(`${PREP}prep4.jpg`));
       await bad(jpg.subarray(0, jpg.length - 100), /truncated JPEG/);
       await bad(jpg.subarray(0, 100), /JPEG/);
+      // bytes appended after the end-of-image marker (some cameras do this) are fine, as in PIL
+      const padded = new Uint8Array(jpg.length + 64);
+      padded.set(jpg);
+      const a = await loadImage(padded);
+      const b = await loadImage(jpg);
+      expect(Buffer.from(a.data).equals(Buffer.from(b.data))).to.equal(true);
     });
     it('absurd dimensions, from the header alone', async () => {
       const huge = png(100000, 100000, 8, 2, []);
