@@ -13,7 +13,6 @@
  * Every input is validated from its header before any pixel work: empty, truncated, unknown format
  * and absurd sizes fail with a message naming the problem.
  */
-import { createRequire } from 'node:module';
 import { PNG } from 'pngjs';
 
 /** Interleaved 8-bit pixels, row-major [height, width, channels]. */
@@ -32,7 +31,7 @@ export const MAX_SIDE = 2 ** 16;
 const PNG_SIGNATURE = [0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a];
 
 /** Decodes PNG or JPEG bytes (sniffed from the signature) to RGB. `name` only labels errors. */
-export function decodeImage(bytes: Uint8Array, name = 'image'): RawImage {
+export async function decodeImage(bytes: Uint8Array, name = 'image'): Promise<RawImage> {
   if (bytes.length === 0) throw new Error(`${name}: the file is empty`);
   if (PNG_SIGNATURE.every((b, i) => bytes[i] === b)) return decodePng(bytes, name);
   if (bytes[0] === 0xff && bytes[1] === 0xd8 && bytes[2] === 0xff) return decodeJpeg(bytes, name);
@@ -196,15 +195,15 @@ function jpegHeader(bytes: Uint8Array, name: string): { width: number; height: n
 type JpegDecoder = (bytes: Uint8Array) => { width: number; height: number; data: Uint8ClampedArray };
 let jpegTurbo: JpegDecoder | null = null;
 
-function decodeJpeg(bytes: Uint8Array, name: string): RawImage {
+async function decodeJpeg(bytes: Uint8Array, name: string): Promise<RawImage> {
   const { width, height, scanStart } = jpegHeader(bytes, name);
   checkSize(width, height, name);
   // libjpeg pads a cut-off scan with grey and only warns; PIL raises "image file is truncated".
   // In entropy-coded data 0xFF is always stuffed (FF 00), so an FF D9 after the first scan is the real
   // end-of-image marker (bytes after it, which some cameras append, are ignored as PIL does).
   if (lastIndexOfEoi(bytes) < scanStart) throw new Error(`${name}: truncated JPEG (no end-of-image marker)`);
-  // The wasm module is compiled on first use (it is CommonJS, loaded with require).
-  jpegTurbo ??= (createRequire(import.meta.url)('@cwasm/jpeg-turbo') as { decode: JpegDecoder }).decode;
+  // The wasm module is compiled on first use (CommonJS; imported lazily so PNG-only users never load it).
+  jpegTurbo ??= ((await import('@cwasm/jpeg-turbo')) as unknown as { decode: JpegDecoder }).decode;
   let rgba: { width: number; height: number; data: Uint8ClampedArray };
   try {
     rgba = jpegTurbo(bytes);

@@ -13,7 +13,6 @@
  * reference's float32 tensor bit for bit. (It is a few million operations per image; the GPU would
  * not pay for the upload.)
  */
-import { readFile } from 'node:fs/promises';
 import { decodeImage, rawToRgb, type RawImage } from './decode.js';
 import { materialize, resizeBicubic, type PaddedImage } from './resample.js';
 
@@ -40,6 +39,7 @@ export async function loadImage(input: string | Uint8Array | RawImage): Promise<
   if (typeof input === 'string') {
     let bytes: Uint8Array;
     try {
+      const { readFile } = await import('node:fs/promises'); // Node only: browsers pass bytes or pixels
       bytes = await readFile(input);
     } catch (e) {
       throw new Error(`cannot read image '${input}': ${(e as Error).message}`);
