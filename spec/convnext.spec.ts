@@ -4,6 +4,7 @@
  * weights; the f16-weight path; the row-chunked block path; and `convllava encode-image` end to end.
  */
 import { expect } from 'chai';
+import ndarray from 'ndarray';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -14,7 +15,10 @@ import { VisionTower } from '../convnext/model.js';
 import { Projector } from '../llm/projector.js';
 import { nhwcToNchw } from '../ops/transpose.js';
 import { run as encodeImage } from '../cli/encode-image.js';
-import { relL2, testGpu } from './helpers.js';
+import type { LlavaConfig } from '../weights/config.js';
+import type { WeightSource } from '../weights/checkpoint.js';
+import { linearRef } from '../ops/linear.js';
+import { expectClose, randomArray, relL2, testGpu } from './helpers.js';
 import { FIXTURES, TINY_MODEL, readFixture } from './vision-fixtures.js';
 
 const GOLDEN = `${FIXTURES}convllava-tiny/golden.safetensors`;
@@ -142,4 +146,49 @@ describe('ConvNeXt vision tower + projector vs the reference (convllava-tiny)', 
     }
     await rm(dir, { recursive: true });
   });
+});
+
+describe('Projector types (linear, mlp3x_gelu) vs the CPU reference', () => {
+  /** Random weights under the projector's checkpoint names. */
+  function source(shapes: Record<string, number[]>): WeightSource & { values: Record<string, Float32Array> } {
+    const values: Record<string, Float32Array> = {};
+    let seed = 7;
+    for (const [name, shape] of Object.entries(shapes)) values[name] = randomArray(shape.reduce((a, b) => a * b, 1), seed++);
+    return {
+      values,
+      has: (n) => n in shapes,
+      shape: (n) => shapes[n],
+      dtype: () => 'F32',
+      readF32: async (n) => values[n],
+      toGpu: async (gpu, n, dtype) => gpu.upload(shapes[n], values[n], dtype),
+    };
+  }
+
+  for (const [type, depth] of [['linear', 1], ['mlp3x_gelu', 3]] as const) {
+    it(`${type}: ${depth} Linear layer(s), GELU between them`, async () => {
+      const gpu = await testGpu();
+      const [T, inW, outW] = [7, 33, 20];
+      const cfg = { mm_projector_type: type, mm_hidden_size: inW, hidden_size: outW } as LlavaConfig;
+      const names = type === 'linear' ? [''] : ['.0', '.2', '.4'];
+      const shapes: Record<string, number[]> = {};
+      names.forEach((suffix, i) => {
+        shapes[`model.mm_projector${suffix}.weight`] = [outW, i === 0 ? inW : outW];
+        shapes[`model.mm_projector${suffix}.bias`] = [outW];
+      });
+      const src = source(shapes);
+      const projector = await Projector.fromSource(gpu, cfg, src);
+      const x = randomArray(T * inW, 99);
+      const input = gpu.upload([T, inW], x);
+      const y = projector.forward(input);
+      let ref = ndarray(x, [T, inW]);
+      names.forEach((suffix, i) => {
+        const w = ndarray(src.values[`model.mm_projector${suffix}.weight`], shapes[`model.mm_projector${suffix}.weight`]);
+        const b = ndarray(src.values[`model.mm_projector${suffix}.bias`], [outW]);
+        ref = linearRef(ref, w, b, i < names.length - 1 ? 'gelu' : undefined);
+      });
+      expectClose((await y.read()) as Float32Array, ref.data, { atol: 1e-5, rtol: 1e-4 }, type);
+      for (const t of [input, y]) t.dispose();
+      projector.dispose();
+    });
+  }
 });
