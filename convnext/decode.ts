@@ -13,6 +13,7 @@
  * Every input is validated from its header before any pixel work: empty, truncated, unknown format
  * and absurd sizes fail with a message naming the problem.
  */
+import { Buffer } from 'buffer'; // Node's own module; in browsers the npm polyfill (package.json "browser" maps pngjs too)
 import { PNG } from 'pngjs';
 
 /** Interleaved 8-bit pixels, row-major [height, width, channels]. */
