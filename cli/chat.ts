@@ -20,7 +20,7 @@ export async function run(argv: string[]): Promise<number> {
     console.log(USAGE);
     return 0;
   }
-  const model = await ConvLlava.load(args.model, { dtype: args.dtype, maxContext: args.maxContext, onProgress: progressBar() });
+  const model = await ConvLlava.load(args.model, { dtype: args.dtype, backend: args.backend, maxContext: args.maxContext, onProgress: progressBar() });
   const session = model.chat({ image: args.image });
   const interactive = process.stdin.isTTY;
   const lines = createInterface({ input: process.stdin, terminal: interactive });

@@ -16,6 +16,7 @@ export const GENERATION_USAGE = `  --model DIR              ConvLLaVA model fold
   --repetition-penalty R   > 1 discourages repeating answer tokens (default 1)
   --stop TEXT              stop before TEXT (repeatable)
   --dtype f16|f32          weight storage on the GPU (default f16)
+  --backend webgpu|cpu     webgpu (default), or the ops' CPU references (slow; for checking)
   --max-context N          KV cache positions (default max_position_embeddings)`;
 
 export interface GenerationArgs {
@@ -25,6 +26,7 @@ export interface GenerationArgs {
   json: boolean;
   help: boolean;
   dtype: 'f16' | 'f32';
+  backend: 'webgpu' | 'cpu';
   maxContext?: number;
   sampling: SamplingOptions;
 }
@@ -53,6 +55,7 @@ export function parseGenerationArgs(argv: string[], command: string): Generation
       'repetition-penalty': { type: 'string' },
       stop: { type: 'string', multiple: true },
       dtype: { type: 'string' },
+      backend: { type: 'string' },
       'max-context': { type: 'string' },
       json: { type: 'boolean', default: false },
       help: { type: 'boolean', short: 'h', default: false },
@@ -64,6 +67,8 @@ export function parseGenerationArgs(argv: string[], command: string): Generation
   if (!help && !values.model) throw new Error(`--model DIR is required ('convllava ${command} --help' for usage)`);
   const dtype = values.dtype ?? 'f16';
   if (dtype !== 'f16' && dtype !== 'f32') throw new Error(`--dtype must be f16 or f32, got '${dtype}'`);
+  const backend = values.backend ?? 'webgpu';
+  if (backend !== 'webgpu' && backend !== 'cpu') throw new Error(`--backend must be webgpu or cpu, got '${backend}'`);
   return {
     model: values.model ?? '',
     image: values.image,
@@ -71,6 +76,7 @@ export function parseGenerationArgs(argv: string[], command: string): Generation
     json: values.json ?? false,
     help,
     dtype,
+    backend,
     maxContext: number('max-context', values['max-context'], true),
     sampling: {
       maxNewTokens: number('max-new-tokens', values['max-new-tokens'], true),

@@ -22,7 +22,7 @@ export async function run(argv: string[]): Promise<number> {
   if (!args.image) throw new Error('--image FILE is required');
   if (args.prompt === undefined || args.prompt.trim() === '') throw new Error('--prompt "question" is required');
 
-  const model = await ConvLlava.load(args.model, { dtype: args.dtype, maxContext: args.maxContext, onProgress: progressBar() });
+  const model = await ConvLlava.load(args.model, { dtype: args.dtype, backend: args.backend, maxContext: args.maxContext, onProgress: progressBar() });
   try {
     for (const w of model.checkpoint.warnings) process.stderr.write(`warning: ${w}\n`);
     let streamed = '';

@@ -126,7 +126,7 @@ export interface TokenSteps {
  * chosen id is read back. The answer so far lives in a u32 buffer allocated once (maxNewTokens long)
  * for the repetition penalty.
  */
-class GpuSteps implements TokenSteps {
+export class GpuSteps implements TokenSteps {
   private readonly recent: Tensor | null;
   private count = 0;
   private chosen: Tensor | null = null;

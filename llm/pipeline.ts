@@ -2,11 +2,13 @@
  * ConvLLaVA end to end: image + question in, streamed answer out.
  *
  *   image ─ loadImage → preprocess (CPU, PIL-exact) → pixel_values [3, R, R]
- *         ─ VisionTower.encode → features [Tv, C] ─ Projector → image rows [Tv, H]
+ *         ─ vision tower → features [Tv, C] ─ projector → image rows [Tv, H]       backend.encodeImage
  *   question ─ vicuna_v1 prompt → tokenizer_image_token → ids with −200
- *   inputs_embeds = text embeddings with the image rows spliced in at −200          [T, H]
- *   LlamaDecoder prefill (KV cache) → generateTokens (decode steps) → text
+ *   inputs_embeds = text embeddings with the image rows spliced in at −200 [T, H]
+ *     → LLaMA prefill into the KV cache                                             backend.prefill
+ *     → decode loop (generateWith): choose, stream, stop, feed                       TokenSteps
  *
+ * The backend is WebGPU (llm/backend.ts, default) or the ops' CPU references (llm/cpu-backend.ts).
  * One model holds one KV cache. A ChatSession owns it while it talks; its next turn prefills only
  * the new ids. If another session or a one-shot generate used the cache in between, the session
  * re-prefills its whole history (it keeps its image rows for that).
@@ -15,14 +17,11 @@
  * weights/checkpoint.ts, imported only when a path is given.
  */
 import { Gpu } from '../runtime/gpu.js';
-import type { Tensor } from '../runtime/tensor.js';
 import type { Checkpoint } from '../weights/checkpoint.js';
 import { towerStride, visionTowerConfig } from '../convnext/config.js';
-import { VisionTower } from '../convnext/model.js';
 import { loadImage, preprocess, type RawImage } from '../convnext/preprocess.js';
-import { Projector } from './projector.js';
-import { LlamaDecoder } from './llama.js';
-import { collect, generateTokens, samplingDefaults, type FinishReason, type SamplingOptions, type TokenEvent } from './generate.js';
+import { GpuBackend, type ModelBackend } from './backend.js';
+import { collect, generateWith, samplingDefaults, type FinishReason, type SamplingOptions, type TokenEvent } from './generate.js';
 import { followUpIds, imageQuestionIds, IMAGE_TOKEN_INDEX } from './prompt.js';
 import { LlamaTokenizer, type TextTokenizer } from './tokenizer.js';
 
@@ -42,6 +41,8 @@ export interface LoadOptions {
   /** KV cache length in positions. Default max_position_embeddings. */
   maxContext?: number;
   onProgress?: (p: LoadProgress) => void;
+  /** 'webgpu' (default): the WGSL kernels; 'cpu': the ops' CPU references (slow; checking, teaching). */
+  backend?: 'webgpu' | 'cpu';
   /** An existing GPU context (tests share one); default: a new one, destroyed by dispose(). */
   gpu?: Gpu;
   /** Tokenizer; default the bundled LLaMA/Vicuna SentencePiece vocabulary. */
@@ -88,13 +89,11 @@ export class ConvLlava {
   readonly eosIds: number[];
 
   private constructor(
-    readonly gpu: Gpu,
+    readonly backend: ModelBackend,
     readonly checkpoint: Checkpoint,
-    readonly tower: VisionTower,
-    readonly projector: Projector,
-    readonly decoder: LlamaDecoder,
     readonly tokenizer: TextTokenizer,
-    private readonly ownsGpu: boolean,
+    /** The GPU context when the backend is webgpu and load() created it (destroyed by dispose). */
+    private readonly ownedGpu: Gpu | null,
     /** Visual tokens per image: (resolution / tower stride)². */
     readonly visualTokens: number,
     /** ms spent loading. */
@@ -105,33 +104,45 @@ export class ConvLlava {
     this.eosIds = [...new Set(ids.filter((id): id is number => Number.isInteger(id)))];
   }
 
+  /** The GPU context (webgpu backend), else null. */
+  get gpu(): Gpu | null {
+    return this.backend instanceof GpuBackend ? this.backend.gpu : null;
+  }
+
   /** Loads a model folder (a path, Node) or an opened Checkpoint. */
   static async load(model: string | Checkpoint, options: LoadOptions = {}): Promise<ConvLlava> {
     const start = performance.now();
     const ckpt = typeof model === 'string' ? await (await import('../weights/checkpoint.js')).Checkpoint.open(model) : model;
-    const gpu = options.gpu ?? (await Gpu.create());
-    const dtype = options.dtype ?? 'f16';
+    const stride = towerStride(visionTowerConfig(ckpt.config, ckpt.visionConfig));
+    const visualTokens = (ckpt.config.mm_vision_resolution / stride) ** 2;
+    const tokenizer = options.tokenizer ?? new LlamaTokenizer();
     // Each stage reports per tensor, then once more as complete when its load has returned.
     const totals = { vision: 1, projector: 1, llm: 1 };
-    const progress = (stage: LoadProgress['stage']) => (done: number, total: number) => {
+    const progress = (stage: LoadProgress['stage'], done: number, total: number) => {
       totals[stage] = total;
       options.onProgress?.({ stage, done, total });
     };
     const complete = (stage: LoadProgress['stage']) => options.onProgress?.({ stage, done: totals[stage], total: totals[stage] });
+
+    if (options.backend === 'cpu') {
+      const { CpuBackend } = await import('./cpu-backend.js');
+      const backend = await CpuBackend.load(ckpt, { maxContext: options.maxContext, onProgress: complete });
+      return new ConvLlava(backend, ckpt, tokenizer, null, visualTokens, performance.now() - start);
+    }
+    const gpu = options.gpu ?? (await Gpu.create());
     try {
-      const tower = await VisionTower.load(gpu, ckpt, { dtype, onProgress: progress('vision') });
-      complete('vision');
-      const projector = await Projector.load(gpu, ckpt, { dtype });
-      complete('projector');
-      const decoder = await LlamaDecoder.load(gpu, ckpt.llm, ckpt.config, {
-        dtype,
+      let stage: LoadProgress['stage'] | null = null;
+      const backend = await GpuBackend.load(gpu, ckpt, {
+        dtype: options.dtype ?? 'f16',
         maxContext: options.maxContext,
-        onProgress: progress('llm'),
+        onProgress: (next, done, total) => {
+          if (stage && stage !== next) complete(stage);
+          stage = next;
+          progress(next, done, total);
+        },
       });
-      const stride = towerStride(visionTowerConfig(ckpt.config, ckpt.visionConfig));
-      const visualTokens = (ckpt.config.mm_vision_resolution / stride) ** 2;
-      const tokenizer = options.tokenizer ?? new LlamaTokenizer();
-      return new ConvLlava(gpu, ckpt, tower, projector, decoder, tokenizer, !options.gpu, visualTokens, performance.now() - start);
+      complete('llm');
+      return new ConvLlava(backend, ckpt, tokenizer, options.gpu ? null : gpu, visualTokens, performance.now() - start);
     } catch (e) {
       if (!options.gpu) gpu.destroy();
       throw e;
@@ -170,11 +181,9 @@ export class ConvLlava {
 
   /** Releases every GPU buffer (and the GPU context if load created it) and closes the weight files. */
   async dispose(): Promise<void> {
-    this.tower.dispose();
-    this.projector.dispose();
-    this.decoder.dispose();
+    await this.backend.dispose();
     await this.checkpoint.close();
-    if (this.ownsGpu) this.gpu.destroy();
+    this.ownedGpu?.destroy();
   }
 }
 
@@ -184,7 +193,7 @@ export class ChatSession {
   readonly history: number[] = [];
   /** Generated ids not yet fed through the decoder (the last token of each answer). */
   private uncached: number[] = [];
-  private imageRows: Tensor | null = null;
+  private imageRows: unknown = null;
   private imagePending: boolean;
   private disposed = false;
 
@@ -202,7 +211,7 @@ export class ChatSession {
   async *stream(question: string, options: GenerateOptions = {}): AsyncGenerator<TokenEvent, GenerateResult> {
     if (this.disposed) throw new Error('ChatSession: used after dispose()');
     const { model } = this;
-    const { decoder, tokenizer } = model;
+    const { backend, tokenizer } = model;
     const opts = samplingDefaults(options);
     const requestStart = performance.now();
     const firstTurn = this.history.length === 0;
@@ -211,14 +220,15 @@ export class ChatSession {
     // What must be prefilled: only the new ids if the cache still holds this conversation, else all of it.
     const cacheIsOurs = !firstTurn && model.cacheOwner === this;
     const prefillIds = cacheIsOurs ? [...this.uncached, ...turnIds] : [...this.history, ...turnIds];
-    const cachedRows = cacheIsOurs ? decoder.length : 0;
+    const cachedRows = cacheIsOurs ? backend.cacheLength : 0;
     const imageRowsIn = prefillIds.includes(IMAGE_TOKEN_INDEX) ? model.visualTokens : 0;
-    const prefillRows = prefillIds.length - (imageRowsIn ? 1 : 0) + imageRowsIn;
+    const textTokens = prefillIds.length - (imageRowsIn ? 1 : 0);
+    const prefillRows = textTokens + imageRowsIn;
     const needed = cachedRows + prefillRows + opts.maxNewTokens;
-    if (needed > decoder.dims.maxContext) {
+    if (needed > backend.maxContext) {
       throw new Error(
-        `prompt too long: ${cachedRows} cached + ${prefillIds.length - (imageRowsIn ? 1 : 0)} text tokens + ${imageRowsIn} visual tokens ` +
-          `+ ${opts.maxNewTokens} new tokens = ${needed} > context ${decoder.dims.maxContext} ` +
+        `prompt too long: ${cachedRows} cached + ${textTokens} text tokens + ${imageRowsIn} visual tokens ` +
+          `+ ${opts.maxNewTokens} new tokens = ${needed} > context ${backend.maxContext} ` +
           `(max_position_embeddings ${model.checkpoint.config.max_position_embeddings}); ask for fewer new tokens or start a new chat`,
       );
     }
@@ -230,15 +240,9 @@ export class ChatSession {
     try {
       if (this.imagePending) {
         const t0 = performance.now();
-        const pixels = preprocess(await loadImage(this.image!), model.checkpoint.preprocessorConfig);
-        const R = pixels.size;
+        const pixels = preprocess(await loadImage(this.image!), model.checkpoint.preprocessorConfig); // [3, R, R]
         const t1 = performance.now();
-        const pixelValues = model.gpu.upload([3, R, R], pixels.pixelValues); //   [3, R, R]
-        const { features } = model.tower.encode(pixelValues); //                  [Tv, C]
-        pixelValues.dispose();
-        this.imageRows = model.projector.forward(features); //                    [Tv, H]
-        features.dispose();
-        await model.gpu.sync();
+        this.imageRows = await backend.encodeImage(pixels.pixelValues, pixels.size); //               [Tv, H]
         preprocessMs = t1 - t0;
         imageEncodeMs = performance.now() - t1;
         this.imagePending = false;
@@ -247,17 +251,12 @@ export class ChatSession {
       // Prefill: the new rows go through every layer at once, appending to the KV cache.
       const prefillStart = performance.now();
       model.cacheOwner = this;
-      if (!cacheIsOurs) decoder.truncate(0);
-      const x = decoder.inputsEmbeds(prefillIds, imageRowsIn ? this.imageRows! : undefined); // [prefillRows, H]
-      const hidden = decoder.forward(x);
-      x.dispose();
-      const logits = decoder.lastLogits(hidden); //                                          [1, vocab]
-      hidden.dispose();
+      const steps = backend.prefill(prefillIds, imageRowsIn ? this.imageRows : null, cachedRows, opts);
       this.history.push(...turnIds);
       this.uncached = [];
-      const lengthBefore = decoder.length;
+      const lengthBefore = backend.cacheLength;
 
-      const tokens = generateTokens(decoder, tokenizer, logits, opts, model.eosIds);
+      const tokens = generateWith(steps, tokenizer, opts, model.eosIds);
       let result;
       try {
         for (;;) {
@@ -270,10 +269,10 @@ export class ChatSession {
           yield step.value;
         }
       } finally {
-        await tokens.return(undefined as never); // the consumer stopped early: release the generator's buffers
+        await tokens.return(undefined as never); // the consumer stopped early: release the steps' buffers
       }
       this.history.push(...result.ids);
-      this.uncached = result.ids.slice(decoder.length - lengthBefore);
+      this.uncached = result.ids.slice(backend.cacheLength - lengthBefore);
       const prefillMs = performance.now() - prefillStart - result.decodeMs;
       return {
         text: result.text.trim(),
@@ -302,7 +301,7 @@ export class ChatSession {
 
   dispose(): void {
     this.disposed = true;
-    this.imageRows?.dispose();
+    if (this.imageRows) this.model.backend.releaseImage(this.imageRows);
     this.imageRows = null;
     if (this.model.cacheOwner === this) this.model.cacheOwner = null;
   }

@@ -7,6 +7,7 @@ import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { PNG } from 'pngjs';
 import { ConvLlava, type LoadProgress, type TokenEvent } from '../index.js';
+import type { GpuBackend } from '../llm/backend.js';
 import { testGpu } from './helpers.js';
 
 const TINY = new URL('./fixtures/convllava-tiny/', import.meta.url);
@@ -73,7 +74,7 @@ describe('library API (index.ts: ConvLlava)', function () {
 
   it('chat: a follow-up turn prefills only its new tokens and matches re-prefilling the whole history', async () => {
     const prefillRows: number[] = [];
-    const decoder = model.decoder;
+    const decoder = (model.backend as GpuBackend).decoder;
     const forward = decoder.forward.bind(decoder);
     decoder.forward = (x) => {
       if (x.shape[0] > 1) prefillRows.push(x.shape[0]);
@@ -102,11 +103,11 @@ describe('library API (index.ts: ConvLlava)', function () {
   });
 
   it('the context guard rejects an over-long request with the counts, before any GPU work', async () => {
-    const before = model.gpu.dispatchCount;
+    const before = model.gpu!.dispatchCount;
     let error: Error | undefined;
     await model.generate({ image: imagePath(0), prompt: golden.question, maxNewTokens: 100 }).catch((e) => (error = e));
     expect(error?.message).to.match(/49 text tokens \+ 16 visual tokens \+ 100 new tokens = 165 > context 160/);
-    expect(model.gpu.dispatchCount).to.equal(before);
+    expect(model.gpu!.dispatchCount).to.equal(before);
   });
 
   it('AbortSignal cancels a generation; the model keeps working', async () => {
@@ -118,5 +119,45 @@ describe('library API (index.ts: ConvLlava)', function () {
     expect((error as DOMException)?.name).to.equal('AbortError');
     const r = await model.generate({ image: imagePath(0), prompt: golden.question, maxNewTokens: 3 });
     expect(r.ids).to.deep.equal(golden.cases[0].generated.slice(0, 3));
+  });
+});
+
+describe("library API with backend 'cpu' (the ops' CPU references)", () => {
+  let cpu: ConvLlava;
+  let gpu: ConvLlava;
+
+  before(async () => {
+    cpu = await ConvLlava.load(MODEL, { backend: 'cpu', maxContext: 128 });
+    gpu = await ConvLlava.load(MODEL, { dtype: 'f32', maxContext: 128, gpu: await testGpu() });
+  });
+  after(async () => {
+    await cpu?.dispose();
+    await gpu?.dispose();
+  });
+
+  it('reproduces the 12 greedy fixture tokens for both images, with no GPU', async () => {
+    expect(cpu.gpu).to.equal(null);
+    for (const c of [0, 1]) {
+      const r = await cpu.generate({ image: imagePath(c), prompt: golden.question, maxNewTokens: 12 });
+      expect(r.ids, `case ${c}`).to.deep.equal(golden.cases[c].generated);
+    }
+  });
+
+  it('samples the same tokens as the WebGPU backend for the same seed', async () => {
+    const request = { image: imagePath(0), prompt: golden.question, maxNewTokens: 8, temperature: 1.2, topK: 40, topP: 0.9, seed: 5 };
+    const [a, b] = [await cpu.generate(request), await gpu.generate(request)];
+    expect(a.ids).to.deep.equal(b.ids);
+    expect(a.ids).to.not.deep.equal(golden.cases[0].generated.slice(0, 8)); // really sampled, not greedy
+  });
+
+  it('chat on the CPU: a follow-up turn gives the same answer as on the GPU', async () => {
+    const answers = [];
+    for (const model of [cpu, gpu]) {
+      const chat = model.chat({ image: imagePath(1) });
+      await chat.send(golden.question, { maxNewTokens: 3 });
+      answers.push((await chat.send('And the colours?', { maxNewTokens: 4 })).ids);
+      chat.dispose();
+    }
+    expect(answers[0]).to.deep.equal(answers[1]);
   });
 });

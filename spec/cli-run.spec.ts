@@ -59,6 +59,16 @@ describe('convllava run / chat (cli/run.ts, cli/chat.ts)', () => {
     expect(stdout).to.match(/USER: And the colours\?\nASSISTANT: /);
   });
 
+  it('run --backend cpu: the same answer from the CPU references', async () => {
+    const { code, stdout, stderr } = await cli([
+      'run', '--model', `${TINY}/model`, '--image', `${TINY}/case1.png`, '--prompt', golden.question,
+      '--max-new-tokens', '5', '--backend', 'cpu', '--json',
+    ]);
+    expect(code, stderr).to.equal(0);
+    const record = JSON.parse(stdout.trimEnd().split('\n').at(-1)!);
+    expect(record.generated_ids).to.deep.equal(golden.cases[1].generated.slice(0, 5));
+  });
+
   it('fails with a message naming the missing option', async () => {
     const { code, stderr } = await cli(['run', '--image', `${TINY}/case0.png`, '--prompt', 'hi']);
     expect(code).to.equal(1);
