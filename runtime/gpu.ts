@@ -72,6 +72,8 @@ export interface AdapterSummary {
 }
 
 const ARENA_BYTES = 1 << 16;
+/** Reads up to this size reuse pooled staging buffers. */
+const SMALL_READ_BYTES = 4096;
 
 export class Gpu {
   readonly pool: BufferPool;
@@ -92,6 +94,7 @@ export class Gpu {
   private lostPromise: Promise<never>;
 
   private arenas: GPUBuffer[] = [];
+  private smallStaging: GPUBuffer[] = [];
   private arenaIndex = 0;
   private arenaOffset = 0;
   private readonly uniformAlign: number;
@@ -245,8 +248,13 @@ export class Gpu {
     return t;
   }
 
-  /** Overwrites a tensor's contents (queued; ordered before later submits). */
+  /**
+   * Overwrites a tensor's contents. A queue write runs before any command buffer submitted after it,
+   * so recorded-but-unsubmitted work is submitted first: otherwise a write into a buffer that this
+   * work released to the pool (and that `t` now reuses) would land before the work's reads.
+   */
   write(t: Tensor, data: ArrayLike<number> | Uint16Array, elementOffset = 0): void {
+    this.flush();
     let bytes: ArrayBufferView;
     if (t.dtype === 'f32') bytes = data instanceof Float32Array ? data : Float32Array.from(data);
     else if (t.dtype === 'u32') bytes = data instanceof Uint32Array ? data : Uint32Array.from(data);
@@ -370,20 +378,27 @@ export class Gpu {
   async read(t: Tensor): Promise<Float32Array | Uint32Array | Int32Array> {
     if (t.isDisposed) throw new Error(`read: tensor [${t.shape}] was disposed`);
     const bytes = Math.ceil(t.byteLength / 4) * 4;
-    const staging = this.device.createBuffer({ size: Math.max(4, bytes), usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
+    // Small reads (token ids in the decode loop) reuse staging buffers; big ones get their own.
+    const small = bytes <= SMALL_READ_BYTES;
+    const staging =
+      (small && this.smallStaging.pop()) ||
+      this.device.createBuffer({ size: small ? SMALL_READ_BYTES : Math.max(4, bytes), usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
+    let reusable = false;
     try {
       if (bytes > 0) this.copyRaw(t.buffer, staging, bytes);
       this.flush();
       await Promise.race([staging.mapAsync(GPUMapMode.READ), this.lostPromise]);
       await this.checkErrors();
-      const raw = staging.getMappedRange().slice(0, bytes);
+      const raw = staging.getMappedRange(0, Math.max(4, bytes)).slice(0, bytes);
       staging.unmap();
+      reusable = small;
       if (t.dtype === 'f32') return new Float32Array(raw, 0, t.size);
       if (t.dtype === 'u32') return new Uint32Array(raw, 0, t.size);
       if (t.dtype === 'i32') return new Int32Array(raw, 0, t.size);
       return f16ToF32Array(new Uint16Array(raw, 0, t.size));
     } finally {
-      staging.destroy();
+      if (reusable) this.smallStaging.push(staging);
+      else staging.destroy();
     }
   }
 
@@ -437,6 +452,7 @@ export class Gpu {
     this.encoder = null;
     this.pool.trim();
     for (const a of this.arenas) a.destroy();
+    for (const b of this.smallStaging) b.destroy();
     this.device.destroy();
   }
 }

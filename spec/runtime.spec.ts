@@ -109,3 +109,28 @@ describe('runtime: weight tensors', () => {
     expect(gpu.pool.liveBytes).to.equal(before);
   });
 });
+
+describe('runtime: ordering', () => {
+  it('a write into a recycled buffer does not overtake recorded work that still reads it', async () => {
+    const gpu = await testGpu();
+    const { add } = await import('../ops/add.js');
+    const n = 4096;
+    const a = gpu.upload([n], new Float32Array(n).fill(1));
+    const b = gpu.upload([n], new Float32Array(n).fill(2));
+    const y = add(gpu, a, b); // recorded, not submitted
+    b.dispose(); // b's buffer goes back to the pool …
+    const c = gpu.upload([n], new Float32Array(n).fill(100)); // … and is reused and written here
+    expect(c.buffer).to.equal(b.buffer);
+    expect((await y.read())[0]).to.equal(3); // the add still saw b = 2
+    [a, c, y].forEach((t) => t.dispose());
+  });
+
+  it('reuses staging buffers for small reads', async () => {
+    const gpu = await testGpu();
+    const t = gpu.upload([3], [1, 2, 3]);
+    for (let i = 0; i < 5; i++) expect([...(await t.read())]).to.deep.equal([1, 2, 3]);
+    const results = await Promise.all([t.read(), t.read()]); // concurrent reads use separate buffers
+    expect([...results[1]]).to.deep.equal([1, 2, 3]);
+    t.dispose();
+  });
+});
