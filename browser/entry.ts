@@ -2,7 +2,9 @@
  * Browser smoke test: the library's own modules, bundled for the browser, on navigator.gpu.
  *
  *   1. kernels: `add` and `linear` (f32 tiled, f16 mat-vec) against their CPU references;
- *   2. the tiny fixture model, opened over HTTP through UrlFolderReader (Range requests), answers
+ *   2. image decoding + preprocessing in the browser (PNG: RGB, grey, RGBA; JPEG through the wasm
+ *      decoder) against the PyTorch/PIL pixel_values fixtures;
+ *   3. the tiny fixture model, opened over HTTP through UrlFolderReader (Range requests), answers
  *      the fixture question about case0.png; its 12 greedy ids must equal golden.json's.
  *
  * The verdict goes into document.title ('convllava browser smoke: PASS' / 'FAIL'), #result, and is
@@ -13,10 +15,14 @@ import ndarray from 'ndarray';
 import { ConvLlava, Gpu } from '../index.js';
 import { add, addRef } from '../ops/add.js';
 import { linear, linearRef } from '../ops/linear.js';
+import { loadImage, preprocess } from '../convnext/preprocess.js';
 import { Checkpoint } from '../weights/checkpoint.js';
+import { isFloatDType, toF32 } from '../weights/convert.js';
+import { SafetensorsFile } from '../weights/safetensors.js';
 import { UrlByteSource, UrlFolderReader } from '../weights/url-source.js';
 
 const FIXTURE = new URL('../spec/fixtures/convllava-tiny/', location.href);
+const PREPROCESS = new URL('../spec/fixtures/preprocess/', location.href);
 const logEl = document.getElementById('log')!;
 const lines: string[] = [];
 
@@ -77,6 +83,24 @@ async function checkKernels(gpu: Gpu): Promise<void> {
   }
 }
 
+async function checkPreprocess(): Promise<void> {
+  const config = JSON.parse(await (await fetch(new URL('model/vision_tower/preprocessor_config.json', FIXTURE))).text());
+  const cases: { file: string; kind: string }[] = (await (await fetch(new URL('preprocess.json', PREPROCESS))).json()).cases;
+  const golden = await SafetensorsFile.fromSource(await UrlByteSource.open(new URL('preprocess.safetensors', PREPROCESS)));
+  try {
+    for (const [k, c] of cases.entries()) {
+      const bytes = new Uint8Array(await (await fetch(new URL(c.file, PREPROCESS))).arrayBuffer());
+      const { pixelValues } = preprocess(await loadImage(bytes), config);
+      const info = golden.info(`prep${k}.pixel_values`);
+      if (!isFloatDType(info.dtype)) throw new Error(`prep${k}.pixel_values is ${info.dtype}`);
+      const expected = toF32(info.dtype, await golden.readBytes(info.name), new Float32Array(pixelValues.length));
+      expectClose(`preprocess ${c.file} (${c.kind})`, pixelValues, expected, 1e-6, 0);
+    }
+  } finally {
+    await golden.close();
+  }
+}
+
 async function checkModel(gpu: Gpu): Promise<void> {
   const golden = await (await fetch(new URL('golden.json', FIXTURE))).json();
 
@@ -114,6 +138,7 @@ async function main(): Promise<void> {
     log(`adapter: ${s.vendor} / ${s.architecture} (${s.backend}); features: ${s.features.join(', ')}`);
     try {
       await checkKernels(gpu);
+      await checkPreprocess();
       await checkModel(gpu);
     } finally {
       gpu.destroy();

@@ -3,7 +3,8 @@
  * sources beside the bundle (the runtime fetches `new URL('<kernel>.wgsl', import.meta.url)`).
  *
  * Node-only code stays out of the browser's path: esbuild honours package.json's "browser" field
- * (pngjs → its browser build, `buffer` → the npm polyfill); Node built-ins and Dawn (`webgpu`) are
+ * (pngjs → its browser build, @cwasm/jpeg-turbo → browser/jpeg-turbo.ts, which fetches the wasm
+ * copied here; `buffer` → the npm polyfill); Node built-ins and Dawn (`webgpu`) are
  * external and may only be reached through dynamic imports behind a Node check (runtime/node.ts,
  * weights/node-folder.ts, fs in preprocess). With code splitting, those modules land in chunks the
  * browser never fetches. `checkBrowserBundle` proves it from esbuild's metafile: no module that the
@@ -103,9 +104,11 @@ async function main(): Promise<void> {
   if (bad.length) throw new Error(`the browser bundle reaches Node-only modules through static imports:\n  ${bad.join('\n  ')}`);
   const kernels = (await readdir(join(ROOT, 'kernels'))).filter((f) => f.endsWith('.wgsl'));
   await Promise.all(kernels.map((k) => copyFile(join(ROOT, 'kernels', k), join(outdir, k))));
+  // browser/jpeg-turbo.ts fetches the JPEG decoder's wasm from beside the bundle.
+  await copyFile(join(ROOT, 'node_modules/@cwasm/jpeg-turbo/jpeg-turbo.wasm'), join(outdir, 'jpeg-turbo.wasm'));
   const js = outputs.filter((o) => o.endsWith('.js'));
   const bytes = js.reduce((n, o) => n + metafile.outputs[o].bytes, 0);
-  console.log(`dist-browser/: ${js.length} JS files (${(bytes / 1024).toFixed(0)} KiB), ${kernels.length} kernels; entry.js statically reaches no Node module`);
+  console.log(`dist-browser/: ${js.length} JS files (${(bytes / 1024).toFixed(0)} KiB), ${kernels.length} kernels, jpeg-turbo.wasm; entry.js statically reaches no Node module`);
 }
 
 if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {

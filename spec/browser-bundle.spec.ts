@@ -21,7 +21,7 @@ describe('browser bundle', () => {
     expect(staticChunkNodeImports(metafile, 'dist-browser/entry.js')).to.deep.equal([]);
   });
 
-  it('really contains the model: the library entry, Checkpoint, the URL reader and the tokenizer', () => {
+  it('really contains the model: the library entry, Checkpoint, the URL reader, the tokenizer, PNG and JPEG decoders', () => {
     const inputs = Object.keys(metafile.inputs);
     for (const file of ['index.ts', 'llm/pipeline.ts', 'weights/checkpoint.ts', 'weights/url-source.ts', 'runtime/gpu.ts', 'convnext/decode.ts']) {
       expect(inputs, file).to.include(file);
@@ -29,6 +29,9 @@ describe('browser bundle', () => {
     expect(inputs.some((f) => f.includes('node_modules/llama-tokenizer-js/')), 'llama-tokenizer-js bundled').to.equal(true);
     expect(inputs.some((f) => f.includes('node_modules/pngjs/browser.js')), 'pngjs mapped to its browser build').to.equal(true);
     expect(inputs.some((f) => f.includes('node_modules/buffer/')), 'the buffer polyfill').to.equal(true);
+    // JPEG: the browser loader of the same wasm replaces the npm module (which reads it with fs).
+    expect(inputs).to.include('browser/jpeg-turbo.ts');
+    expect(inputs.some((f) => f.includes('node_modules/@cwasm/jpeg-turbo/')), '@cwasm/jpeg-turbo index.js').to.equal(false);
   });
 
   it('the check can fail: Node-only modules are in the graph, behind dynamic imports', () => {
