@@ -99,6 +99,20 @@ async function checkPreprocess(): Promise<void> {
   } finally {
     await golden.close();
   }
+
+  // Raw pixels, as a page gets them from a canvas (ImageData, RGBA): the same RGB as decoding the file.
+  const png = await (await fetch(new URL('case0.png', FIXTURE))).blob();
+  const bitmap = await createImageBitmap(png, { colorSpaceConversion: 'none', premultiplyAlpha: 'none' });
+  const canvas = new OffscreenCanvas(bitmap.width, bitmap.height);
+  const context = canvas.getContext('2d')!;
+  context.drawImage(bitmap, 0, 0);
+  const imageData = context.getImageData(0, 0, bitmap.width, bitmap.height);
+  const fromCanvas = await loadImage({ width: imageData.width, height: imageData.height, data: imageData.data, channels: 4 });
+  const fromBytes = await loadImage(new Uint8Array(await png.arrayBuffer()));
+  let differ = 0;
+  for (let i = 0; i < fromBytes.data.length; i++) if (fromCanvas.data[i] !== fromBytes.data[i]) differ++;
+  if (differ) throw new Error(`case0.png: canvas ImageData differs from the decoded PNG in ${differ} of ${fromBytes.data.length} samples`);
+  log(`ok  canvas ImageData of case0.png (${imageData.width}×${imageData.height} RGBA) == decoded PNG pixels`);
 }
 
 async function checkModel(gpu: Gpu): Promise<void> {

@@ -24,6 +24,7 @@ trap cleanup EXIT
 
 npx tsx scripts/build-browser.ts
 
+: >"$work/server.log"
 npx tsx scripts/serve.ts --root . ${SMOKE_EXTRA_FLAGS:-} >"$work/server.log" 2>&1 &
 server_pid=$!
 for _ in $(seq 100); do grep -q '^LISTENING ' "$work/server.log" && break; sleep 0.2; done
