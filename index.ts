@@ -16,3 +16,9 @@ export { IMAGE_TOKEN_INDEX, VICUNA_V1_SYSTEM, imageQuestionIds, tokenizerImageTo
 export { LlamaDecoder } from './llm/llama.js';
 export { Gpu } from './runtime/gpu.js';
 export type { RawImage } from './convnext/preprocess.js';
+// Model folders: Checkpoint.open(dir) in Node; in a browser Checkpoint.openFrom(new UrlFolderReader(url))
+// (HTTP Range requests) or Checkpoint.openFrom(BlobFolderReader.fromFiles(input.files)), then ConvLlava.load(checkpoint).
+export { Checkpoint } from './weights/checkpoint.js';
+export type { ModelFolderReader } from './weights/folder.js';
+export { UrlByteSource, UrlFolderReader, type UrlSourceOptions } from './weights/url-source.js';
+export { BlobByteSource, BlobFolderReader } from './weights/blob-source.js';

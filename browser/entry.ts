@@ -12,14 +12,12 @@
  * Paths are relative to this page (browser/index.html served from the repository root).
  */
 import ndarray from 'ndarray';
-import { ConvLlava, Gpu } from '../index.js';
+import { Checkpoint, ConvLlava, Gpu, UrlByteSource, UrlFolderReader } from '../index.js';
 import { add, addRef } from '../ops/add.js';
 import { linear, linearRef } from '../ops/linear.js';
 import { loadImage, preprocess } from '../convnext/preprocess.js';
-import { Checkpoint } from '../weights/checkpoint.js';
 import { isFloatDType, toF32 } from '../weights/convert.js';
 import { SafetensorsFile } from '../weights/safetensors.js';
-import { UrlByteSource, UrlFolderReader } from '../weights/url-source.js';
 
 const FIXTURE = new URL('../spec/fixtures/convllava-tiny/', location.href);
 const PREPROCESS = new URL('../spec/fixtures/preprocess/', location.href);
