@@ -25,11 +25,11 @@ export async function run(argv: string[]): Promise<number> {
   console.log('  npx convllava run --model /path/to/ConvLLaVA-1536 --image photo.jpg --prompt "What is shown?"\n');
 
   const bytes = new Uint8Array(await readFile(DEMO_IMAGE));
-  const image = decodeImage(bytes, DEMO_IMAGE);
+  const image = await decodeImage(bytes, DEMO_IMAGE);
   const model = await ConvLlava.load(DEMO_MODEL, { dtype: 'f32' });
   try {
-    const s = model.gpu.summary;
-    console.log(`adapter:        ${s.vendor} ${s.device} ${s.description} (${s.backend})`);
+    const s = model.gpu?.summary;
+    if (s) console.log(`adapter:        ${s.vendor} ${s.device} ${s.description} (${s.backend})`);
     console.log(`model:          ${DEMO_MODEL}`);
     console.log(`image:          ${DEMO_IMAGE} (${image.width}×${image.height}, padded to square, resized to ${model.checkpoint.config.mm_vision_resolution}²)`);
     console.log(`visual tokens:  ${model.visualTokens}`);
