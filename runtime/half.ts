@@ -21,21 +21,25 @@ export function f16BitsToF32(h: number): number {
 /** number → f16 bits, round-to-nearest-even. */
 export function f32ToF16Bits(value: number): number {
   f32[0] = value;
-  const x = u32[0];
+  return f32BitsToF16Bits(u32[0]);
+}
+
+/** f32 bit pattern → f16 bits, round-to-nearest-even (no float store/load: the bulk converters use it). */
+export function f32BitsToF16Bits(x: number): number {
   const sign = (x >>> 16) & 0x8000;
   const exp = (x >>> 23) & 0xff;
-  let mant = x & 0x7fffff;
+  const mant = x & 0x7fffff;
   if (exp === 0xff) return sign | 0x7c00 | (mant ? 0x200 : 0); // inf / NaN
   let e = exp - 127 + 15;
   if (e >= 31) return sign | 0x7c00; // overflow → inf
   if (e <= 0) {
     // subnormal f16 (or zero): shift the implicit-1 mantissa right, round to nearest even
     if (e < -10) return sign;
-    mant |= 0x800000;
+    const full = mant | 0x800000;
     const shift = 14 - e;
     const half = 1 << (shift - 1);
-    const rest = mant & ((1 << shift) - 1);
-    let m = mant >>> shift;
+    const rest = full & ((1 << shift) - 1);
+    let m = full >>> shift;
     if (rest > half || (rest === half && m & 1)) m++;
     return sign | m;
   }

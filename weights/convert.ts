@@ -3,7 +3,7 @@
  * little-endian bytes. All of them are exact except → f16 from wider types, which rounds to nearest
  * even (runtime/half.ts), as PyTorch's `.half()` does.
  */
-import { f32ToF16Bits } from '../runtime/half.js';
+import { f32BitsToF16Bits, f32ToF16Bits } from '../runtime/half.js';
 import type { StDType } from './safetensors.js';
 
 export type FloatDType = 'F32' | 'F16' | 'BF16';
@@ -97,36 +97,5 @@ export function toF16Bits(src: FloatDType, bytes: Uint8Array, out: Uint16Array):
   return out;
 }
 
-/**
- * f32 bits → f16 bits, round to nearest even: runtime/half.ts's f32ToF16Bits on the integer bits,
- * which skips a float store/load per element (the spec checks the two agree).
- */
-export function f32BitsToF16Bits(x: number): number {
-  const sign = (x >>> 16) & 0x8000;
-  const exp = (x >>> 23) & 0xff;
-  const mant = x & 0x7fffff;
-  if (exp === 0xff) return sign | 0x7c00 | (mant ? 0x200 : 0); // inf / NaN
-  let e = exp - 127 + 15;
-  if (e >= 31) return sign | 0x7c00; // overflow → inf
-  if (e <= 0) {
-    if (e < -10) return sign; // below half the smallest subnormal → ±0
-    const full = mant | 0x800000; // subnormal f16: shift the implicit-1 mantissa right
-    const shift = 14 - e;
-    const half = 1 << (shift - 1);
-    const rest = full & ((1 << shift) - 1);
-    let m = full >>> shift;
-    if (rest > half || (rest === half && m & 1)) m++;
-    return sign | m;
-  }
-  const rest = mant & 0x1fff;
-  let m = mant >>> 13;
-  if (rest > 0x1000 || (rest === 0x1000 && m & 1)) {
-    m++;
-    if (m === 0x400) {
-      m = 0;
-      e++;
-      if (e >= 31) return sign | 0x7c00;
-    }
-  }
-  return sign | (e << 10) | m;
-}
+/** f32 bits → f16 bits, round to nearest even (runtime/half.ts; re-exported for the loaders). */
+export { f32BitsToF16Bits } from '../runtime/half.js';
