@@ -46,9 +46,14 @@ export interface ModelBenchOptions {
   runs: number;
   dtype: 'f16' | 'f32';
   throughDisk?: boolean;
+  /** Which tests to run (default all): image encode, prompt processing, token generation, time to first token. */
+  tests?: BenchTest[];
   /** Progress lines (stderr in the CLI). */
   progress?: (message: string) => void;
 }
+
+export const BENCH_TESTS = ['encode', 'pp', 'tg', 'ttft'] as const;
+export type BenchTest = (typeof BENCH_TESTS)[number];
 
 export interface ImageEncodeResult {
   resolution: number;
@@ -95,6 +100,7 @@ function countParameters(source: { names(): string[]; shape(n: string): number[]
 
 export async function runModelBench(gpu: Gpu, o: ModelBenchOptions): Promise<ModelBenchResult> {
   const log = o.progress ?? (() => {});
+  const wanted = (t: BenchTest) => !o.tests || o.tests.includes(t);
   let tmp: string | null = null;
   let ckpt: SyntheticCheckpoint | Checkpoint;
   const label = o.model ?? o.preset ?? 'tiny';
@@ -137,7 +143,7 @@ export async function runModelBench(gpu: Gpu, o: ModelBenchOptions): Promise<Mod
     // --- image encode per resolution ---------------------------------------------------------------
     const stride = towerStride(towerConfig);
     const imageEncode: ImageEncodeResult[] = [];
-    for (const R of o.resolutions) {
+    for (const R of wanted('encode') ? o.resolutions : []) {
       if (R % stride) throw new Error(`resolution ${R} is not a multiple of the tower's stride ${stride}`);
       const pixels = randomFill(gpu, [3, R, R], 'f32', { seed: R, halfWidth: 1.8 });
       const samples: number[] = [];
@@ -161,7 +167,7 @@ export async function runModelBench(gpu: Gpu, o: ModelBenchOptions): Promise<Mod
     if (decoder) {
       const H = ckpt.config.hidden_size;
       // --- pp: prompt processing of nPrompt tokens (random embeddings) -------------------------------
-      if (o.nPrompt > 0) {
+      if (o.nPrompt > 0 && wanted('pp')) {
         const x = randomFill(gpu, [o.nPrompt, H], 'f32', { seed: 5 });
         const seconds: number[] = [];
         for (let r = 0; r <= o.runs; r++) {
@@ -182,7 +188,7 @@ export async function runModelBench(gpu: Gpu, o: ModelBenchOptions): Promise<Mod
       }
       // --- tg: nGen decode steps after a short prompt, each reading back only the token id ----------
       const tokenizer = new LlamaTokenizer();
-      if (o.nGen > 0) {
+      if (o.nGen > 0 && wanted('tg')) {
         const seconds: number[] = [];
         for (let r = 0; r <= o.runs; r++) {
           log(`tg${o.nGen} run ${r}/${o.runs}${r === 0 ? ' (warm-up)' : ''}`);
@@ -201,31 +207,7 @@ export async function runModelBench(gpu: Gpu, o: ModelBenchOptions): Promise<Mod
         tg = llmTest(0, o.nGen, o.nGen, seconds);
       }
       // --- TTFT: image at the model's resolution + a question → first token ------------------------
-      const R = towerConfig.resolution;
-      const ids = imageQuestionIds(tokenizer, 'Describe this image in detail.');
-      const pixels = randomFill(gpu, [3, R, R], 'f32', { seed: 7, halfWidth: 1.8 });
-      const samples: number[] = [];
-      for (let r = 0; r <= o.runs; r++) {
-        log(`ttft run ${r}/${o.runs}${r === 0 ? ' (warm-up)' : ''}`);
-        decoder.truncate(0);
-        const start = performance.now();
-        const { features } = tower.encode(pixels);
-        const projected = projector.forward(features);
-        features.dispose();
-        const x = decoder.inputsEmbeds(ids, projected);
-        projected.dispose();
-        const hidden = decoder.forward(x);
-        x.dispose();
-        const logits = decoder.lastLogits(hidden);
-        hidden.dispose();
-        const id = argmax(gpu, logits);
-        logits.dispose();
-        await id.read();
-        id.dispose();
-        if (r > 0) samples.push(performance.now() - start);
-      }
-      pixels.dispose();
-      ttft = stat(samples);
+      if (wanted('ttft')) ttft = await timeToFirstToken(gpu, tower, projector, decoder, towerConfig.resolution, o.runs, log);
     }
     const peak = gpu.pool.peakBytes;
     tower.dispose();
@@ -246,4 +228,42 @@ export async function runModelBench(gpu: Gpu, o: ModelBenchOptions): Promise<Mod
     await ckpt.close();
     if (tmp) await rm(tmp, { recursive: true, force: true });
   }
+}
+
+/** Image at the model's resolution + a question → the first generated token id on the CPU. */
+async function timeToFirstToken(
+  gpu: Gpu,
+  tower: VisionTower,
+  projector: Projector,
+  decoder: LlamaDecoder,
+  resolution: number,
+  runs: number,
+  log: (m: string) => void,
+): Promise<Stat> {
+  const tokenizer = new LlamaTokenizer();
+  const R = resolution;
+  const ids = imageQuestionIds(tokenizer, 'Describe this image in detail.');
+  const pixels = randomFill(gpu, [3, R, R], 'f32', { seed: 7, halfWidth: 1.8 });
+  const samples: number[] = [];
+  for (let r = 0; r <= runs; r++) {
+    log(`ttft run ${r}/${runs}${r === 0 ? ' (warm-up)' : ''}`);
+    decoder.truncate(0);
+    const start = performance.now();
+    const { features } = tower.encode(pixels);
+    const projected = projector.forward(features);
+    features.dispose();
+    const x = decoder.inputsEmbeds(ids, projected);
+    projected.dispose();
+    const hidden = decoder.forward(x);
+    x.dispose();
+    const logits = decoder.lastLogits(hidden);
+    hidden.dispose();
+    const id = argmax(gpu, logits);
+    logits.dispose();
+    await id.read();
+    id.dispose();
+    if (r > 0) samples.push(performance.now() - start);
+  }
+  pixels.dispose();
+  return stat(samples);
 }

@@ -1,6 +1,7 @@
 /**
  * convllava bench [--preset P | --model DIR] [--resolutions 768,1024,1536] [-p 512] [-n 128] [-r 5]
- *                 [--dtype f16|f32] [--through-disk] [--kernels] [--json] [--report out.html]
+ *                 [--only encode,pp,tg,ttft] [--dtype f16|f32] [--through-disk] [--kernels] [--json]
+ *                 [--report out.html]
  *
  * Image encode ms per resolution, prefill tok/s (pp<N>), decode tok/s (tg<N>), time to first token,
  * load time and peak GPU memory — mean ± sd over r runs after a warm-up; with --kernels also the
@@ -10,7 +11,7 @@
 import { writeFile } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
 import { runKernelBench, TABLE_HEADER, formatRow, type KernelResult } from '../bench/kernels.js';
-import { runModelBench, type ModelBenchResult } from '../bench/model.js';
+import { BENCH_TESTS, runModelBench, type BenchTest, type ModelBenchResult } from '../bench/model.js';
 import { renderReport, type BenchReport } from '../bench/report.js';
 import { measureCopyBandwidth } from '../bench/roofline.js';
 import { Gpu } from '../runtime/gpu.js';
@@ -25,6 +26,7 @@ const HELP = `usage: convllava bench [options]
   -p, --n-prompt N     prefill test length (default 512; 0 skips)
   -n, --n-gen N        decode test length (default 128; 0 skips)
   -r, --repetitions N  runs per test after one warm-up (default 5)
+  --only LIST          run only these tests: ${BENCH_TESTS.join(',')} (default all)
   --dtype f16|f32      weight storage on the GPU (default f16)
   --kernels            also run the kernel benchmark with roofline fractions
   --json               print one JSON object instead of tables
@@ -48,6 +50,7 @@ export async function run(argv: string[]): Promise<number> {
       'n-prompt': { type: 'string', short: 'p' },
       'n-gen': { type: 'string', short: 'n' },
       repetitions: { type: 'string', short: 'r' },
+      only: { type: 'string' },
       dtype: { type: 'string' },
       kernels: { type: 'boolean' },
       json: { type: 'boolean' },
@@ -69,6 +72,9 @@ export async function run(argv: string[]): Promise<number> {
   const nGen = positiveInt('--n-gen', values['n-gen'], 128);
   const resolutions = values.resolutions?.split(',').map((s) => positiveInt('--resolutions', s.trim(), 0, 1));
   const json = !!values.json;
+  const tests = values.only?.split(',').map((t) => t.trim()) as BenchTest[] | undefined;
+  const unknownTest = tests?.find((t) => !(BENCH_TESTS as readonly string[]).includes(t));
+  if (unknownTest) throw new Error(`--only: unknown test '${unknownTest}'; choose from ${BENCH_TESTS.join(', ')}`);
 
   const progress = (m: string) => {
     if (process.stderr.isTTY) process.stderr.write(`\r\x1b[2K${m}`);
@@ -94,6 +100,7 @@ export async function run(argv: string[]): Promise<number> {
       nGen,
       runs,
       dtype,
+      tests,
       progress,
     });
     done();
