@@ -134,3 +134,18 @@ describe('runtime: ordering', () => {
     t.dispose();
   });
 });
+
+describe('runtime: device loss', () => {
+  it('rejects pending and later reads with the reason instead of hanging', async () => {
+    const gpu = await Gpu.create();
+    const t = gpu.upload([4], [1, 2, 3, 4]);
+    gpu.device.destroy(); // what a driver reset or a lost GPU looks like to the program
+    let error: Error | undefined;
+    await Promise.race([
+      t.read().catch((e: Error) => (error = e)),
+      new Promise((resolve) => setTimeout(resolve, 10_000)),
+    ]);
+    expect(error?.message).to.match(/device lost|destroyed|lost/i);
+    gpu.destroy();
+  });
+});
