@@ -270,9 +270,12 @@ export class ChatSession {
         }
       } finally {
         await tokens.return(undefined as never); // the consumer stopped early: release the steps' buffers
+        // However the turn ended (done, broken off by the consumer, aborted, failed), the answer so far
+        // is part of the conversation; the cache holds those of its ids that were fed back.
+        const answer = result ? result.ids : generated;
+        this.history.push(...answer);
+        this.uncached = answer.slice(backend.cacheLength - lengthBefore);
       }
-      this.history.push(...result.ids);
-      this.uncached = result.ids.slice(backend.cacheLength - lengthBefore);
       const prefillMs = performance.now() - prefillStart - result.decodeMs;
       return {
         text: result.text.trim(),
@@ -290,8 +293,7 @@ export class ChatSession {
         },
       };
     } catch (e) {
-      // Aborted or failed mid-turn: keep what was said, and rebuild the cache from the history next time.
-      if (this.history.length && generated.length) this.history.push(...generated);
+      // Aborted or failed mid-turn: the history keeps what was said (above); rebuild the cache from it next time.
       if (model.cacheOwner === this) model.cacheOwner = null;
       throw e;
     } finally {

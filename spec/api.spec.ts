@@ -102,6 +102,29 @@ describe('library API (index.ts: ConvLlava)', function () {
     }
   });
 
+  it('chat: a turn the consumer breaks off stays in the history; the next turn from the cache matches re-prefilling it', async () => {
+    const brokenOff = async () => {
+      const chat = model.chat({ image: imagePath(0) });
+      const seen: number[] = [];
+      for await (const { id } of chat.stream(golden.question, { maxNewTokens: 8 })) {
+        seen.push(id);
+        if (seen.length === 3) break;
+      }
+      return { chat, seen };
+    };
+    const cached = await brokenOff();
+    expect(cached.seen).to.deep.equal(golden.cases[0].generated.slice(0, 3));
+    expect(cached.chat.history.slice(-3)).to.deep.equal(cached.seen, 'the broken-off answer is part of the conversation');
+    const fromCache = await cached.chat.send('Describe the circle.', { maxNewTokens: 4 });
+
+    const replayed = await brokenOff();
+    model.cacheOwner = null; // as if another session had used the cache: the whole history is re-prefilled
+    const fromHistory = await replayed.chat.send('Describe the circle.', { maxNewTokens: 4 });
+    expect(fromCache.ids).to.deep.equal(fromHistory.ids);
+    expect(cached.chat.history).to.deep.equal(replayed.chat.history);
+    [cached.chat, replayed.chat].forEach((s) => s.dispose());
+  });
+
   it('the context guard rejects an over-long request with the counts, before any GPU work', async () => {
     const before = model.gpu!.dispatchCount;
     let error: Error | undefined;
