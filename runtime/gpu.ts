@@ -254,13 +254,24 @@ export class Gpu {
    * work released to the pool (and that `t` now reuses) would land before the work's reads.
    */
   write(t: Tensor, data: ArrayLike<number> | Uint16Array, elementOffset = 0): void {
+    if (!Number.isInteger(elementOffset) || elementOffset < 0 || elementOffset + data.length > t.size) {
+      throw new Error(
+        `write: ${data.length} elements at offset ${elementOffset} do not fit tensor [${t.shape}] ${t.dtype} (${t.size} elements)`,
+      );
+    }
+    if (t.dtype === 'f16' && data.length % 2 && elementOffset + data.length < t.size) {
+      // the pad half that completes the last u32 word would overwrite element offset + length
+      throw new Error(
+        `write: an odd number (${data.length}) of f16 elements at offset ${elementOffset} can only end the tensor [${t.shape}] f16`,
+      );
+    }
     this.flush();
     let bytes: ArrayBufferView;
     if (t.dtype === 'f32') bytes = data instanceof Float32Array ? data : Float32Array.from(data);
     else if (t.dtype === 'u32') bytes = data instanceof Uint32Array ? data : Uint32Array.from(data);
     else if (t.dtype === 'i32') bytes = data instanceof Int32Array ? data : Int32Array.from(data);
     else {
-      if (elementOffset % 2) throw new Error('write: f16 offsets must be even');
+      if (elementOffset % 2) throw new Error(`write: f16 offsets must be even (two halves per u32 word), got ${elementOffset} for [${t.shape}]`);
       const bits = data instanceof Uint16Array ? data : f32ToF16Array(data);
       // pad to whole u32 words
       bytes = bits.length % 2 ? concatPad(bits) : bits;

@@ -110,6 +110,30 @@ describe('runtime: weight tensors', () => {
   });
 });
 
+describe('runtime: partial writes', () => {
+  it('write at an offset changes only the named elements; an odd f16 run may end the tensor', async () => {
+    const gpu = await testGpu();
+    const h = gpu.upload([5], [1, 2, 3, 4, 5], 'f16');
+    gpu.write(h, [-3, -4, -5], 2); // odd length, ends the tensor: its pad half lies past the end
+    expect([...(await h.read())]).to.deep.equal([1, 2, -3, -4, -5]);
+    const f = gpu.upload([4], [1, 2, 3, 4]);
+    gpu.write(f, [9], 1);
+    expect([...(await f.read())]).to.deep.equal([1, 9, 3, 4]);
+    [h, f].forEach((t) => t.dispose());
+  });
+
+  it('rejects writes past the end, and odd f16 runs whose pad half would clobber the next element', async () => {
+    const gpu = await testGpu();
+    // Pool buckets are larger than the tensor, so neither of these would fail on the GPU by itself.
+    const f = gpu.upload([4], [1, 2, 3, 4]);
+    expect(() => gpu.write(f, [7, 8], 3)).to.throw(/2 elements at offset 3 do not fit tensor \[4\] f32/);
+    const h = gpu.upload([6], [1, 2, 3, 4, 5, 6], 'f16');
+    expect(() => gpu.write(h, [9], 2)).to.throw(/odd number \(1\) of f16 elements at offset 2.*\[6\]/);
+    expect([...(await h.read())]).to.deep.equal([1, 2, 3, 4, 5, 6]);
+    [f, h].forEach((t) => t.dispose());
+  });
+});
+
 describe('runtime: ordering', () => {
   it('a write into a recycled buffer does not overtake recorded work that still reads it', async () => {
     const gpu = await testGpu();
