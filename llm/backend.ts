@@ -80,10 +80,18 @@ export class GpuBackend implements ModelBackend {
 
   async encodeImage(pixelValues: Float32Array, size: number): Promise<Tensor> {
     const pixels = this.gpu.upload([3, size, size], pixelValues); //    [3, R, R]
-    const { features } = this.tower.encode(pixels); //                  [Tv, C]
-    pixels.dispose();
-    const rows = this.projector.forward(features); //                   [Tv, H]
-    features.dispose();
+    let features: Tensor;
+    try {
+      features = this.tower.encode(pixels).features; //                 [Tv, C]
+    } finally {
+      pixels.dispose();
+    }
+    let rows: Tensor;
+    try {
+      rows = this.projector.forward(features); //                       [Tv, H]
+    } finally {
+      features.dispose();
+    }
     await this.gpu.sync();
     return rows;
   }
@@ -92,8 +100,12 @@ export class GpuBackend implements ModelBackend {
     const { decoder } = this;
     decoder.truncate(keep);
     const x = decoder.inputsEmbeds(ids, (image as Tensor | null) ?? undefined); // [T, H]
-    const hidden = decoder.forward(x); //                                         all layers, into the KV cache
-    x.dispose();
+    let hidden: Tensor;
+    try {
+      hidden = decoder.forward(x); //                                             all layers, into the KV cache
+    } finally {
+      x.dispose();
+    }
     const logits = decoder.lastLogits(hidden); //                                 [1, vocab]
     hidden.dispose();
     return new GpuSteps(decoder, logits, opts.maxNewTokens, opts.repetitionPenalty);

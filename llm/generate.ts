@@ -144,15 +144,18 @@ export class GpuSteps implements TokenSteps {
     const gpu = this.decoder.gpu;
     const logits = this.logits!;
     this.logits = null;
-    this.chosen =
-      c.temperature === 0 && c.repetitionPenalty === 1
-        ? argmax(gpu, logits)
-        : sample(gpu, logits, {
-            ...c,
-            // A view of the answer's ids so far (never disposed through the view).
-            recentIds: this.recent ? new Tensor(gpu, this.recent.buffer, [this.count], 'u32') : undefined,
-          });
-    logits.dispose();
+    try {
+      this.chosen =
+        c.temperature === 0 && c.repetitionPenalty === 1
+          ? argmax(gpu, logits)
+          : sample(gpu, logits, {
+              ...c,
+              // A view of the answer's ids so far (never disposed through the view).
+              recentIds: this.recent ? new Tensor(gpu, this.recent.buffer, [this.count], 'u32') : undefined,
+            });
+    } finally {
+      logits.dispose(); // consumed, even when the op refused them
+    }
     const id = (await this.chosen.read())[0]; // submits the step; the only read-back
     if (this.recent) gpu.write(this.recent, Uint32Array.of(id), this.count++);
     return id;

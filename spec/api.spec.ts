@@ -133,6 +133,15 @@ describe('library API (index.ts: ConvLlava)', function () {
     expect(model.gpu!.dispatchCount).to.equal(before);
   });
 
+  it('a prefill the decoder refuses (context full) releases its inputs_embeds', async () => {
+    const backend = model.backend as GpuBackend;
+    await backend.gpu.sync();
+    const live = backend.gpu.pool.liveBytes;
+    const ids = Array.from({ length: backend.maxContext + 1 }, () => 1);
+    expect(() => backend.prefill(ids, null, 0, { maxNewTokens: 1, repetitionPenalty: 1 })).to.throw(/LLM context full: 0 cached \+ 161 new positions > 160/);
+    expect(backend.gpu.pool.liveBytes).to.equal(live);
+  });
+
   it('AbortSignal cancels a generation; the model keeps working', async () => {
     const controller = new AbortController();
     let error: unknown;
