@@ -115,18 +115,23 @@ export async function runModelBench(gpu: Gpu, o: ModelBenchOptions): Promise<Mod
     ckpt = syntheticCheckpoint(o.preset ?? 'tiny');
   }
   const visionOnly = 'visionOnly' in ckpt && ckpt.visionOnly;
+  let tower: VisionTower | null = null;
+  let projector: Projector | null = null;
+  let decoder: LlamaDecoder | null = null;
   try {
+    const towerConfig = visionTowerConfig(ckpt.config, ckpt.visionConfig);
+    const stride = towerStride(towerConfig);
+    const badResolution = wanted('encode') ? o.resolutions.find((R) => R % stride) : undefined;
+    if (badResolution !== undefined) throw new Error(`resolution ${badResolution} is not a multiple of the tower's stride ${stride}`);
     gpu.pool.peakBytes = gpu.pool.liveBytes;
     // --- load ----------------------------------------------------------------------------------------
     const t0 = performance.now();
     log('loading vision tower …');
-    const towerConfig = visionTowerConfig(ckpt.config, ckpt.visionConfig);
-    const tower = await VisionTower.fromSource(gpu, towerConfig, ckpt.vision, {
+    tower = await VisionTower.fromSource(gpu, towerConfig, ckpt.vision, {
       dtype: o.dtype,
       onProgress: (d, t) => log(`loading vision tower ${d}/${t}`),
     });
-    const projector = await Projector.fromSource(gpu, ckpt.config, ckpt.llm, { dtype: o.dtype });
-    let decoder: LlamaDecoder | null = null;
+    projector = await Projector.fromSource(gpu, ckpt.config, ckpt.llm, { dtype: o.dtype });
     const maxContext = Math.min(ckpt.config.max_position_embeddings, Math.max(o.nPrompt, 64) + tower.tokens + o.nGen + 128);
     if (!visionOnly) {
       log('loading LLM …');
@@ -141,10 +146,8 @@ export async function runModelBench(gpu: Gpu, o: ModelBenchOptions): Promise<Mod
     const parameters = { vision: countParameters(ckpt.vision), llm: countParameters(ckpt.llm) };
 
     // --- image encode per resolution ---------------------------------------------------------------
-    const stride = towerStride(towerConfig);
     const imageEncode: ImageEncodeResult[] = [];
     for (const R of wanted('encode') ? o.resolutions : []) {
-      if (R % stride) throw new Error(`resolution ${R} is not a multiple of the tower's stride ${stride}`);
       const pixels = randomFill(gpu, [3, R, R], 'f32', { seed: R, halfWidth: 1.8 });
       const samples: number[] = [];
       for (let r = 0; r <= o.runs; r++) {
@@ -210,9 +213,6 @@ export async function runModelBench(gpu: Gpu, o: ModelBenchOptions): Promise<Mod
       if (wanted('ttft')) ttft = await timeToFirstToken(gpu, tower, projector, decoder, towerConfig.resolution, o.runs, log);
     }
     const peak = gpu.pool.peakBytes;
-    tower.dispose();
-    projector.dispose();
-    decoder?.dispose();
     return {
       model: label,
       dtype: o.dtype,
@@ -225,6 +225,9 @@ export async function runModelBench(gpu: Gpu, o: ModelBenchOptions): Promise<Mod
       peak_gpu_bytes: peak,
     };
   } finally {
+    tower?.dispose();
+    projector?.dispose();
+    decoder?.dispose();
     await ckpt.close();
     if (tmp) await rm(tmp, { recursive: true, force: true });
   }

@@ -6,6 +6,7 @@ import { Checkpoint } from '../weights/checkpoint.js';
 import { expectedLlmTensors, expectedVisionTensors } from '../weights/names.js';
 import { syntheticCheckpoint, writeSyntheticCheckpoint } from '../synthetic/checkpoint.js';
 import { PRESET_NAMES } from '../synthetic/presets.js';
+import { runModelBench } from '../bench/model.js';
 import { expectClose, testGpu } from './helpers.js';
 
 describe('synthetic checkpoints', () => {
@@ -53,5 +54,17 @@ describe('synthetic checkpoints', () => {
     } finally {
       await rm(dir, { recursive: true, force: true });
     }
+  });
+});
+
+describe('runModelBench (bench/model.ts)', () => {
+  it('refuses a resolution off the tower stride before loading, and holds no GPU memory after a failure', async () => {
+    const gpu = await testGpu();
+    await gpu.sync();
+    const live = gpu.pool.liveBytes;
+    const options = { preset: 'tiny', resolutions: [100], nPrompt: 0, nGen: 0, runs: 1, dtype: 'f32' as const };
+    const error = await runModelBench(gpu, options).catch((e: Error) => e);
+    expect((error as Error).message).to.match(/resolution 100 is not a multiple of the tower's stride 64/);
+    expect(gpu.pool.liveBytes).to.equal(live);
   });
 });
