@@ -12,6 +12,7 @@ import { linearRef } from '../ops/linear.js';
 import { rmsNormRef } from '../ops/rmsNorm.js';
 import { ropeRef } from '../ops/rope.js';
 import { swigluRef } from '../ops/swiglu.js';
+import { llmNames } from '../weights/names.js';
 import { decoderDims, decoderTensors, type DecoderDims, type LlamaConfig } from './llama.js';
 
 type Nd = NdArray<Float32Array>;
@@ -64,7 +65,7 @@ export class LlamaDecoderRef {
 
   /** Token embeddings: ids [T] → [T, H]. */
   embed(ids: readonly number[]): Nd {
-    return embeddingRef(ids, this.get('model.embed_tokens.weight'));
+    return embeddingRef(ids, this.get(llmNames.embedTokens));
   }
 
   /** x [T, H] at positions length … length+T−1 → final-norm hidden states [T, H]. */
@@ -72,20 +73,20 @@ export class LlamaDecoderRef {
     let h = x;
     for (let l = 0; l < this.dims.layers; l++) h = this.layer(l, h);
     this.length += x.shape[0];
-    return rmsNormRef(h, this.get('model.norm.weight'), this.dims.eps);
+    return rmsNormRef(h, this.get(llmNames.finalNorm), this.dims.eps);
   }
 
   private layer(l: number, x: Nd): Nd {
     const { dims } = this;
-    const p = `model.layers.${l}.`;
+    const n = llmNames.layer(l);
     const T = x.shape[0];
     const pos = this.length;
     const rope = { headDim: dims.headDim, positionOffset: pos, theta: dims.theta };
 
-    const normed = rmsNormRef(x, this.get(`${p}input_layernorm.weight`), dims.eps);
-    const q = ropeRef(linearRef(normed, this.get(`${p}self_attn.q_proj.weight`), this.opt(`${p}self_attn.q_proj.bias`)), { ...rope, nHeads: dims.heads });
-    const k = ropeRef(linearRef(normed, this.get(`${p}self_attn.k_proj.weight`), this.opt(`${p}self_attn.k_proj.bias`)), { ...rope, nHeads: dims.kvHeads });
-    const v = linearRef(normed, this.get(`${p}self_attn.v_proj.weight`), this.opt(`${p}self_attn.v_proj.bias`));
+    const normed = rmsNormRef(x, this.get(n.inputNorm), dims.eps);
+    const q = ropeRef(linearRef(normed, this.get(n.q), this.opt(n.qBias)), { ...rope, nHeads: dims.heads });
+    const k = ropeRef(linearRef(normed, this.get(n.k), this.opt(n.kBias)), { ...rope, nHeads: dims.kvHeads });
+    const v = linearRef(normed, this.get(n.v), this.opt(n.vBias));
     this.kCache[l].data.set(k.data, pos * k.shape[1]); // cache rows pos … pos+T−1
     this.vCache[l].data.set(v.data, pos * v.shape[1]);
     const attn = attentionRef(q, this.kCache[l], this.vCache[l], {
@@ -95,16 +96,16 @@ export class LlamaDecoderRef {
       queryOffset: pos,
       kvLength: pos + T,
     });
-    const h = addRef(x, linearRef(attn, this.get(`${p}self_attn.o_proj.weight`), this.opt(`${p}self_attn.o_proj.bias`)));
+    const h = addRef(x, linearRef(attn, this.get(n.o), this.opt(n.oBias)));
 
-    const normed2 = rmsNormRef(h, this.get(`${p}post_attention_layernorm.weight`), dims.eps);
-    const act = swigluRef(linearRef(normed2, this.get(`${p}mlp.gate_proj.weight`)), linearRef(normed2, this.get(`${p}mlp.up_proj.weight`)));
-    return addRef(h, linearRef(act, this.get(`${p}mlp.down_proj.weight`)));
+    const normed2 = rmsNormRef(h, this.get(n.postAttentionNorm), dims.eps);
+    const act = swigluRef(linearRef(normed2, this.get(n.gate)), linearRef(normed2, this.get(n.up)));
+    return addRef(h, linearRef(act, this.get(n.down)));
   }
 
   /** lm_head: [T, H] → [T, vocab]. */
   logits(hidden: Nd): Nd {
-    return linearRef(hidden, this.get(this.tied ? 'model.embed_tokens.weight' : 'lm_head.weight'));
+    return linearRef(hidden, this.get(this.tied ? llmNames.embedTokens : llmNames.lmHead));
   }
 
   truncate(length: number): void {

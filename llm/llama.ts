@@ -26,6 +26,7 @@ import { rmsNorm } from '../ops/rmsNorm.js';
 import { rope } from '../ops/rope.js';
 import { sliceRows, writeRows } from '../ops/rows.js';
 import { swiglu } from '../ops/swiglu.js';
+import { llmNames } from '../weights/names.js';
 import { IMAGE_TOKEN_INDEX } from './prompt.js';
 
 /** The config fields the decoder reads (all from config.json). */
@@ -63,7 +64,7 @@ export interface DecoderLoadOptions {
   onProgress?: (done: number, total: number, name: string) => void;
 }
 
-/** One decoder layer's weights (checkpoint names under `model.layers.{l}.`). */
+/** One decoder layer's weights (checkpoint names: weights/names.ts `llmNames.layer(l)`). */
 interface LayerWeights {
   inputNorm: Tensor; //     [H]            input_layernorm.weight
   q: Tensor; //             [nH·D, H]      self_attn.q_proj.weight
@@ -134,32 +135,32 @@ export function decoderDims(config: LlamaConfig, maxContext = config.max_positio
 export function decoderTensors(config: LlamaConfig, hasBias: (name: string) => boolean = () => true): { name: string; shape: number[] }[] {
   const { hidden: H, heads, kvHeads, headDim: D, vocab } = decoderDims(config);
   const I = config.intermediate_size;
-  const tensors = [{ name: 'model.embed_tokens.weight', shape: [vocab, H] }];
+  const tensors = [{ name: llmNames.embedTokens, shape: [vocab, H] }];
   for (let l = 0; l < config.num_hidden_layers; l++) {
-    const p = `model.layers.${l}.`;
+    const n = llmNames.layer(l);
     tensors.push(
-      { name: `${p}input_layernorm.weight`, shape: [H] },
-      { name: `${p}self_attn.q_proj.weight`, shape: [heads * D, H] },
-      { name: `${p}self_attn.k_proj.weight`, shape: [kvHeads * D, H] },
-      { name: `${p}self_attn.v_proj.weight`, shape: [kvHeads * D, H] },
-      { name: `${p}self_attn.o_proj.weight`, shape: [H, heads * D] },
-      { name: `${p}post_attention_layernorm.weight`, shape: [H] },
-      { name: `${p}mlp.gate_proj.weight`, shape: [I, H] },
-      { name: `${p}mlp.up_proj.weight`, shape: [I, H] },
-      { name: `${p}mlp.down_proj.weight`, shape: [H, I] },
+      { name: n.inputNorm, shape: [H] },
+      { name: n.q, shape: [heads * D, H] },
+      { name: n.k, shape: [kvHeads * D, H] },
+      { name: n.v, shape: [kvHeads * D, H] },
+      { name: n.o, shape: [H, heads * D] },
+      { name: n.postAttentionNorm, shape: [H] },
+      { name: n.gate, shape: [I, H] },
+      { name: n.up, shape: [I, H] },
+      { name: n.down, shape: [H, I] },
     );
     if (config.attention_bias) {
       const biases = [
-        { name: `${p}self_attn.q_proj.bias`, shape: [heads * D] },
-        { name: `${p}self_attn.k_proj.bias`, shape: [kvHeads * D] },
-        { name: `${p}self_attn.v_proj.bias`, shape: [kvHeads * D] },
-        { name: `${p}self_attn.o_proj.bias`, shape: [H] },
+        { name: n.qBias, shape: [heads * D] },
+        { name: n.kBias, shape: [kvHeads * D] },
+        { name: n.vBias, shape: [kvHeads * D] },
+        { name: n.oBias, shape: [H] },
       ];
       tensors.push(...biases.filter((b) => hasBias(b.name)));
     }
   }
-  tensors.push({ name: 'model.norm.weight', shape: [H] });
-  if (!config.tie_word_embeddings) tensors.push({ name: 'lm_head.weight', shape: [vocab, H] });
+  tensors.push({ name: llmNames.finalNorm, shape: [H] });
+  if (!config.tie_word_embeddings) tensors.push({ name: llmNames.lmHead, shape: [vocab, H] });
   return tensors;
 }
 
@@ -200,29 +201,29 @@ export class LlamaDecoder {
     const get = (name: string) => loaded.get(name)!;
     const layers: LayerWeights[] = [];
     for (let l = 0; l < dims.layers; l++) {
-      const p = `model.layers.${l}.`;
+      const n = llmNames.layer(l);
       layers.push({
-        inputNorm: get(`${p}input_layernorm.weight`),
-        q: get(`${p}self_attn.q_proj.weight`),
-        k: get(`${p}self_attn.k_proj.weight`),
-        v: get(`${p}self_attn.v_proj.weight`),
-        o: get(`${p}self_attn.o_proj.weight`),
-        qBias: loaded.get(`${p}self_attn.q_proj.bias`),
-        kBias: loaded.get(`${p}self_attn.k_proj.bias`),
-        vBias: loaded.get(`${p}self_attn.v_proj.bias`),
-        oBias: loaded.get(`${p}self_attn.o_proj.bias`),
-        postNorm: get(`${p}post_attention_layernorm.weight`),
-        gate: get(`${p}mlp.gate_proj.weight`),
-        up: get(`${p}mlp.up_proj.weight`),
-        down: get(`${p}mlp.down_proj.weight`),
+        inputNorm: get(n.inputNorm),
+        q: get(n.q),
+        k: get(n.k),
+        v: get(n.v),
+        o: get(n.o),
+        qBias: loaded.get(n.qBias),
+        kBias: loaded.get(n.kBias),
+        vBias: loaded.get(n.vBias),
+        oBias: loaded.get(n.oBias),
+        postNorm: get(n.postAttentionNorm),
+        gate: get(n.gate),
+        up: get(n.up),
+        down: get(n.down),
       });
     }
-    const embed = get('model.embed_tokens.weight');
+    const embed = get(llmNames.embedTokens);
     const weights: DecoderWeights = {
       embed,
       layers,
-      norm: get('model.norm.weight'),
-      lmHead: config.tie_word_embeddings ? embed : get('lm_head.weight'),
+      norm: get(llmNames.finalNorm),
+      lmHead: config.tie_word_embeddings ? embed : get(llmNames.lmHead),
     };
     const cacheRow = dims.kvHeads * dims.headDim;
     const kCache = Array.from({ length: dims.layers }, (_, l) => gpu.empty([dims.maxContext, cacheRow], 'f32', `k-cache.${l}`));
