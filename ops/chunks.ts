@@ -9,7 +9,7 @@
  */
 import { params, type Binding, type Gpu } from '../runtime/gpu.js';
 import type { Tensor } from '../runtime/tensor.js';
-import { grid1d, GRID_X } from './util.js';
+import { grid1d, GRID_X, lcm } from './util.js';
 
 /** Elements [start, start + count) of a flat f32 index range. */
 export interface Chunk {
@@ -40,14 +40,6 @@ export function f32Chunks(gpu: Gpu, n: number, unit = 1, maxBytes?: number): Chu
 export function chunkBinding(t: Tensor, chunk: Chunk): Binding {
   if (chunk.start === 0 && chunk.count === t.size) return t;
   return { tensor: t, offset: chunk.start * 4, size: chunk.count * 4 };
-}
-
-function gcd(a: number, b: number): number {
-  return b === 0 ? a : gcd(b, a % b);
-}
-
-function lcm(a: number, b: number): number {
-  return (a / gcd(a, b)) * b;
 }
 
 /** Options of the ops that split big operands; tests shrink the limit to exercise the split. */

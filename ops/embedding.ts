@@ -13,14 +13,13 @@
 import ndarray, { type NdArray } from 'ndarray';
 import { params, type Gpu } from '../runtime/gpu.js';
 import { Tensor } from '../runtime/tensor.js';
-import { assertDType, check, grid1d, GRID_X } from './util.js';
+import { assertDType, check, gcd, grid1d, GRID_X } from './util.js';
 
 const WG = 256;
 
 /** Row ranges [rowStart, rowStart + rowCount) whose bytes each fit one binding, with 256-aligned starts. */
 export function embeddingChunks(vocab: number, dim: number, dtype: 'f32' | 'f16', maxBindingBytes: number, align = 256): { rowStart: number; rowCount: number }[] {
   const rowBytes = dtype === 'f16' ? 2 * dim : 4 * dim;
-  const gcd = (a: number, b: number): number => (b ? gcd(b, a % b) : a);
   const rowAlign = align / gcd(rowBytes, align); // rows per aligned step
   // room for the rounding of an f16 chunk's end up to a whole word
   const maxRows = Math.floor((maxBindingBytes - 4) / rowBytes);

@@ -19,7 +19,8 @@
 import ndarray, { type NdArray } from 'ndarray';
 import { params, type Binding, type Gpu } from '../runtime/gpu.js';
 import { numel, storageBytes, type Tensor } from '../runtime/tensor.js';
-import { assertDType, check, GRID_X } from './util.js';
+import { erfc64 } from './gelu.js';
+import { assertDType, check, gcd, grid1d, GRID_X, lcm } from './util.js';
 
 export interface LinearOptions {
   activation?: 'gelu';
@@ -46,7 +47,7 @@ const TILED_MAX_LOADS = 4;
 }
 /** linear_matvec.wgsl: invocations per workgroup, and how many of them share one output column. */
 const MATVEC = { WG: 256, LANES: 32 };
-/** Binding offsets must be multiples of this (minStorageBufferOffsetAlignment is 256 everywhere). */
+/** Binding offsets are kept multiples of this: 256 is the largest minStorageBufferOffsetAlignment WebGPU allows, so every device accepts them. */
 const OFFSET_ALIGN = 256;
 
 /** y = act(x · wᵀ + bias). See the file header for shapes. */
@@ -81,8 +82,8 @@ export function linearWithBindingLimit(
   // Rows of w per binding (→ columns of y per dispatch), and rows of x and y per binding.
   // The tiled kernel's grid also caps them: one workgroup per tile, ≤ maxComputeWorkgroupsPerDimension.
   const maxGroups = gpu.limits.maxComputeWorkgroupsPerDimension;
-  const wRows = sliceRows(N, [K * (f16 ? 2 : 4)], maxBindingBytes, `w [${w.shape}] ${w.dtype}`, matvec ? N : maxGroups * tiles.TILE_N);
-  const xyRows = sliceRows(M, [K * 4, N * 4], maxBindingBytes, `x [${M}, ${K}] / y [${M}, ${N}]`, maxGroups * tiles.TILE_M);
+  const wRows = rowsPerBinding(N, [K * (f16 ? 2 : 4)], maxBindingBytes, `w [${w.shape}] ${w.dtype}`, matvec ? N : maxGroups * tiles.TILE_N);
+  const xyRows = rowsPerBinding(M, [K * 4, N * 4], maxBindingBytes, `x [${M}, ${K}] / y [${M}, ${N}]`, maxGroups * tiles.TILE_M);
 
   for (let m0 = 0; m0 < M; m0 += xyRows) {
     const rows = Math.min(xyRows, M - m0);
@@ -99,7 +100,7 @@ export function linearWithBindingLimit(
         params: params(['u32', rows], ['u32', cols], ['u32', K], ['u32', N], ['u32', n0]),
         // Without a bias the kernel never reads binding 3; x's slice stands in for it.
         bindings: [xSlice, wSlice, bias ?? xSlice, ySlice],
-        workgroups: matvec ? matvecGrid(gpu, cols) : [Math.ceil(cols / tiles.TILE_N), Math.ceil(rows / tiles.TILE_M)],
+        workgroups: matvec ? grid1d(gpu, cols, MATVEC.WG / MATVEC.LANES) : [Math.ceil(cols / tiles.TILE_N), Math.ceil(rows / tiles.TILE_M)],
       });
     }
   }
@@ -135,42 +136,9 @@ export function linearRef(
   return ndarray(out, [...x.shape.slice(0, -1), N]);
 }
 
-/** Exact GELU in f64: 0.5·v·(1 + erf(v/√2)). */
+/** Exact GELU in f64: 0.5·v·(1 + erf(v/√2)) = 0.5·v·erfc(−v/√2), with ops/gelu.ts's erfc64. */
 export function geluRef(v: number): number {
-  return 0.5 * v * erfc(-v / Math.SQRT2);
-}
-
-/**
- * erfc in f64 to ~1e-14 relative (JavaScript has no Math.erf): the Maclaurin series of erf for
- * |z| < 2, the continued fraction of erfc (Lentz's method) beyond.
- */
-function erfc(z: number): number {
-  if (z < 0) return 2 - erfc(-z);
-  if (z < 2) {
-    let term = z;
-    let sum = z;
-    for (let n = 1; Math.abs(term) > 1e-17 * Math.abs(sum); n++) {
-      term *= (-z * z) / n;
-      sum += term / (2 * n + 1);
-    }
-    return 1 - (2 / Math.sqrt(Math.PI)) * sum;
-  }
-  // erfc(z) = exp(−z²)/√π · 1/(z + (1/2)/(z + 1/(z + (3/2)/(z + 2/(z + …)))))
-  const tiny = 1e-300;
-  let f = z;
-  let C = z;
-  let D = 0;
-  for (let i = 1; i < 200; i++) {
-    const a = i / 2;
-    D = z + a * D;
-    D = 1 / (Math.abs(D) < tiny ? tiny : D);
-    C = z + a / C;
-    if (Math.abs(C) < tiny) C = tiny;
-    const delta = C * D;
-    f *= delta;
-    if (Math.abs(delta - 1) < 1e-16) break;
-  }
-  return Math.exp(-z * z) / Math.sqrt(Math.PI) / f;
+  return 0.5 * v * erfc64(-v / Math.SQRT2);
 }
 
 /** Checks x [..., K], w [N, K], bias [N]; returns the GEMM sizes. Errors name the shapes involved. */
@@ -195,7 +163,7 @@ function checkLinearShapes(
  * ≤ maxRows), in multiples of the smallest row count whose byte size is a multiple of 256 for every
  * operand sliced by these rows (so every slice starts on an allowed offset). All `rows` when they fit.
  */
-function sliceRows(rows: number, bytesPerRow: number[], maxBindingBytes: number, what: string, maxRows: number): number {
+function rowsPerBinding(rows: number, bytesPerRow: number[], maxBindingBytes: number, what: string, maxRows: number): number {
   const widest = Math.max(...bytesPerRow);
   if (rows * widest <= maxBindingBytes && rows <= maxRows) return rows;
   const step = bytesPerRow.reduce((s, b) => lcm(s, OFFSET_ALIGN / gcd(b, OFFSET_ALIGN)), 1);
@@ -213,16 +181,3 @@ function range(t: Tensor, offset: number, size: number): Binding {
   return { tensor: t, offset, size: Math.max(4, Math.ceil(size / 4) * 4) };
 }
 
-function matvecGrid(gpu: Gpu, cols: number): [number, number] {
-  const groups = Math.ceil(cols / (MATVEC.WG / MATVEC.LANES));
-  if (groups <= gpu.limits.maxComputeWorkgroupsPerDimension) return [groups, 1];
-  return [GRID_X, Math.ceil(groups / GRID_X)];
-}
-
-function gcd(a: number, b: number): number {
-  return b === 0 ? a : gcd(b, a % b);
-}
-
-function lcm(a: number, b: number): number {
-  return (a / gcd(a, b)) * b;
-}

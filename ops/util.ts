@@ -28,6 +28,15 @@ export function assertDType(op: string, t: Tensor, name: string, ...dtypes: stri
   if (!dtypes.includes(t.dtype)) throw new Error(`${op}: ${name} must be ${dtypes.join(' or ')}, got ${t.dtype}`);
 }
 
+/** Greatest common divisor / least common multiple (aligning chunk sizes to binding offsets). */
+export function gcd(a: number, b: number): number {
+  return b === 0 ? a : gcd(b, a % b);
+}
+
+export function lcm(a: number, b: number): number {
+  return (a / gcd(a, b)) * b;
+}
+
 /** Throws unless `cond`, with a message naming the op. */
 export function check(op: string, cond: boolean, message: string): asserts cond {
   if (!cond) throw new Error(`${op}: ${message}`);
