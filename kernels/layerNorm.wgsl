@@ -11,7 +11,7 @@
 //            The workgroup grid is folded: workgroup w = wid.x + wid.y · GRID_X (ops/util.ts grid1d).
 // One segment normalizes one row: each thread takes the elements lane, lane + TPR, … (adjacent
 // threads read adjacent floats: coalesced) and keeps the first CACHED of them in registers, so a row
-// of C ≤ CACHED · TPR is read from memory once (ops/layerNorm.ts sizes TPR for that; longer rows
+// of C ≤ CACHED · TPR is read from memory once (ops/chunks.ts threadsPerRow sizes TPR for that; longer rows
 // re-read the rest per pass). The segment adds its partials by a tree in workgroup memory.
 
 struct Params { rows: u32, C: u32, eps: f32 }

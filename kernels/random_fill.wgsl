@@ -1,6 +1,6 @@
 // random_fill.wgsl — deterministic pseudo-random weights, generated on the GPU (synthetic models).
 //
-//   u(i)  = pcg(i ^ pcg(seed)) / 2³²            a hash, not a sequence: any element in O(1)
+//   u(i)  = ⌊pcg(i ^ pcg(seed)) / 2⁸⌋ / 2²⁴       the top 24 bits (exact in f32); a hash, not a sequence
 //   x[i]  = center + halfWidth · (2·u(i) − 1)    uniform in [center − halfWidth, center + halfWidth)
 //
 // Bindings:  @0 uniform Params { words, wordOffset, seed, center, halfWidth }

@@ -191,7 +191,7 @@ export class Gpu {
     this.sources.set(name, source);
   }
 
-  /** The WGSL source that runs for `name` (after the f16 preamble decision). */
+  /** The WGSL source registered for `name` (loaded from kernels/, or given to defineKernel). */
   kernelSource(name: string): string {
     const src = this.sources.get(name);
     if (src === undefined) {

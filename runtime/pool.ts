@@ -2,7 +2,8 @@
  * A GPUBuffer pool. Sizes are rounded up to a bucket (1/8-octave steps: at most 12.5 % slack) so a
  * steady-state forward pass, which asks for the same sizes every time, reuses buffers and allocates
  * nothing. Releasing a buffer that recorded-but-unsubmitted commands still use is safe: WebGPU
- * orders dispatches, so a later writer waits for the earlier reader.
+ * orders dispatches, so a later writer waits for the earlier reader. (Queue writes are not ordered
+ * that way; Gpu.write submits the recorded work before writing.)
  */
 export class BufferPool {
   private free = new Map<number, GPUBuffer[]>();
