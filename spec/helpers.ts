@@ -4,6 +4,7 @@
  */
 import ndarray, { type NdArray } from 'ndarray';
 import { Gpu } from '../runtime/gpu.js';
+import { uniformStream } from '../llm/generate.js';
 
 let shared: Promise<Gpu> | null = null;
 
@@ -19,17 +20,8 @@ export const mochaHooks = {
   },
 };
 
-/** Deterministic PRNG (mulberry32). */
-export function rng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** Deterministic PRNG (mulberry32): the sampler's own seeded stream (llm/generate.ts), one copy. */
+export const rng: (seed: number) => () => number = uniformStream;
 
 /** Uniform random values in [lo, hi). */
 export function randomArray(n: number, seed: number, lo = -1, hi = 1): Float32Array {
