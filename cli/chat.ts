@@ -5,7 +5,7 @@
  */
 import { createInterface } from 'node:readline';
 import { ConvLlava } from '../llm/pipeline.js';
-import { GENERATION_USAGE, parseGenerationArgs, progressBar } from './generation-args.js';
+import { GENERATION_USAGE, parseGenerationArgs, progressBar, streamAnswer } from './generation-args.js';
 
 const USAGE = `usage: convllava chat --model DIR [--image FILE] [options]
 
@@ -32,15 +32,7 @@ export async function run(argv: string[]): Promise<number> {
       if (question === '') continue;
       if (!interactive) process.stdout.write(`USER: ${question}\n`);
       process.stdout.write('ASSISTANT: ');
-      let streamed = '';
-      const result = await session.send(question, {
-        ...args.sampling,
-        onToken: ({ text }) => {
-          const out = streamed === '' ? text.trimStart() : text;
-          streamed += out;
-          process.stdout.write(out);
-        },
-      });
+      const result = await session.send(question, { ...args.sampling, onToken: streamAnswer() });
       process.stdout.write('\n');
       if (args.json) {
         console.log(JSON.stringify({ input_ids: result.inputIds, generated_ids: result.ids, text: result.text, timings: result.timings }));

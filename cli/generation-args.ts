@@ -4,7 +4,7 @@
  */
 import { parseArgs } from 'node:util';
 import type { LoadProgress } from '../llm/pipeline.js';
-import type { SamplingOptions } from '../llm/generate.js';
+import type { SamplingOptions, TokenEvent } from '../llm/generate.js';
 
 export const GENERATION_USAGE = `  --model DIR              ConvLLaVA model folder (config.json, weights, vision_tower/)
   --image FILE             PNG or JPEG image
@@ -104,5 +104,19 @@ export function progressBar(stream: NodeJS.WriteStream = process.stderr): (p: Lo
       stream.write(`${line}\n`);
     }
     if (done === total) lastStage = stage;
+  };
+}
+
+/**
+ * An onToken callback that streams one answer's text to stdout. The final answer is trimmed (as
+ * LLaVA's), so the stream's start is too: leading whitespace is dropped until the first visible text.
+ */
+export function streamAnswer(out: NodeJS.WritableStream = process.stdout): (e: TokenEvent) => void {
+  let started = false;
+  return ({ text }) => {
+    const piece = started ? text : text.trimStart();
+    if (piece === '') return;
+    started = true;
+    out.write(piece);
   };
 }

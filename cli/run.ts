@@ -4,7 +4,7 @@
  * prompt ids, generated ids, text, visual token count and timings.
  */
 import { ConvLlava } from '../llm/pipeline.js';
-import { GENERATION_USAGE, parseGenerationArgs, progressBar } from './generation-args.js';
+import { GENERATION_USAGE, parseGenerationArgs, progressBar, streamAnswer } from './generation-args.js';
 
 const USAGE = `usage: convllava run --model DIR --image FILE --prompt "question" [options]
 
@@ -25,18 +25,7 @@ export async function run(argv: string[]): Promise<number> {
   const model = await ConvLlava.load(args.model, { dtype: args.dtype, backend: args.backend, maxContext: args.maxContext, onProgress: progressBar() });
   try {
     for (const w of model.checkpoint.warnings) process.stderr.write(`warning: ${w}\n`);
-    let streamed = '';
-    const result = await model.generate({
-      ...args.sampling,
-      image: args.image,
-      prompt: args.prompt,
-      onToken: ({ text }) => {
-        // The final answer is trimmed; so is the stream's start.
-        const out = streamed === '' ? text.trimStart() : text;
-        streamed += out;
-        process.stdout.write(out);
-      },
-    });
+    const result = await model.generate({ ...args.sampling, image: args.image, prompt: args.prompt, onToken: streamAnswer() });
     process.stdout.write('\n');
     if (args.json) {
       const { timings } = result;
