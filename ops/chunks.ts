@@ -20,16 +20,16 @@ export interface Chunk {
 /**
  * Cuts n f32 elements into chunks of at most `maxBytes` (default: the device's binding limit) whose
  * starts are 256-byte aligned; `unit` forces every chunk except the last to be a multiple of `unit`
- * elements (whole rows for the row-wise ops).
+ * elements (whole rows for the row-wise ops). `what` names the caller in errors.
  */
-export function f32Chunks(gpu: Gpu, n: number, unit = 1, maxBytes?: number): Chunk[] {
+export function f32Chunks(gpu: Gpu, n: number, unit = 1, maxBytes?: number, what = 'f32Chunks'): Chunk[] {
   const limit = Math.min(maxBytes ?? Infinity, gpu.limits.maxStorageBufferBindingSize);
   if (n * 4 <= limit) return [{ start: 0, count: n }];
   const alignElems = gpu.limits.minStorageBufferOffsetAlignment / 4;
   const step = lcm(alignElems, unit);
   const per = Math.floor(limit / 4 / step) * step;
   if (per === 0) {
-    throw new Error(`a unit of ${unit} f32 elements (aligned to ${alignElems}) does not fit one ${limit}-byte binding`);
+    throw new Error(`${what}: a unit of ${unit} f32 elements (aligned to ${alignElems}) does not fit one ${limit}-byte binding`);
   }
   const chunks: Chunk[] = [];
   for (let start = 0; start < n; start += per) chunks.push({ start, count: Math.min(per, n - start) });
@@ -68,7 +68,7 @@ export function dispatchChunked(
     maxBindingBytes?: number;
   },
 ): void {
-  for (const chunk of f32Chunks(gpu, d.n, d.unit ?? 1, d.maxBindingBytes)) {
+  for (const chunk of f32Chunks(gpu, d.n, d.unit ?? 1, d.maxBindingBytes, d.kernel)) {
     const extra = (d.extraParams ?? []).map((v): ['u32', number] => ['u32', v]);
     gpu.dispatch({
       kernel: d.kernel,
@@ -99,7 +99,7 @@ export function dispatchRowChunks(
   const maxThreads = Math.min(1024, gpu.limits.maxComputeInvocationsPerWorkgroup, gpu.limits.maxComputeWorkgroupSizeX);
   const TPR = threadsPerRow(d.C, maxThreads);
   const WG = Math.max(256, TPR);
-  for (const chunk of f32Chunks(gpu, d.rows * d.C, d.C, d.maxBindingBytes)) {
+  for (const chunk of f32Chunks(gpu, d.rows * d.C, d.C, d.maxBindingBytes, `${d.kernel} (rows of ${d.C})`)) {
     const rows = chunk.count / d.C;
     gpu.dispatch({
       kernel: d.kernel,

@@ -224,8 +224,7 @@ export class Gpu {
 
   /** An uninitialised tensor from the pool. */
   empty(shape: readonly number[], dtype: DType = 'f32', label?: string): Tensor {
-    const bytes = storageBytes(dtype, numel(shape));
-    return new Tensor(this, this.pool.acquire(bytes, label), shape, dtype);
+    return this.allocate(shape, dtype, label, false);
   }
 
   /**
@@ -233,8 +232,16 @@ export class Gpu {
    * tensors that live as long as the model. `dispose()` frees it.
    */
   weight(shape: readonly number[], dtype: DType = 'f32', label?: string): Tensor {
+    return this.allocate(shape, dtype, label, true);
+  }
+
+  private allocate(shape: readonly number[], dtype: DType, label: string | undefined, exact: boolean): Tensor {
     const bytes = storageBytes(dtype, numel(shape));
-    return new Tensor(this, this.pool.acquireExact(bytes, label), shape, dtype);
+    try {
+      return new Tensor(this, exact ? this.pool.acquireExact(bytes, label) : this.pool.acquire(bytes, label), shape, dtype);
+    } catch (e) {
+      throw new Error(`${label ?? 'tensor'} [${shape}] ${dtype}: ${(e as Error).message}`);
+    }
   }
 
   /** A tensor holding `data`. f16 accepts f16 bits (Uint16Array) or numbers (converted). */
@@ -300,9 +307,9 @@ export class Gpu {
     return this.encoder!;
   }
 
-  private writeParams(data: ArrayBuffer): { buffer: GPUBuffer; offset: number; size: number } {
+  private writeParams(kernel: string, data: ArrayBuffer): { buffer: GPUBuffer; offset: number; size: number } {
     const size = data.byteLength;
-    if (size > ARENA_BYTES) throw new Error(`params block of ${size} bytes is too large`);
+    if (size > ARENA_BYTES) throw new Error(`${kernel}: params block of ${size} bytes exceeds the ${ARENA_BYTES}-byte arena`);
     if (this.arenaOffset + size > ARENA_BYTES) {
       this.arenaIndex++;
       this.arenaOffset = 0;
@@ -330,7 +337,7 @@ export class Gpu {
     const pass = this.beginPass(); // opens the error scopes first, so pipeline errors are caught too
     const pipeline = this.pipeline(d.kernel, d.entry, d.constants);
     const entries: GPUBindGroupEntry[] = [];
-    if (d.params) entries.push({ binding: 0, resource: this.writeParams(d.params) });
+    if (d.params) entries.push({ binding: 0, resource: this.writeParams(d.kernel, d.params) });
     const maxBinding = this.limits.maxStorageBufferBindingSize;
     d.bindings.forEach((b, i) => {
       const t = b instanceof Tensor ? b : b.tensor;

@@ -49,6 +49,13 @@ describe('runtime', () => {
     expect(() => gpu.upload([2, 3], [1, 2, 3])).to.throw(/\[2,3\] has 6 elements but the data has 3/);
   });
 
+  it('refuses a tensor over maxBufferSize, naming its shape', async () => {
+    const gpu = await testGpu();
+    const n = 2 * Math.floor(gpu.limits.maxBufferSize / 8) + 2048; // even, over the limit as f32
+    expect(() => gpu.empty([n])).to.throw(new RegExp(`tensor \\[${n}\\] f32: .*maxBufferSize`));
+    expect(() => gpu.weight([2, n / 2], 'f32', 'w')).to.throw(new RegExp(`w \\[2,${n / 2}\\] f32: .*maxBufferSize`));
+  });
+
   it('reuses pooled buffers of the same bucket', async () => {
     const gpu = await testGpu();
     const a = gpu.empty([1000]);
