@@ -3,6 +3,7 @@
 //   y[i] = a[i] + b[i]          for i in [0, n)
 //
 // Bindings:  @0 uniform Params { n }   @1 a: f32[n]   @2 b: f32[n]   @3 y: f32[n]
+//            (operands over one binding are split: n and the bindings are one chunk, ops/chunks.ts)
 // Dispatch:  1-D over n in workgroups of WG invocations, folded into a 2-D grid when n / WG exceeds
 //            the per-dimension limit (ops/util.ts grid1d): flat id = gid.x + gid.y · GRID_X · WG.
 // One invocation computes one element.

@@ -1,5 +1,4 @@
 import { expect } from 'chai';
-import ndarray from 'ndarray';
 import { add, addRef } from '../ops/add.js';
 import { expectClose, randomNd, testGpu } from './helpers.js';
 
@@ -16,6 +15,19 @@ describe('add (kernels/add.wgsl)', () => {
       [ta, tb, y].forEach((t) => t.dispose());
     });
   }
+
+  it('splits operands larger than one binding into aligned chunks', async () => {
+    const gpu = await testGpu();
+    const shape = [33, 255];
+    const a = randomNd(shape, 3);
+    const b = randomNd(shape, 4);
+    const [ta, tb] = [gpu.upload(shape, a.data), gpu.upload(shape, b.data)];
+    const before = gpu.dispatchCount;
+    const y = add(gpu, ta, tb, { maxBindingBytes: 8192 }); // 8415 floats → 5 chunks
+    expect(gpu.dispatchCount - before).to.equal(5);
+    expectClose(await y.read(), addRef(a, b).data, { atol: 0, rtol: 0 });
+    [ta, tb, y].forEach((t) => t.dispose());
+  });
 
   it('rejects mismatched shapes, naming both', async () => {
     const gpu = await testGpu();
