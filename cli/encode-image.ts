@@ -11,7 +11,7 @@ import { Gpu } from '../runtime/gpu.js';
 import type { Tensor } from '../runtime/tensor.js';
 import { Checkpoint } from '../weights/checkpoint.js';
 import { writeSafetensors, type TensorToWrite } from '../weights/safetensors.js';
-import { loadImage, preprocess } from '../convnext/preprocess.js';
+import { loadImage, preprocess, preprocessorFor } from '../convnext/preprocess.js';
 import { VisionTower } from '../convnext/model.js';
 import { Projector } from '../llm/projector.js';
 import { nhwcToNchw } from '../ops/transpose.js';
@@ -60,7 +60,7 @@ export async function run(argv: string[]): Promise<number> {
   // Everything that can fail on user input is checked before the GPU and weights are touched.
   const ckpt = await Checkpoint.open(values.model);
   const image = await loadImage(values.image);
-  const { pixelValues, size } = preprocess(image, ckpt.preprocessorConfig);
+  const { pixelValues, size } = preprocess(image, preprocessorFor(ckpt.preprocessorConfig, ckpt.config.mm_vision_resolution));
   lap(`decode + preprocess (${image.width}×${image.height} → ${size}²)`);
 
   const gpu = await Gpu.create();

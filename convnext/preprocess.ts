@@ -34,6 +34,19 @@ export interface PreprocessorConfig {
 
 const PIL_BICUBIC = 3;
 
+/** ConvLLaVA's vision tower resizes its processor to mm_vision_resolution only above this size. */
+export const CROP_OVERRIDE_ABOVE = 256;
+
+/**
+ * The preprocessing ConvLLaVA actually runs. Its ConvNeXtCLIPVisionTower.load_model calls
+ * set_crop_size(mm_vision_resolution) when that is > 256, replacing preprocessor_config.json's
+ * crop_size and size.shortest_edge (the file may still hold the CLIP ConvNeXt's own 256/320).
+ */
+export function preprocessorFor(cfg: PreprocessorConfig, resolution: number): PreprocessorConfig {
+  if (resolution <= CROP_OVERRIDE_ABOVE) return cfg;
+  return { ...cfg, crop_size: { height: resolution, width: resolution }, size: { shortest_edge: resolution } };
+}
+
 /** Reads and decodes an image file, file bytes, or raw canvas pixels into 8-bit RGB. */
 export async function loadImage(input: string | Uint8Array | RawImage): Promise<RawImage> {
   if (typeof input === 'string') {

@@ -19,7 +19,7 @@
 import { Gpu } from '../runtime/gpu.js';
 import type { Checkpoint } from '../weights/checkpoint.js';
 import { towerStride, visionTowerConfig } from '../convnext/config.js';
-import { loadImage, preprocess, type RawImage } from '../convnext/preprocess.js';
+import { loadImage, preprocess, preprocessorFor, type RawImage } from '../convnext/preprocess.js';
 import { GpuBackend, type ModelBackend } from './backend.js';
 import { collect, generateWith, samplingDefaults, type FinishReason, type SamplingOptions, type TokenEvent } from './generate.js';
 import { followUpIds, imageQuestionIds, IMAGE_TOKEN_INDEX } from './prompt.js';
@@ -240,7 +240,8 @@ export class ChatSession {
     try {
       if (this.imagePending) {
         const t0 = performance.now();
-        const pixels = preprocess(await loadImage(this.image!), model.checkpoint.preprocessorConfig); // [3, R, R]
+        const { preprocessorConfig, config } = model.checkpoint;
+        const pixels = preprocess(await loadImage(this.image!), preprocessorFor(preprocessorConfig, config.mm_vision_resolution)); // [3, R, R]
         const t1 = performance.now();
         this.imageRows = await backend.encodeImage(pixels.pixelValues, pixels.size); //               [Tv, H]
         preprocessMs = t1 - t0;

@@ -7,7 +7,7 @@
 import { expect } from 'chai';
 import { readFile } from 'node:fs/promises';
 import { deflateSync } from 'node:zlib';
-import { loadImage, preprocess, expandToSquare, type PreprocessorConfig, type RawImage } from '../convnext/preprocess.js';
+import { loadImage, preprocess, preprocessorFor, expandToSquare, type PreprocessorConfig, type RawImage } from '../convnext/preprocess.js';
 import { materialize, resizeBicubic } from '../convnext/resample.js';
 import { expectClose } from './helpers.js';
 import { FIXTURES, TINY_MODEL, readFixture } from './vision-fixtures.js';
@@ -142,6 +142,17 @@ describe('preprocess: decode + expand2square + PIL bicubic + CLIP normalisation'
     expect(size).to.equal(256);
     expect(pixelValues.length).to.equal(3 * 256 * 256);
     expect(pixelValues.every(Number.isFinite)).to.equal(true);
+  });
+
+  it("follows ConvLLaVA's set_crop_size: above 256 px, mm_vision_resolution replaces crop_size and shortest_edge", async () => {
+    const file = { ...(await tinyConfig()), crop_size: { height: 320, width: 320 }, size: { shortest_edge: 320 } };
+    expect(preprocessorFor(file, 256)).to.equal(file, 'at ≤ 256 the file is used as it is');
+    const at768 = preprocessorFor(file, 768);
+    expect(at768.crop_size).to.deep.equal({ height: 768, width: 768 });
+    expect(at768.size).to.deep.equal({ shortest_edge: 768 });
+    expect(at768.image_mean).to.deep.equal(file.image_mean);
+    const strip: RawImage = { width: 40, height: 2, channels: 3, data: new Uint8Array(40 * 2 * 3).fill(200) };
+    expect(preprocess(strip, at768).size).to.equal(768);
   });
 
   describe('bad inputs fail clearly before any work', () => {
