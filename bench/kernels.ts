@@ -20,6 +20,7 @@ import { rmsNorm } from '../ops/rmsNorm.js';
 import { gelu } from '../ops/gelu.js';
 import { attention } from '../ops/attention.js';
 import { rope } from '../ops/rope.js';
+import { uniformStream } from '../llm/generate.js';
 
 export interface KernelResult {
   kernel: string;
@@ -48,13 +49,11 @@ function median(xs: number[]): number {
   return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
 }
 
+/** n seeded values in [−1, 1) (the sampler's PRNG, llm/generate.ts). */
 function seeded(n: number, seed: number): Float32Array {
-  let s = seed >>> 0;
+  const uniform = uniformStream(seed);
   const out = new Float32Array(n);
-  for (let i = 0; i < n; i++) {
-    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
-    out[i] = s / 2147483648 - 1;
-  }
+  for (let i = 0; i < n; i++) out[i] = 2 * uniform() - 1;
   return out;
 }
 
@@ -244,20 +243,25 @@ async function main(argv: string[]): Promise<void> {
   const json = argv.includes('--json');
   const runsAt = argv.indexOf('--runs');
   const runs = runsAt >= 0 ? Number(argv[runsAt + 1]) : 5;
+  if (!Number.isInteger(runs) || runs < 1) throw new Error(`--runs must be an integer ≥ 1, got '${argv[runsAt + 1]}'`);
   const gpu = await Gpu.create();
   const s = gpu.summary;
   if (!json) {
     console.log(`adapter: ${s.vendor} ${s.architecture} ${s.device} (${s.description}) via ${s.backend}`);
     console.log(TABLE_HEADER);
   }
-  const results = await runKernelBench(gpu, {
-    runs,
-    quick: argv.includes('--quick'),
-    compare: !argv.includes('--no-compare'),
-    log: json ? undefined : console.log,
-  });
+  let results: KernelResult[];
+  try {
+    results = await runKernelBench(gpu, {
+      runs,
+      quick: argv.includes('--quick'),
+      compare: !argv.includes('--no-compare'),
+      log: json ? undefined : console.log,
+    });
+  } finally {
+    gpu.destroy();
+  }
   if (json) console.log(JSON.stringify({ adapter: s, runs, results }, null, 2));
-  gpu.destroy();
 }
 
 if (import.meta.url === `file://${process.argv[1]}`) {
