@@ -190,7 +190,7 @@ async function main(): Promise<void> {
 
 if (import.meta.url === `file://${process.argv[1]}`) {
   main().catch((e) => {
-    console.error(e);
+    console.error(`bench:llm: ${process.env.CONVLLAVA_DEBUG ? (e as Error).stack : (e as Error).message}`);
     process.exitCode = 1;
   });
 }

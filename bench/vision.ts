@@ -173,6 +173,6 @@ async function main(): Promise<void> {
 }
 
 main().catch((e) => {
-  console.error(e);
+  console.error(`bench:vision: ${process.env.CONVLLAVA_DEBUG ? (e as Error).stack : (e as Error).message}`);
   process.exitCode = 1;
 });
