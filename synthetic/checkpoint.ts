@@ -28,7 +28,7 @@ import {
   type LlavaConfig,
   type PreprocessorConfig,
 } from '../weights/config.js';
-import { expectedLlmTensors, expectedVisionTensors, type ExpectedTensor } from '../weights/names.js';
+import { expectedLlmTensors, expectedVisionTensors, llmNames, type ExpectedTensor } from '../weights/names.js';
 import { writeSafetensors, type StDType, type TensorToWrite } from '../weights/safetensors.js';
 import { preset } from './presets.js';
 
@@ -38,9 +38,9 @@ export function initFor(name: string, shape: readonly number[]): { center: numbe
   if (name.includes('layer_scale')) return { center: 0.3, halfWidth: 0.2 };
   if (name.endsWith('bias')) return { center: 0, halfWidth: 0.1 * sqrt3 };
   if (shape.length === 1) return { center: 1, halfWidth: 0.1 * sqrt3 }; // LayerNorm / RMSNorm scales
-  if (name.includes('embed_tokens')) return { center: 0, halfWidth: sqrt3 };
+  if (name === llmNames.embedTokens) return { center: 0, halfWidth: sqrt3 };
   const fanIn = shape.slice(1).reduce((a, b) => a * b, 1);
-  const std = (name.startsWith('lm_head') ? 2 : 1) / Math.sqrt(fanIn);
+  const std = (name === llmNames.lmHead ? 2 : 1) / Math.sqrt(fanIn);
   return { center: 0, halfWidth: std * sqrt3 };
 }
 
