@@ -27,7 +27,7 @@ struct Params {
   col0: u32,
 }
 
-const MAX_M: u32 = 8; // private accumulators need a constant count; linear.ts keeps M ≤ MAX_M here
+const MAX_M: u32 = 8; // private accumulators need a constant count; ops/linear.ts MATVEC_MAX_M keeps M ≤ MAX_M here
 
 override WG: u32 = 256;
 override LANES: u32 = 32;

@@ -23,7 +23,7 @@ struct Params {
   nHeads: u32,
   headDim: u32,
   positionOffset: u32,
-  invFreq: array<vec4f, 32>,  // inv_freq[i] = invFreq[i / 4][i % 4], i < headDim / 2 ≤ 128
+  invFreq: array<vec4f, 32>,  // inv_freq[i] = invFreq[i / 4][i % 4], i < headDim / 2 ≤ 128 (ops/rope.ts ROPE_MAX_HALF)
 }
 
 override WG: u32 = 256;

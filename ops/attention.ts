@@ -28,7 +28,13 @@ export interface AttentionOptions {
 export const DECODE_MAX_T = 4;
 
 const PREFILL_TPQ = 8;
-const MAX_DPT = 32; // kernels/attention_prefill.wgsl (BK / TPQ ≤ MAX_KPT = 8 holds for every tile below)
+/**
+ * attention_prefill.wgsl's register-array sizes (WGSL consts, so they cannot be overrides):
+ * output dims per invocation (headDim / TPQ) and keys scored per invocation per tile (BK / TPQ).
+ * spec/kernel-constants.spec.ts checks that these copies match the kernel.
+ */
+export const PREFILL_MAX_DPT = 32;
+export const PREFILL_MAX_KPT = 8;
 const DECODE_WG = 128;
 const COMBINE_WG = 128;
 
@@ -72,8 +78,9 @@ export function attention(gpu: Gpu, q: Tensor, kCache: Tensor, vCache: Tensor, o
   const scale = 1 / Math.sqrt(D);
   const path = o.path ?? (T <= DECODE_MAX_T ? 'decode' : 'prefill');
   if (path === 'prefill') {
-    check('attention', D % PREFILL_TPQ === 0 && D <= PREFILL_TPQ * MAX_DPT, `the prefill kernel needs headDim a multiple of ${PREFILL_TPQ} and ≤ ${PREFILL_TPQ * MAX_DPT}, got ${D}`);
+    check('attention', D % PREFILL_TPQ === 0 && D <= PREFILL_TPQ * PREFILL_MAX_DPT, `the prefill kernel needs headDim a multiple of ${PREFILL_TPQ} and ≤ ${PREFILL_TPQ * PREFILL_MAX_DPT}, got ${D}`);
     const { BQ, BK } = prefillTiles(D, gpu.limits.maxComputeWorkgroupStorageSize);
+    check('attention', BK % PREFILL_TPQ === 0 && BK / PREFILL_TPQ <= PREFILL_MAX_KPT, `prefill tile BK = ${BK} needs BK / ${PREFILL_TPQ} ≤ ${PREFILL_MAX_KPT}`);
     gpu.dispatch({
       kernel: 'attention_prefill',
       constants: { HEAD_DIM: D, BQ, BK, TPQ: PREFILL_TPQ },

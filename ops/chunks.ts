@@ -116,7 +116,7 @@ export function dispatchRowChunks(
  * `const CACHED`, which must stay a WGSL const because it sizes a register array). If the two
  * ever differ only speed changes: elements past CACHED are re-read from memory, still correct.
  */
-const ROW_ELEMS_PER_THREAD = 8;
+export const ROW_ELEMS_PER_THREAD = 8;
 
 /**
  * Threads per row for a row of C floats: the smallest power of two in [32, maxThreads] that leaves

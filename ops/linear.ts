@@ -26,7 +26,7 @@ export interface LinearOptions {
   activation?: 'gelu';
 }
 
-/** Up to this many rows of x the matrix-vector kernel is used (must not exceed MAX_M in linear_matvec.wgsl). */
+/** Up to this many rows of x the matrix-vector kernel is used: MAX_M in linear_matvec.wgsl (a WGSL const: it sizes register arrays; spec/kernel-constants.spec.ts checks they agree). */
 export const MATVEC_MAX_M = 8;
 
 /**
@@ -36,8 +36,8 @@ export const MATVEC_MAX_M = 8;
  */
 const TILED = { TILE_M: 64, TILE_N: 64, TILE_K: 16 };
 const TILED_VEC4 = { TILE_M: 64, TILE_N: 64, TILE_K: 32 };
-/** MAX_LOADS in linear_tiled.wgsl: main_vec4 fetches each tile in ≤ this many 16-byte loads per invocation. */
-const TILED_MAX_LOADS = 4;
+/** MAX_LOADS in linear_tiled.wgsl (a WGSL const: it sizes register arrays): main_vec4 fetches each tile in ≤ this many 16-byte loads per invocation. */
+export const TILED_MAX_LOADS = 4;
 {
   const { TILE_M, TILE_N, TILE_K } = TILED_VEC4;
   const threads = (TILE_M / 8) * (TILE_N / 4);

@@ -10,8 +10,8 @@ import type { Tensor } from '../runtime/tensor.js';
 import { assertDType, check, grid1d, GRID_X } from './util.js';
 
 const WG = 256;
-/** The params block holds inv_freq for at most this many rotation pairs (kernels/rope.wgsl). */
-const MAX_HALF = 128;
+/** The params block holds inv_freq for at most this many rotation pairs: rope.wgsl's `invFreq: array<vec4f, ROPE_MAX_HALF / 4>` (a uniform array needs a constant size). */
+export const ROPE_MAX_HALF = 128;
 
 export interface RopeOptions {
   nHeads: number;
@@ -54,10 +54,10 @@ export function rope(gpu: Gpu, x: Tensor, o: RopeOptions): Tensor {
   const T = checkShape('rope', x.shape, o);
   assertDType('rope', x, 'x', 'f32');
   const half = o.headDim / 2;
-  check('rope', half <= MAX_HALF, `headDim ${o.headDim} exceeds the kernel's maximum ${2 * MAX_HALF}`);
+  check('rope', half <= ROPE_MAX_HALF, `headDim ${o.headDim} exceeds the kernel's maximum ${2 * ROPE_MAX_HALF}`);
   const inv = ropeInvFreq(o.headDim, o.theta);
   const freqFields: ['f32', number][] = [];
-  for (let i = 0; i < MAX_HALF; i++) freqFields.push(['f32', i < half ? inv[i] : 0]);
+  for (let i = 0; i < ROPE_MAX_HALF; i++) freqFields.push(['f32', i < half ? inv[i] : 0]);
   const pairs = T * o.nHeads * half;
   const y = gpu.empty(x.shape);
   gpu.dispatch({
