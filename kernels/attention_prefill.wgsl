@@ -29,7 +29,7 @@ override BQ: u32 = 16;         // queries per workgroup
 override BK: u32 = 32;         // keys per tile, a multiple of TPQ
 override TPQ: u32 = 8;         // invocations per query
 const MAX_DPT: u32 = 32;       // output dims one invocation may own (D / TPQ)      } consts: they size register
-const MAX_KPT: u32 = 8;        // keys per tile one invocation scores (BK / TPQ)   } arrays; copied in ops/attention.ts
+const MAX_KPT: u32 = 8;        // keys per tile one invocation scores (BK / TPQ)    } arrays; copied in ops/attention.ts
 override KPT: u32 = BK / TPQ;
 
 override WG: u32 = BQ * TPQ;
