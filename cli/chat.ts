@@ -10,7 +10,7 @@ import { GENERATION_USAGE, parseGenerationArgs, progressBar, streamAnswer } from
 const USAGE = `usage: convllava chat --model DIR [--image FILE] [options]
 
 ${GENERATION_USAGE}
-  --json                   after each answer, print a JSON line {generated_ids, text, timings}
+  --json                   after each answer, print a JSON line {input_ids, generated_ids, text, timings}
 
 Type a question and press Enter; '/exit' or Ctrl-D quits.`;
 

@@ -11,7 +11,7 @@ const USAGE = `usage: convllava run --model DIR --image FILE --prompt "question"
 ${GENERATION_USAGE}
   --prompt TEXT            the question
   --json                   print a JSON record as the last stdout line:
-                           {input_ids, generated_ids, text, visual_tokens, timings}`;
+                           {input_ids, generated_ids, text, visual_tokens, finish_reason, timings}`;
 
 export async function run(argv: string[]): Promise<number> {
   const args = parseGenerationArgs(argv, 'run');
