@@ -8,6 +8,8 @@
 export class BufferPool {
   private free = new Map<number, GPUBuffer[]>();
   private exact = new Set<GPUBuffer>();
+  /** Pooled buffers currently handed out: releasing one twice would hand it to two tensors. */
+  private live = new Set<GPUBuffer>();
   /** Bytes currently handed out, and the high-water mark (for "peak GPU memory" reports). */
   liveBytes = 0;
   peakBytes = 0;
@@ -44,6 +46,7 @@ export class BufferPool {
       });
       this.heldBytes += size;
     }
+    this.live.add(buffer);
     this.liveBytes += size;
     this.peakBytes = Math.max(this.peakBytes, this.liveBytes);
     return buffer;
@@ -76,6 +79,11 @@ export class BufferPool {
       this.heldBytes -= buffer.size;
       buffer.destroy();
       return;
+    }
+    if (!this.live.delete(buffer)) {
+      throw new Error(
+        `BufferPool: buffer '${buffer.label}' (${buffer.size} bytes) released twice — two tensors (e.g. a reshape view and its source) were both disposed`,
+      );
     }
     const size = buffer.size;
     this.liveBytes -= size;

@@ -45,7 +45,7 @@ export class Tensor {
     return this.disposed;
   }
 
-  /** Same buffer, new shape (same element count). The view shares the buffer: dispose only one. */
+  /** Same buffer, new shape (same element count). The view shares the buffer: dispose only one (the pool throws on a second release). */
   reshape(shape: readonly number[]): Tensor {
     if (numel(shape) !== this.size) {
       throw new Error(`reshape: cannot view [${this.shape}] (${this.size} elements) as [${shape}]`);

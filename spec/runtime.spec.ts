@@ -67,6 +67,19 @@ describe('runtime', () => {
     expect(BufferPool.bucket(5000)).to.be.within(5000, 5000 * 1.125);
   });
 
+  it('refuses to release a pooled buffer twice (a view and its source both disposed)', async () => {
+    const gpu = await testGpu();
+    const a = gpu.empty([8]);
+    const view = a.reshape([2, 4]);
+    a.dispose();
+    // Otherwise the buffer would sit twice in the free list and be handed to two live tensors.
+    expect(() => view.dispose()).to.throw(/released twice/);
+    const b = gpu.empty([8]);
+    const c = gpu.empty([8]);
+    expect(b.buffer).to.not.equal(c.buffer);
+    [b, c].forEach((t) => t.dispose());
+  });
+
   it('surfaces a WGSL error as a rejected read, not a hang', async () => {
     const gpu = await testGpu();
     gpu.defineKernel('broken', '@compute @workgroup_size(1) fn main() { let x: u32 = undefined_thing; }');
