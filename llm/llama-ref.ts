@@ -70,9 +70,13 @@ export class LlamaDecoderRef {
 
   /** x [T, H] at positions length … length+T−1 → final-norm hidden states [T, H]. */
   forward(x: Nd): Nd {
+    const T = x.shape[0];
+    if (this.length + T > this.dims.maxContext) {
+      throw new Error(`LLM context full: ${this.length} cached + ${T} new positions > ${this.dims.maxContext}`);
+    }
     let h = x;
     for (let l = 0; l < this.dims.layers; l++) h = this.layer(l, h);
-    this.length += x.shape[0];
+    this.length += T;
     return rmsNormRef(h, this.get(llmNames.finalNorm), this.dims.eps);
   }
 

@@ -201,6 +201,10 @@ describe('LLaMA decoder (llm/llama.ts) vs its CPU reference (llm/llama-ref.ts): 
         }
         expect(decoder.length).to.equal(12);
         expect(reference.length).to.equal(12);
+        // Both refuse to run past the cache (max_position_embeddings 32), with the same message.
+        const tooLong = Array.from({ length: 21 }, () => 5);
+        expect(() => reference.forward(reference.embed(tooLong))).to.throw(/LLM context full: 12 cached \+ 21 new positions > 32/);
+        expect(reference.length).to.equal(12);
       } finally {
         decoder.dispose();
       }
