@@ -12,7 +12,7 @@ import { linearRef } from '../ops/linear.js';
 import { rmsNormRef } from '../ops/rmsNorm.js';
 import { ropeRef } from '../ops/rope.js';
 import { swigluRef } from '../ops/swiglu.js';
-import { llmNames } from '../weights/names.js';
+import { lmHeadName, llmNames } from '../weights/names.js';
 import { decoderDims, decoderTensors, type DecoderDims, type LlamaConfig } from './llama.js';
 
 type Nd = NdArray<Float32Array>;
@@ -32,7 +32,8 @@ export class LlamaDecoderRef {
   private constructor(
     readonly dims: DecoderDims,
     private readonly w: Map<string, Nd>,
-    private readonly tied: boolean,
+    /** lm_head.weight, or the embedding table when tie_word_embeddings. */
+    private readonly lmHead: string,
   ) {
     const row = dims.kvHeads * dims.headDim;
     this.kCache = Array.from({ length: dims.layers }, () => ndarray(new Float32Array(dims.maxContext * row), [dims.maxContext, row]));
@@ -52,7 +53,7 @@ export class LlamaDecoderRef {
       if (roundToF16 && shape.length === 2) for (let i = 0; i < values.length; i++) values[i] = f16BitsToF32(f32ToF16Bits(values[i]));
       w.set(name, ndarray(values, shape));
     }
-    return new LlamaDecoderRef(dims, w, config.tie_word_embeddings);
+    return new LlamaDecoderRef(dims, w, lmHeadName(config));
   }
 
   private get(name: string): Nd {
@@ -109,7 +110,7 @@ export class LlamaDecoderRef {
 
   /** lm_head: [T, H] → [T, vocab]. */
   logits(hidden: Nd): Nd {
-    return linearRef(hidden, this.get(this.tied ? llmNames.embedTokens : llmNames.lmHead));
+    return linearRef(hidden, this.get(this.lmHead));
   }
 
   truncate(length: number): void {

@@ -26,7 +26,7 @@ import { rmsNorm } from '../ops/rmsNorm.js';
 import { rope } from '../ops/rope.js';
 import { sliceRows, writeRows } from '../ops/rows.js';
 import { swiglu } from '../ops/swiglu.js';
-import { llmNames } from '../weights/names.js';
+import { lmHeadName, llmNames } from '../weights/names.js';
 import { IMAGE_TOKEN_INDEX } from './prompt.js';
 
 /** The config fields the decoder reads (all from config.json). */
@@ -223,7 +223,7 @@ export class LlamaDecoder {
       embed,
       layers,
       norm: get(llmNames.finalNorm),
-      lmHead: config.tie_word_embeddings ? embed : get(llmNames.lmHead),
+      lmHead: get(lmHeadName(config)), //   the embedding table itself when tie_word_embeddings
     };
     const cacheRow = dims.kvHeads * dims.headDim;
     const kCache = Array.from({ length: dims.layers }, (_, l) => gpu.empty([dims.maxContext, cacheRow], 'f32', `k-cache.${l}`));

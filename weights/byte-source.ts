@@ -1,7 +1,7 @@
 /**
- * Random-access bytes: the one thing the safetensors reader needs from storage. Node reads a file
- * through a FileHandle at a position (this module); a browser variant would implement the same
- * interface over a `File` (`blob.slice(a, b).arrayBuffer()`) or HTTP range requests.
+ * Random-access bytes: the one thing the safetensors reader needs from storage. Implementations:
+ * a file through a FileHandle at a position (file-source.ts, Node), HTTP Range requests
+ * (url-source.ts), a `File` / `Blob` slice (blob-source.ts), and bytes in memory (below).
  */
 export interface ByteSource {
   /** A name for messages (the file path or URL). */

@@ -35,7 +35,7 @@ export const llmNames = {
 };
 
 /** The tensor holding the output projection: lm_head, or the embedding table when tied. */
-export function lmHeadName(cfg: LlavaConfig): string {
+export function lmHeadName(cfg: Pick<LlavaConfig, 'tie_word_embeddings'>): string {
   return cfg.tie_word_embeddings ? llmNames.embedTokens : llmNames.lmHead;
 }
 
