@@ -344,6 +344,17 @@ export class Gpu {
       if (t.isDisposed) throw new Error(`${d.kernel}: binding ${i + 1} uses a disposed tensor [${t.shape}]`);
       const offset = b instanceof Tensor ? 0 : b.offset;
       const size = b instanceof Tensor ? Math.max(4, Math.ceil(t.byteLength / 4) * 4) : b.size;
+      if (!(b instanceof Tensor)) {
+        // A range past the tensor's end but inside its pool bucket's slack would pass validation
+        // and read or write garbage, so check it against the tensor, not the buffer.
+        const align = this.limits.minStorageBufferOffsetAlignment;
+        if (offset % align || offset < 0 || size <= 0 || offset + size > Math.max(4, Math.ceil(t.byteLength / 4) * 4)) {
+          throw new Error(
+            `${d.kernel}: binding ${i + 1} is bytes ${offset} … ${offset + size} of [${t.shape}] ${t.dtype} (${t.byteLength} bytes); ` +
+              `a range must lie inside the tensor and start at a multiple of ${align}`,
+          );
+        }
+      }
       if (size > maxBinding) {
         throw new Error(
           `${d.kernel}: binding ${i + 1} ([${t.shape}] ${t.dtype}) is ${size} bytes, over maxStorageBufferBindingSize ` +

@@ -114,6 +114,17 @@ describe('runtime', () => {
     big.dispose();
     y.dispose();
   });
+
+  it('refuses a binding range past the tensor (inside its pool bucket) or at an unaligned offset, naming it', async () => {
+    const gpu = await testGpu();
+    const a = gpu.empty([100]); // 400 bytes in a 512-byte bucket: WebGPU alone would accept bytes 256 … 512
+    const y = gpu.empty([64]);
+    const dispatch = (offset: number, size: number) =>
+      gpu.dispatch({ kernel: 'add', constants: { WG: 64, GRID_X: 32768 }, bindings: [{ tensor: a, offset, size }, y, y], workgroups: [1] });
+    expect(() => dispatch(256, 256)).to.throw(/add: binding 1 is bytes 256 … 512 of \[100\] f32 \(400 bytes\)/);
+    expect(() => dispatch(4, 256)).to.throw(/start at a multiple of 256/);
+    [a, y].forEach((t) => t.dispose());
+  });
 });
 
 describe('runtime: weight tensors', () => {
