@@ -26,7 +26,7 @@ import { rmsNorm } from '../ops/rmsNorm.js';
 import { rope } from '../ops/rope.js';
 import { sliceRows, writeRows } from '../ops/rows.js';
 import { swiglu } from '../ops/swiglu.js';
-import { lmHeadName, llmNames } from '../weights/names.js';
+import { decoderTensorShapes, lmHeadName, llmNames } from '../weights/names.js';
 import { IMAGE_TOKEN_INDEX } from './prompt.js';
 
 /** The config fields the decoder reads (all from config.json). */
@@ -129,39 +129,15 @@ export function decoderDims(config: LlamaConfig, maxContext = config.max_positio
 }
 
 /**
- * Every decoder tensor by checkpoint name, in load order, with the shape config.json implies.
- * `hasBias(name)` says whether an optional attention bias is present (attention_bias checkpoints).
+ * Every decoder tensor by checkpoint name, in load order, with the shape config.json implies
+ * (weights/names.ts builds the list). `hasBias(name)` says whether an optional attention bias is
+ * present (attention_bias checkpoints).
  */
 export function decoderTensors(config: LlamaConfig, hasBias: (name: string) => boolean = () => true): { name: string; shape: number[] }[] {
-  const { hidden: H, heads, kvHeads, headDim: D, vocab } = decoderDims(config);
-  const I = config.intermediate_size;
-  const tensors = [{ name: llmNames.embedTokens, shape: [vocab, H] }];
-  for (let l = 0; l < config.num_hidden_layers; l++) {
-    const n = llmNames.layer(l);
-    tensors.push(
-      { name: n.inputNorm, shape: [H] },
-      { name: n.q, shape: [heads * D, H] },
-      { name: n.k, shape: [kvHeads * D, H] },
-      { name: n.v, shape: [kvHeads * D, H] },
-      { name: n.o, shape: [H, heads * D] },
-      { name: n.postAttentionNorm, shape: [H] },
-      { name: n.gate, shape: [I, H] },
-      { name: n.up, shape: [I, H] },
-      { name: n.down, shape: [H, I] },
-    );
-    if (config.attention_bias) {
-      const biases = [
-        { name: n.qBias, shape: [heads * D] },
-        { name: n.kBias, shape: [kvHeads * D] },
-        { name: n.vBias, shape: [kvHeads * D] },
-        { name: n.oBias, shape: [H] },
-      ];
-      tensors.push(...biases.filter((b) => hasBias(b.name)));
-    }
-  }
-  tensors.push({ name: llmNames.finalNorm, shape: [H] });
-  if (!config.tie_word_embeddings) tensors.push({ name: llmNames.lmHead, shape: [vocab, H] });
-  return tensors;
+  const { headDim } = decoderDims(config);
+  return decoderTensorShapes({ ...config, head_dim: headDim })
+    .filter((t) => !t.attentionBias || hasBias(t.name))
+    .map(({ name, shape }) => ({ name, shape }));
 }
 
 export class LlamaDecoder {

@@ -109,14 +109,29 @@ export interface ExpectedTensor {
   alternativeShapes?: number[][];
 }
 
-/** Every tensor the root files must hold: the LLaMA decoder and the projector. */
-export function expectedLlmTensors(cfg: LlavaConfig): ExpectedTensor[] {
+/** The config fields that fix the LLaMA decoder's tensor set and shapes. */
+export type DecoderShapeConfig = Pick<
+  LlavaConfig,
+  | 'hidden_size'
+  | 'intermediate_size'
+  | 'num_hidden_layers'
+  | 'num_attention_heads'
+  | 'num_key_value_heads'
+  | 'head_dim'
+  | 'vocab_size'
+  | 'tie_word_embeddings'
+  | 'attention_bias'
+>;
+
+/** The LLaMA decoder's tensors (root files), in load order, with their shapes; `attentionBias` marks the q/k/v/o biases. */
+export function decoderTensorShapes(cfg: DecoderShapeConfig): { name: string; shape: number[]; attentionBias?: true }[] {
   const h = cfg.hidden_size;
   const qDim = cfg.num_attention_heads * cfg.head_dim;
   const kvDim = cfg.num_key_value_heads * cfg.head_dim;
   const ff = cfg.intermediate_size;
-  const out: ExpectedTensor[] = [];
-  const llm = (name: string, shape: number[]) => out.push({ name, shape, part: 'llm' });
+  const out: { name: string; shape: number[]; attentionBias?: true }[] = [];
+  const llm = (name: string, shape: number[]) => out.push({ name, shape });
+  const bias = (name: string, shape: number[]) => out.push({ name, shape, attentionBias: true });
   llm(llmNames.embedTokens, [cfg.vocab_size, h]);
   for (let i = 0; i < cfg.num_hidden_layers; i++) {
     const n = llmNames.layer(i);
@@ -126,10 +141,10 @@ export function expectedLlmTensors(cfg: LlavaConfig): ExpectedTensor[] {
     llm(n.v, [kvDim, h]);
     llm(n.o, [h, qDim]);
     if (cfg.attention_bias) {
-      llm(n.qBias, [qDim]);
-      llm(n.kBias, [kvDim]);
-      llm(n.vBias, [kvDim]);
-      llm(n.oBias, [h]);
+      bias(n.qBias, [qDim]);
+      bias(n.kBias, [kvDim]);
+      bias(n.vBias, [kvDim]);
+      bias(n.oBias, [h]);
     }
     llm(n.postAttentionNorm, [h]);
     llm(n.gate, [ff, h]);
@@ -138,6 +153,12 @@ export function expectedLlmTensors(cfg: LlavaConfig): ExpectedTensor[] {
   }
   llm(llmNames.finalNorm, [h]);
   if (!cfg.tie_word_embeddings) llm(llmNames.lmHead, [cfg.vocab_size, h]);
+  return out;
+}
+
+/** Every tensor the root files must hold: the LLaMA decoder and the projector. */
+export function expectedLlmTensors(cfg: LlavaConfig): ExpectedTensor[] {
+  const out: ExpectedTensor[] = decoderTensorShapes(cfg).map(({ name, shape }) => ({ name, shape, part: 'llm' }));
   for (const lin of projectorLinears(cfg)) {
     out.push({ name: lin.weight, shape: lin.shape, part: 'projector' });
     out.push({ name: lin.bias, shape: [lin.shape[0]], part: 'projector' });
