@@ -372,6 +372,11 @@ export class Gpu {
 
   /** Records a buffer-to-buffer copy (ends the open pass). */
   copy(src: Tensor, srcByteOffset: number, dst: Tensor, dstByteOffset: number, bytes: number): void {
+    for (const [t, offset, name] of [[src, srcByteOffset, 'src'], [dst, dstByteOffset, 'dst']] as const) {
+      if (offset < 0 || offset + bytes > Math.ceil(t.byteLength / 4) * 4) {
+        throw new Error(`copy: ${name} bytes ${offset} … ${offset + bytes} are not inside [${t.shape}] ${t.dtype} (${t.byteLength} bytes)`);
+      }
+    }
     this.endPass().copyBufferToBuffer(src.buffer, srcByteOffset, dst.buffer, dstByteOffset, bytes);
   }
 

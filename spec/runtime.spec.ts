@@ -123,6 +123,7 @@ describe('runtime', () => {
       gpu.dispatch({ kernel: 'add', constants: { WG: 64, GRID_X: 32768 }, bindings: [{ tensor: a, offset, size }, y, y], workgroups: [1] });
     expect(() => dispatch(256, 256)).to.throw(/add: binding 1 is bytes 256 … 512 of \[100\] f32 \(400 bytes\)/);
     expect(() => dispatch(4, 256)).to.throw(/start at a multiple of 256/);
+    expect(() => gpu.copy(a, 0, y, 128, 200)).to.throw(/copy: dst bytes 128 … 328 are not inside \[64\] f32/);
     [a, y].forEach((t) => t.dispose());
   });
 });
