@@ -16,7 +16,7 @@ import { patchConvRef } from '../ops/patchConv.js';
 import { sampleRef } from '../ops/sample.js';
 import { nchwToNhwcRef } from '../ops/transpose.js';
 import type { Checkpoint } from '../weights/checkpoint.js';
-import { projectorLinears, visionNames } from '../weights/names.js';
+import { expectedVisionTensors, projectorLinears, visionNames } from '../weights/names.js';
 import { visionTowerConfig, type VisionTowerConfig } from '../convnext/config.js';
 import type { PickOptions, TokenSteps } from './generate.js';
 import { LlamaDecoderRef } from './llama-ref.js';
@@ -41,15 +41,8 @@ class VisionTowerRef {
     const config = visionTowerConfig(ckpt.config, ckpt.visionConfig);
     const read = await reader(ckpt.vision);
     const w = new Map<string, Nd>();
-    const names: string[] = Object.values(visionNames.stem);
-    config.depths.forEach((depth, s) => {
-      if (s > 0) names.push(...Object.values(visionNames.downsample(s)));
-      for (let l = 0; l < depth; l++) {
-        const b = visionNames.block(s, l);
-        names.push(...Object.values(b).filter((n) => config.layerScale || n !== b.layerScale));
-      }
-    });
-    for (const name of names) w.set(name, await read(name));
+    // Every tensor the tower uses (the optional pooler norm is not used).
+    for (const { name } of expectedVisionTensors(ckpt.visionConfig).filter((t) => !t.optional)) w.set(name, await read(name));
     return new VisionTowerRef(config, w);
   }
 
