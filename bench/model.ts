@@ -21,6 +21,7 @@ import { LlamaTokenizer } from '../llm/tokenizer.js';
 import { argmax } from '../ops/argmax.js';
 import { randomFill } from '../ops/randomFill.js';
 import type { Gpu } from '../runtime/gpu.js';
+import type { Tensor } from '../runtime/tensor.js';
 import { syntheticCheckpoint, writeSyntheticCheckpoint, type SyntheticCheckpoint } from '../synthetic/checkpoint.js';
 import { Checkpoint } from '../weights/checkpoint.js';
 
@@ -177,13 +178,7 @@ export async function runModelBench(gpu: Gpu, o: ModelBenchOptions): Promise<Mod
           log(`pp${o.nPrompt} run ${r}/${o.runs}${r === 0 ? ' (warm-up)' : ''}`);
           decoder.truncate(0);
           const start = performance.now();
-          const hidden = decoder.forward(x);
-          const logits = decoder.lastLogits(hidden);
-          hidden.dispose();
-          const id = argmax(gpu, logits);
-          logits.dispose();
-          await id.read();
-          id.dispose();
+          await prefillAndPick(decoder, x);
           if (r > 0) seconds.push((performance.now() - start) / 1000);
         }
         x.dispose();
@@ -257,16 +252,22 @@ async function timeToFirstToken(
     features.dispose();
     const x = decoder.inputsEmbeds(ids, projected);
     projected.dispose();
-    const hidden = decoder.forward(x);
+    await prefillAndPick(decoder, x);
     x.dispose();
-    const logits = decoder.lastLogits(hidden);
-    hidden.dispose();
-    const id = argmax(gpu, logits);
-    logits.dispose();
-    await id.read();
-    id.dispose();
     if (r > 0) samples.push(performance.now() - start);
   }
   pixels.dispose();
   return stat(samples);
+}
+
+/** Prefills x [T, H] into the KV cache and reads back the greedy next token (submits and waits). */
+async function prefillAndPick(decoder: LlamaDecoder, x: Tensor): Promise<number> {
+  const hidden = decoder.forward(x);
+  const logits = decoder.lastLogits(hidden); // [1, vocab]
+  hidden.dispose();
+  const id = argmax(decoder.gpu, logits);
+  logits.dispose();
+  const [value] = await id.read();
+  id.dispose();
+  return value;
 }
