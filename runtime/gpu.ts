@@ -462,7 +462,14 @@ export class Gpu {
         timestampWrites: { querySet, beginningOfPassWriteIndex: 0, endOfPassWriteIndex: 1 },
       });
       this.pass = timedPass;
-      record();
+      try {
+        record();
+      } catch (e) {
+        // Drop the half-recorded pass: left open, it would be submitted later with timestamp
+        // writes into the query set destroyed below, failing some unrelated read.
+        this.discardRecording();
+        throw e;
+      }
       const intact = this.pass === timedPass;
       const encoder = this.endPass();
       encoder.resolveQuerySet(querySet, 0, 2, resolve, 0);
@@ -478,6 +485,15 @@ export class Gpu {
       resolve.destroy();
       staging.destroy();
     }
+  }
+
+  /** Drops recorded, unsubmitted work (after an error while recording) and closes its error scopes. */
+  private discardRecording(): void {
+    if (!this.encoder) return;
+    this.pass?.end();
+    this.pass = null;
+    this.encoder = null;
+    this.errorScopes.push(this.device.popErrorScope(), this.device.popErrorScope());
   }
 
   /** Releases the device; the process can exit afterwards. */

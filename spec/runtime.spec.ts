@@ -191,6 +191,25 @@ describe('runtime: ordering', () => {
   });
 });
 
+describe('runtime: timeGpu', () => {
+  it('an error thrown while recording leaves the context usable (no half-recorded timed pass)', async () => {
+    const gpu = await testGpu();
+    const { add } = await import('../ops/add.js');
+    const a = gpu.upload([4], [1, 2, 3, 4]);
+    const wrong = gpu.empty([5]);
+    let error: Error | undefined;
+    await gpu
+      .timeGpu(() => {
+        add(gpu, a, a).dispose();
+        add(gpu, a, wrong); // shape mismatch: throws mid-recording
+      })
+      .catch((e: Error) => (error = e));
+    expect(error?.message).to.match(/add: shape mismatch/);
+    expect([...(await add(gpu, a, a).read())]).to.deep.equal([2, 4, 6, 8]);
+    [a, wrong].forEach((t) => t.dispose());
+  });
+});
+
 describe('runtime: device loss', () => {
   it('rejects pending and later reads with the reason instead of hanging', async () => {
     const gpu = await Gpu.create();
