@@ -138,7 +138,7 @@ export class Gpu {
     }
     let adapter = await gpu.requestAdapter({ powerPreference: options.powerPreference ?? 'high-performance' });
     if (!adapter) throw new Error(noAdapterMessage(isNode));
-    // Dawn on NVIDIA/Vulkan hides shader-f16 unless created with these toggles (shared/device/README.md).
+    // Dawn on NVIDIA/Vulkan hides shader-f16 unless the instance is created with these toggles.
     if (nodeGPU && !adapter.features.has('shader-f16') && /nvidia/i.test(adapter.info.vendor)) {
       gpu = nodeGPU(['enable-dawn-features=allow_unsafe_apis,vulkan_enable_f16_on_nvidia']);
       adapter = (await gpu.requestAdapter({ powerPreference: options.powerPreference ?? 'high-performance' })) ?? adapter;
