@@ -165,8 +165,12 @@ export class GpuSteps implements TokenSteps {
     const x = this.decoder.embed(this.chosen!); //  [1, H], from the id where it already is (on the GPU)
     this.chosen!.dispose();
     this.chosen = null;
-    const hidden = this.decoder.forward(x);
-    x.dispose();
+    let hidden: Tensor;
+    try {
+      hidden = this.decoder.forward(x); //           one step through the KV cache (refused when it is full)
+    } finally {
+      x.dispose();
+    }
     this.logits = this.decoder.logits(hidden); //  [1, vocab]
     hidden.dispose();
   }

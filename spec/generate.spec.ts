@@ -128,6 +128,18 @@ describe('generation (llm/generate.ts)', function () {
     expect(again.ids).to.deep.equal(GREEDY.slice(0, 3));
   });
 
+  it('a generation that runs past the KV cache rejects with the counts and releases every buffer', async () => {
+    const r = await collect(start({ maxNewTokens: 2 })); // warm: the pool holds each activation size once
+    expect(r.ids).to.deep.equal(GREEDY.slice(0, 2));
+    await gpu.sync();
+    const live = gpu.pool.liveBytes;
+    let error: Error | undefined;
+    await collect(start({ maxNewTokens: 100 })).catch((e) => (error = e)); // 65 prompt rows + 100 > 128
+    expect(error?.message).to.match(/LLM context full: 128 cached \+ 1 new positions > 128/);
+    await gpu.sync();
+    expect(gpu.pool.liveBytes).to.equal(live);
+  });
+
   it('rejects invalid options before any GPU work', async () => {
     decoder.truncate(0);
     const logits = gpu.empty([1, 32000]);
