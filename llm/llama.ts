@@ -26,27 +26,12 @@ import { rmsNorm } from '../ops/rmsNorm.js';
 import { rope } from '../ops/rope.js';
 import { sliceRows, writeRows } from '../ops/rows.js';
 import { swiglu } from '../ops/swiglu.js';
-import { decoderTensorShapes, lmHeadName, llmNames } from '../weights/names.js';
+import { decoderTensorShapes, lmHeadName, llmNames, type DecoderShapeConfig } from '../weights/names.js';
 import { IMAGE_TOKEN_INDEX } from './prompt.js';
 
-/** The config fields the decoder reads (all from config.json). */
-export type LlamaConfig = Pick<
-  LlavaConfig,
-  | 'hidden_size'
-  | 'intermediate_size'
-  | 'num_hidden_layers'
-  | 'num_attention_heads'
-  | 'num_key_value_heads'
-  | 'head_dim'
-  | 'rms_norm_eps'
-  | 'rope_theta'
-  | 'rope_scaling'
-  | 'vocab_size'
-  | 'max_position_embeddings'
-  | 'tie_word_embeddings'
-  | 'hidden_act'
-  | 'attention_bias'
->;
+/** The config fields the decoder reads (all from config.json): those that fix its tensors, and the rest. */
+export type LlamaConfig = DecoderShapeConfig &
+  Pick<LlavaConfig, 'rms_norm_eps' | 'rope_theta' | 'rope_scaling' | 'max_position_embeddings' | 'hidden_act'>;
 
 /** Where the decoder's weights come from: a checkpoint (weights/checkpoint.ts) or synthetic ones (bench). */
 export interface LlamaWeightSource {
