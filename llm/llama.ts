@@ -268,7 +268,7 @@ export class LlamaDecoder {
     const k0 = linear(gpu, normed, w.k, w.kBias); //                           [T, nKv·D]
     const v = linear(gpu, normed, w.v, w.vBias); //                            [T, nKv·D]
     normed.dispose();
-    const q = rope(gpu, q0, { ...ropeOptions, nHeads: dims.heads });
+    const q = rope(gpu, q0, { ...ropeOptions, nHeads: dims.heads }); //      rotate by position (RoPE)
     const k = rope(gpu, k0, { ...ropeOptions, nHeads: dims.kvHeads });
     q0.dispose();
     k0.dispose();
@@ -290,7 +290,7 @@ export class LlamaDecoder {
     o.dispose();
 
     // --- SwiGLU MLP block
-    const normed2 = rmsNorm(gpu, h, w.postNorm, dims.eps);
+    const normed2 = rmsNorm(gpu, h, w.postNorm, dims.eps); //                  [T, H]
     const gate = linear(gpu, normed2, w.gate); //                              [T, I]
     const up = linear(gpu, normed2, w.up); //                                  [T, I]
     normed2.dispose();
@@ -328,17 +328,19 @@ export class LlamaDecoder {
 
   /** GPU bytes held by the weights and the KV cache. */
   get bytes(): { weights: number; kvCache: number } {
-    const seen = new Set<Tensor>();
-    const all = [this.weights.embed, this.weights.norm, this.weights.lmHead, ...this.weights.layers.flatMap((l) => Object.values(l))];
-    let weights = 0;
-    for (const t of all) if (t && !seen.has(t)) (seen.add(t), (weights += t.byteLength));
-    const kvCache = [...this.kCache, ...this.vCache].reduce((s, t) => s + t.byteLength, 0);
-    return { weights, kvCache };
+    const sum = (ts: Iterable<Tensor>) => [...ts].reduce((s, t) => s + t.byteLength, 0);
+    return { weights: sum(this.weightTensors()), kvCache: sum([...this.kCache, ...this.vCache]) };
   }
 
   dispose(): void {
-    const all = new Set<Tensor>([this.weights.embed, this.weights.norm, this.weights.lmHead, ...this.kCache, ...this.vCache]);
-    for (const l of this.weights.layers) for (const t of Object.values(l)) if (t) all.add(t);
-    for (const t of all) t.dispose();
+    for (const t of [...this.weightTensors(), ...this.kCache, ...this.vCache]) t.dispose();
+  }
+
+  /** Every weight tensor once (lm_head is the embedding table when tied; absent biases skipped). */
+  private weightTensors(): Set<Tensor> {
+    const { embed, norm, lmHead, layers } = this.weights;
+    const all = new Set<Tensor>([embed, norm, lmHead]);
+    for (const l of layers) for (const t of Object.values(l)) if (t) all.add(t);
+    return all;
   }
 }
