@@ -97,6 +97,7 @@ export function decoderDims(config: LlamaConfig, maxContext = config.max_positio
   const kvHeads = config.num_key_value_heads ?? heads;
   const headDim = config.head_dim ?? config.hidden_size / heads;
   if (heads % kvHeads !== 0) unsupported(`num_attention_heads ${heads} not a multiple of num_key_value_heads ${kvHeads}`);
+  if (!Number.isInteger(maxContext) || maxContext < 1) throw new Error(`maxContext must be an integer ≥ 1, got ${maxContext}`);
   if (maxContext > config.max_position_embeddings) {
     throw new Error(`maxContext ${maxContext} exceeds the model's max_position_embeddings ${config.max_position_embeddings}`);
   }

@@ -118,6 +118,12 @@ describe('LLaMA decoder (llm/llama.ts) vs the fixture', function () {
     const img = gpu.empty([16, 32]);
     expect(() => decoder.inputsEmbeds(golden.input_ids, img)).to.throw(/\[16,32\].*hidden_size/);
     img.dispose();
+    for (const maxContext of [0, 2.5]) {
+      await LlamaDecoder.load(gpu, ckpt.llm, ckpt.config, { maxContext }).then(
+        () => expect.fail(`loaded with maxContext ${maxContext}`),
+        (e: Error) => expect(e.message).to.match(/maxContext must be an integer ≥ 1/),
+      );
+    }
     await LlamaDecoder.load(gpu, ckpt.llm, { ...ckpt.config, intermediate_size: 100 }).then(
       () => expect.fail('loaded with a wrong intermediate_size'),
       (e: Error) => expect(e.message).to.match(/mlp\.gate_proj\.weight' has shape \[172,64\] but config\.json implies \[100,64\]/),
