@@ -74,13 +74,13 @@ export function attention(gpu: Gpu, q: Tensor, kCache: Tensor, vCache: Tensor, o
   const T = checkArgs('attention', q.shape, kCache.shape, vCache.shape, o);
   for (const [t, name] of [[q, 'q'], [kCache, 'kCache'], [vCache, 'vCache']] as const) assertDType('attention', t, name, 'f32');
   const D = o.headDim;
-  const out = gpu.empty(q.shape);
   const scale = 1 / Math.sqrt(D);
   const path = o.path ?? (T <= DECODE_MAX_T ? 'decode' : 'prefill');
   if (path === 'prefill') {
     check('attention', D % PREFILL_TPQ === 0 && D <= PREFILL_TPQ * PREFILL_MAX_DPT, `the prefill kernel needs headDim a multiple of ${PREFILL_TPQ} and ≤ ${PREFILL_TPQ * PREFILL_MAX_DPT}, got ${D}`);
     const { BQ, BK } = prefillTiles(D, gpu.limits.maxComputeWorkgroupStorageSize);
     check('attention', BK % PREFILL_TPQ === 0 && BK / PREFILL_TPQ <= PREFILL_MAX_KPT, `prefill tile BK = ${BK} needs BK / ${PREFILL_TPQ} ≤ ${PREFILL_MAX_KPT}`);
+    const out = gpu.empty(q.shape);
     gpu.dispatch({
       kernel: 'attention_prefill',
       constants: { HEAD_DIM: D, BQ, BK, TPQ: PREFILL_TPQ },
@@ -91,6 +91,7 @@ export function attention(gpu: Gpu, q: Tensor, kCache: Tensor, vCache: Tensor, o
     return out;
   }
   check('attention', D % 4 === 0 && D <= 4 * DECODE_WG, `the decode kernel needs headDim a multiple of 4 and ≤ ${4 * DECODE_WG}, got ${D}`);
+  const out = gpu.empty(q.shape);
   const rows = T * o.nHeads;
   const keys = Math.min(o.kvLength, o.queryOffset + T);
   const chunk = decodeChunk(keys, rows);

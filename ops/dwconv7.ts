@@ -36,14 +36,17 @@ export function dwconv7(gpu: Gpu, x: Tensor, w: Tensor, bias: Tensor, options: D
   assertDType('dwconv7', w, 'w', 'f32', 'f16');
   assertDType('dwconv7', bias, 'bias', 'f32');
 
-  const y = gpu.empty(x.shape);
   const rowElems = W * C;
   const align = gpu.limits.minStorageBufferOffsetAlignment;
   const limit = gpu.limits.maxStorageBufferBindingSize;
   // A band of b output rows binds at most b + 6 input rows, plus up to one alignment of slack.
   const fit = Math.floor((limit - align) / (rowElems * 4)) - 2 * PAD;
   const bandRows = options.bandRows ?? (x.byteLength <= limit ? H : fit);
-  check('dwconv7', bandRows >= 1, `a row of x [${x.shape}] (${rowElems * 4} bytes) is too large to bind with its halo`);
+  check('dwconv7', Number.isInteger(bandRows) && bandRows >= 1, options.bandRows === undefined
+    ? `a row of x [${x.shape}] (${rowElems * 4} bytes) is too large to bind with its halo`
+    : `bandRows must be an integer ≥ 1, got ${options.bandRows}`);
+
+  const y = gpu.empty(x.shape); // (allocated after the checks: a throw leaks nothing)
 
   for (let r0 = 0; r0 < H; r0 += bandRows) {
     const r1 = Math.min(H, r0 + bandRows);

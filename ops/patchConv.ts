@@ -40,12 +40,18 @@ export function patchConv(gpu: Gpu, x: Tensor, w: Tensor, bias: Tensor, k: numbe
 
   const Ho = Math.floor(H / k);
   const Wo = Math.floor(W / k);
-  const y = gpu.empty([Ho, Wo, Cout]);
   const limit = gpu.limits.maxStorageBufferBindingSize - gpu.limits.minStorageBufferOffsetAlignment;
   const bytesPerOutRow = Math.max(k * W * Cin, Wo * Cout) * 4;
-  const fits = x.byteLength <= limit && y.byteLength <= limit;
+  const fits = x.byteLength <= limit && Ho * Wo * Cout * 4 <= limit;
   const bandRows = options.bandRows ?? (fits ? Ho : Math.floor(limit / bytesPerOutRow));
-  check('patchConv', bandRows >= 1, `one output row of x [${x.shape}] → [${y.shape}] does not fit one binding`);
+  check('patchConv', Number.isInteger(bandRows) && bandRows >= 1, options.bandRows === undefined
+    ? `one output row of x [${x.shape}] → [${Ho}, ${Wo}, ${Cout}] does not fit one binding`
+    : `bandRows must be an integer ≥ 1, got ${options.bandRows}`);
+  const bandPixels = Math.min(bandRows, Ho) * Wo;
+  check('patchConv', Math.ceil(bandPixels / BM) <= gpu.limits.maxComputeWorkgroupsPerDimension,
+    `${bandPixels} output pixels in one band of x [${x.shape}]: pass a smaller bandRows`);
+
+  const y = gpu.empty([Ho, Wo, Cout]); // (allocated after the checks: a throw leaks nothing)
 
   for (let r0 = 0; r0 < Ho; r0 += bandRows) {
     const r1 = Math.min(Ho, r0 + bandRows);
@@ -53,7 +59,6 @@ export function patchConv(gpu: Gpu, x: Tensor, w: Tensor, bias: Tensor, k: numbe
     const xRange = f32Range(gpu, x, r0 * k * W * Cin, r1 * k * W * Cin);
     const yRange = f32Range(gpu, y, r0 * Wo * Cout, r1 * Wo * Cout);
     const tiles = Math.ceil(pixels / BM);
-    check('patchConv', tiles <= gpu.limits.maxComputeWorkgroupsPerDimension, `${pixels} output pixels in one band: pass a smaller bandRows`);
     gpu.dispatch({
       kernel: 'patchConv',
       constants: { BM, BN, BK, W_F16: w.dtype === 'f16' ? 1 : 0 },

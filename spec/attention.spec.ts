@@ -77,6 +77,14 @@ describe('attention (kernels/attention_prefill.wgsl, attention_decode.wgsl + att
     expect(() => attention(gpu, q, k2, v2, o)).to.throw(/\[8,32\].*\[9,32\]/);
     expect(() => attention(gpu, q, k2, k2, { ...o, nKvHeads: 3 })).to.throw(/nKvHeads \(3\) must divide nHeads \(4\)/);
     expect(() => attention(gpu, q, k2, k2, { ...o, kvLength: 9 })).to.throw(/kvLength 9/);
+    const live = gpu.pool.liveBytes; // a refused call allocates nothing
+    const q12 = gpu.empty([5, 48]);
+    const k12 = gpu.empty([8, 24]);
+    const liveWithInputs = gpu.pool.liveBytes;
+    expect(() => attention(gpu, q12, k12, k12, { ...o, headDim: 12, path: 'prefill' })).to.throw(/headDim a multiple of 8/);
+    expect(gpu.pool.liveBytes).to.equal(liveWithInputs);
+    [q12, k12].forEach((t) => t.dispose());
+    expect(gpu.pool.liveBytes).to.equal(live);
     [q, k, v, k2, v2].forEach((t) => t.dispose());
   });
 });

@@ -42,6 +42,11 @@ describe('patchConv (kernels/patchConv.wgsl)', () => {
     const w = gpu.empty([16, 4, 4, 4]);
     const b = gpu.empty([16]);
     expect(() => patchConv(gpu, x, w, b, 4)).to.throw(/\[16,4,4,4\].*\[8,8,3\]/);
+    const w3 = gpu.empty([16, 3, 4, 4]);
+    const live = gpu.pool.liveBytes;
+    expect(() => patchConv(gpu, x, w3, b, 4, { bandRows: 0 })).to.throw(/bandRows must be an integer ≥ 1, got 0/);
+    expect(gpu.pool.liveBytes).to.equal(live); // refused before allocating the output
+    w3.dispose();
     [x, w, b].forEach((t) => t.dispose());
   });
 });
