@@ -39,6 +39,7 @@ export function embedding(gpu: Gpu, ids: Tensor | ArrayLike<number>, table: Tens
   check('embedding', table.shape.length === 2, `table must be [V, D], got [${table.shape}]`);
   assertDType('embedding', table, 'table', 'f32', 'f16');
   const [vocab, dim] = table.shape;
+  const chunks = embeddingChunks(vocab, dim, table.dtype as 'f32' | 'f16', gpu.limits.maxStorageBufferBindingSize, gpu.limits.minStorageBufferOffsetAlignment);
   let idTensor: Tensor;
   if (ids instanceof Tensor) {
     check('embedding', ids.shape.length === 1, `ids must be [T], got [${ids.shape}]`);
@@ -57,7 +58,7 @@ export function embedding(gpu: Gpu, ids: Tensor | ArrayLike<number>, table: Tens
   const y = gpu.empty([T, dim]);
   const n = T * dim;
   const rowBytes = table.dtype === 'f16' ? 2 * dim : 4 * dim;
-  for (const { rowStart, rowCount } of embeddingChunks(vocab, dim, table.dtype as 'f32' | 'f16', gpu.limits.maxStorageBufferBindingSize, gpu.limits.minStorageBufferOffsetAlignment)) {
+  for (const { rowStart, rowCount } of chunks) {
     const offset = rowStart * rowBytes;
     const size = Math.min(Math.ceil((rowCount * rowBytes) / 4) * 4, table.byteLength - offset);
     gpu.dispatch({

@@ -71,8 +71,7 @@ export function linearWithBindingLimit(
   assertDType('linear', x, 'x', 'f32');
   assertDType('linear', w, 'w', 'f32', 'f16');
   if (bias) assertDType('linear', bias, 'bias', 'f32');
-  const y = gpu.empty([...x.shape.slice(0, -1), N]);
-  if (M === 0 || N === 0) return y;
+  if (M === 0 || N === 0) return gpu.empty([...x.shape.slice(0, -1), N]);
 
   const f16 = w.dtype === 'f16';
   const vec4 = K % 8 === 0 && K > 0; // (a vec4 view of an empty x would be a too-small binding)
@@ -84,6 +83,7 @@ export function linearWithBindingLimit(
   const maxGroups = gpu.limits.maxComputeWorkgroupsPerDimension;
   const wRows = rowsPerBinding(N, [K * (f16 ? 2 : 4)], maxBindingBytes, `w [${w.shape}] ${w.dtype}`, matvec ? N : maxGroups * tiles.TILE_N);
   const xyRows = rowsPerBinding(M, [K * 4, N * 4], maxBindingBytes, `x [${M}, ${K}] / y [${M}, ${N}]`, maxGroups * tiles.TILE_M);
+  const y = gpu.empty([...x.shape.slice(0, -1), N]); // (after the checks: a refused call leaks nothing)
 
   for (let m0 = 0; m0 < M; m0 += xyRows) {
     const rows = Math.min(xyRows, M - m0);

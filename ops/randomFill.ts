@@ -6,7 +6,7 @@
  * CPU reference and any chunking of a tensor agree bit for bit (f32; f16 is the f32 value rounded).
  */
 import { params, type Gpu } from '../runtime/gpu.js';
-import type { Tensor } from '../runtime/tensor.js';
+import { numel, storageBytes, type Tensor } from '../runtime/tensor.js';
 import { f32Chunks } from './chunks.js';
 import { check, grid1d, GRID_X } from './util.js';
 
@@ -24,9 +24,9 @@ export interface RandomFillOptions {
 /** A new tensor of `shape` (f32 or packed f16) filled with seeded uniform values. */
 export function randomFill(gpu: Gpu, shape: readonly number[], dtype: 'f32' | 'f16', o: RandomFillOptions): Tensor {
   check('randomFill', Number.isInteger(o.seed) && o.seed >= 0 && o.seed <= 0xffffffff, `seed must be a u32, got ${o.seed}`);
-  const out = o.weight ? gpu.weight(shape, dtype, 'random-weight') : gpu.empty(shape, dtype, 'random');
-  const words = Math.ceil(out.byteLength / 4);
+  const words = Math.ceil(storageBytes(dtype, numel(shape)) / 4);
   check('randomFill', words < 2 ** 31, `tensor [${shape}] is too large for 32-bit element indices`);
+  const out = o.weight ? gpu.weight(shape, dtype, 'random-weight') : gpu.empty(shape, dtype, 'random');
   for (const chunk of f32Chunks(gpu, words)) {
     gpu.dispatch({
       kernel: 'random_fill',

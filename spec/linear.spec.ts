@@ -184,6 +184,16 @@ describe('linear (kernels/linear_tiled.wgsl, kernels/linear_matvec.wgsl)', () =>
     [x, w, w5, b, xi].forEach((t) => t.dispose());
   });
 
+  it('refuses operands that cannot be sliced under the binding limit, allocating nothing', async () => {
+    const gpu = await testGpu();
+    const x = gpu.empty([1, 33]);
+    const w = gpu.empty([129, 33]);
+    const live = gpu.pool.liveBytes;
+    expect(() => linearWithBindingLimit(gpu, x, w, undefined, {}, 100)).to.throw(/w \[129,33\] f32 cannot be bound in slices of ≤ 100 bytes/);
+    expect(gpu.pool.liveBytes).to.equal(live);
+    [x, w].forEach((t) => t.dispose());
+  });
+
   it('counts 2·M·N·K flops', () => {
     expect(linearFlops(576, 4096, 4096)).to.equal(2 * 576 * 4096 * 4096);
   });
