@@ -8,8 +8,8 @@
  *
  * Ops record into one open compute pass; the pass is submitted only when a result is read (or on
  * `flush()`), so a whole forward pass is one command buffer with no CPU round trips. Each dispatch's
- * small uniform block (shapes, eps, …) is written into a reused "params arena", so steady-state
- * recording allocates no GPU memory. Validation / out-of-memory errors and device loss reject the
+ * small uniform block (shapes, eps, …) goes into a reused "params arena" (staged on the CPU and
+ * written with one queue write per batch), so steady-state recording allocates no GPU memory. Validation / out-of-memory errors and device loss reject the
  * next `read()` / `sync()` with the reason — never a hang or a silently wrong answer.
  */
 import { KERNELS, kernelUrl } from '../kernels/index.js';
@@ -94,6 +94,9 @@ export class Gpu {
   private lostPromise: Promise<never>;
 
   private arenas: GPUBuffer[] = [];
+  /** CPU copies of the arenas' contents for the batch being recorded, and bytes used in each. */
+  private arenaMirrors: Uint8Array[] = [];
+  private arenaUsed: number[] = [];
   private smallStaging: GPUBuffer[] = [];
   private arenaIndex = 0;
   private arenaOffset = 0;
@@ -318,12 +321,32 @@ export class Gpu {
       this.arenas.push(
         this.device.createBuffer({ size: ARENA_BYTES, usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST, label: 'params-arena' }),
       );
+      this.arenaMirrors.push(new Uint8Array(ARENA_BYTES));
+      this.arenaUsed.push(0);
     }
     const buffer = this.arenas[this.arenaIndex];
     const offset = this.arenaOffset;
-    this.device.queue.writeBuffer(buffer, offset, data);
+    // Staged on the CPU; `uploadParams` writes each arena once, just before the batch is submitted
+    // (one queue write per batch instead of one per dispatch: a decode step has hundreds).
+    this.arenaMirrors[this.arenaIndex].set(new Uint8Array(data), offset);
     this.arenaOffset = Math.ceil((offset + size) / this.uniformAlign) * this.uniformAlign;
+    this.arenaUsed[this.arenaIndex] = offset + size;
     return { buffer, offset, size };
+  }
+
+  /** Writes the params staged for the recorded batch (ordered before the submit that follows). */
+  private uploadParams(): void {
+    for (let i = 0; i <= this.arenaIndex && i < this.arenas.length; i++) {
+      const used = Math.ceil(this.arenaUsed[i] / 4) * 4;
+      if (used > 0) this.device.queue.writeBuffer(this.arenas[i], 0, this.arenaMirrors[i].buffer, 0, used);
+    }
+    this.resetArena();
+  }
+
+  private resetArena(): void {
+    this.arenaUsed.fill(0);
+    this.arenaIndex = 0;
+    this.arenaOffset = 0;
   }
 
   /** Records one compute dispatch. Nothing runs until the next read/flush. */
@@ -384,11 +407,10 @@ export class Gpu {
   flush(): void {
     if (!this.encoder) return;
     const encoder = this.endPass();
+    this.uploadParams();
     this.device.queue.submit([encoder.finish()]);
     this.encoder = null;
     this.errorScopes.push(this.device.popErrorScope(), this.device.popErrorScope());
-    this.arenaIndex = 0;
-    this.arenaOffset = 0;
   }
 
   /** Throws the first GPU error recorded since the last check (validation, OOM, device loss). */
@@ -493,6 +515,7 @@ export class Gpu {
     this.pass?.end();
     this.pass = null;
     this.encoder = null;
+    this.resetArena();
     this.errorScopes.push(this.device.popErrorScope(), this.device.popErrorScope());
   }
 

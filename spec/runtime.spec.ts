@@ -224,3 +224,18 @@ describe('runtime: device loss', () => {
     gpu.destroy();
   });
 });
+
+describe('runtime: params arena', () => {
+  it('keeps every dispatch’s own params when one batch fills more than one arena', async () => {
+    const gpu = await testGpu();
+    const { randomFill } = await import('../ops/randomFill.js');
+    // 300 dispatches whose params differ (center = i), recorded in one batch: 300 blocks at 256-byte
+    // steps fill more than one 64 KiB arena. Nothing is submitted until the first read.
+    const tensors = Array.from({ length: 300 }, (_, i) => randomFill(gpu, [8], 'f32', { seed: i, center: i, halfWidth: 0.25 }));
+    for (let i = 0; i < tensors.length; i++) {
+      const values = await tensors[i].read();
+      for (const v of values) expect(Math.abs(v - i), `tensor ${i}`).to.be.at.most(0.25);
+      tensors[i].dispose();
+    }
+  });
+});
