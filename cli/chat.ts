@@ -32,7 +32,17 @@ export async function run(argv: string[]): Promise<number> {
       if (question === '') continue;
       if (!interactive) process.stdout.write(`USER: ${question}\n`);
       process.stdout.write('ASSISTANT: ');
-      const result = await session.send(question, { ...args.sampling, onToken: streamAnswer() });
+      let result;
+      try {
+        result = await session.send(question, { ...args.sampling, onToken: streamAnswer() });
+      } catch (e) {
+        // A refused or failed turn (e.g. the context is full) leaves the session consistent: the
+        // history keeps what was said and the cache is rebuilt from it. Say why and go on.
+        process.stdout.write('\n');
+        process.stderr.write(`convllava chat: ${(e as Error).message}\n`);
+        if (interactive) process.stdout.write('USER: ');
+        continue;
+      }
       process.stdout.write('\n');
       if (args.json) {
         console.log(JSON.stringify({ input_ids: result.inputIds, generated_ids: result.ids, text: result.text, timings: result.timings }));

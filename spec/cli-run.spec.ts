@@ -59,6 +59,23 @@ describe('convllava run / chat (cli/run.ts, cli/chat.ts)', () => {
     expect(stdout).to.match(/USER: And the colours\?\nASSISTANT: /);
   });
 
+  it('chat: a turn that does not fit the context is refused with the counts, and the chat goes on', async () => {
+    // --max-context 90 holds the first turn (49 text + 16 visual + 3 new) but not a long second one.
+    const long = Array.from({ length: 40 }, () => 'word').join(' ');
+    const { code, stdout, stderr } = await cli(
+      ['chat', '--model', `${TINY}/model`, '--image', `${TINY}/case1.png`, '--max-new-tokens', '3', '--dtype', 'f32', '--max-context', '90', '--json'],
+      `${golden.question}
+${long}
+ok?
+`,
+    );
+    expect(code, stderr).to.equal(0);
+    expect(stderr).to.match(/convllava chat: prompt too long: .* > context 90/);
+    const records = stdout.split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l));
+    expect(records).to.have.length(2); // the first and the third turn were answered
+    expect(records[0].generated_ids).to.deep.equal(golden.cases[1].generated.slice(0, 3));
+  });
+
   it('run --backend cpu: the same answer from the CPU references', async () => {
     const { code, stdout, stderr } = await cli([
       'run', '--model', `${TINY}/model`, '--image', `${TINY}/case1.png`, '--prompt', golden.question,
