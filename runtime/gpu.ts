@@ -102,6 +102,12 @@ export class Gpu {
   private arenaOffset = 0;
   private readonly uniformAlign: number;
 
+  /**
+   * Open `tidy` scopes (nn/tidy.ts), innermost last: each pooled tensor allocated while one is open
+   * is recorded in the innermost, which frees it when it closes unless it is returned.
+   */
+  readonly scopes: Tensor[][] = [];
+
   /** Number of dispatches recorded since creation (tests use it to check "no work was done"). */
   dispatchCount = 0;
 
@@ -240,11 +246,14 @@ export class Gpu {
 
   private allocate(shape: readonly number[], dtype: DType, label: string | undefined, exact: boolean): Tensor {
     const bytes = storageBytes(dtype, numel(shape));
+    let t: Tensor;
     try {
-      return new Tensor(this, exact ? this.pool.acquireExact(bytes, label) : this.pool.acquire(bytes, label), shape, dtype);
+      t = new Tensor(this, exact ? this.pool.acquireExact(bytes, label) : this.pool.acquire(bytes, label), shape, dtype);
     } catch (e) {
       throw new Error(`${label ?? 'tensor'} [${shape}] ${dtype}: ${(e as Error).message}`);
     }
+    if (!exact) this.scopes[this.scopes.length - 1]?.push(t);
+    return t;
   }
 
   /** A tensor holding `data`. f16 accepts f16 bits (Uint16Array) or numbers (converted). */

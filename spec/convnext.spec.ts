@@ -12,7 +12,7 @@ import type { Gpu } from '../runtime/gpu.js';
 import type { Tensor } from '../runtime/tensor.js';
 import { Checkpoint } from '../weights/checkpoint.js';
 import { VisionTower } from '../convnext/model.js';
-import { Projector } from '../llm/projector.js';
+import { Projector } from '../nn/projector.js';
 import { nhwcToNchw } from '../ops/transpose.js';
 import { run as encodeImage } from '../cli/encode-image.js';
 import type { LlavaConfig } from '../weights/config.js';

@@ -8,6 +8,7 @@ import { fileURLToPath } from 'node:url';
 import type { Gpu } from '../runtime/gpu.js';
 import { Checkpoint, TensorSet } from '../weights/checkpoint.js';
 import { LlamaDecoder } from '../llm/llama.js';
+import { inputsEmbeds } from '../llm/llava.js';
 import { collect, generateTokens, uniformStream, type SamplingOptions, type TokenEvent } from '../llm/generate.js';
 import { LlamaTokenizer } from '../llm/tokenizer.js';
 import { testGpu } from './helpers.js';
@@ -40,7 +41,7 @@ describe('generation (llm/generate.ts)', function () {
   function start(options: SamplingOptions, eosIds?: number[]) {
     decoder.truncate(0);
     const image = gpu.upload([16, 64], imageRows);
-    const x = decoder.inputsEmbeds(golden.input_ids, image);
+    const x = inputsEmbeds(decoder, golden.input_ids, image);
     image.dispose();
     const h = decoder.forward(x);
     x.dispose();

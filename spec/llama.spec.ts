@@ -8,7 +8,8 @@ import { fileURLToPath } from 'node:url';
 import type { Gpu } from '../runtime/gpu.js';
 import { Checkpoint, TensorSet } from '../weights/checkpoint.js';
 import { decoderTensors, LlamaDecoder, type LlamaConfig } from '../llm/llama.js';
-import { LlamaDecoderRef } from '../llm/llama-ref.js';
+import { inputsEmbeds } from '../llm/llava.js';
+import { cpuOps } from '../nn/ops.js';
 import { collect, generateTokens } from '../llm/generate.js';
 import { LlamaTokenizer } from '../llm/tokenizer.js';
 import { randomArray, relL2, testGpu } from './helpers.js';
@@ -54,7 +55,7 @@ describe('LLaMA decoder (llm/llama.ts) vs the fixture', function () {
         const decoder = decoders[dtype]!;
         decoder.truncate(0);
         const image = await projected(c);
-        const x = decoder.inputsEmbeds(golden.input_ids, image); //  [65, 64]
+        const x = inputsEmbeds(decoder, golden.input_ids, image); //  [65, 64]
         image.dispose();
         expect(x.shape).to.deep.equal([65, 64]);
         expectRelL2(await x.read(), await oracle.readF32(`case${c}.inputs_embeds`), 'inputs_embeds', 1e-6);
@@ -74,7 +75,7 @@ describe('LLaMA decoder (llm/llama.ts) vs the fixture', function () {
         const decoder = decoders[dtype]!;
         decoder.truncate(0);
         const image = await projected(c);
-        const x = decoder.inputsEmbeds(golden.input_ids, image);
+        const x = inputsEmbeds(decoder, golden.input_ids, image);
         image.dispose();
         const hidden = decoder.forward(x);
         x.dispose();
@@ -116,7 +117,7 @@ describe('LLaMA decoder (llm/llama.ts) vs the fixture', function () {
     expect(() => decoder.forward(x)).to.throw(/context full: 0 cached \+ 257 new positions > 256/);
     x.dispose();
     const img = gpu.empty([16, 32]);
-    expect(() => decoder.inputsEmbeds(golden.input_ids, img)).to.throw(/\[16,32\].*hidden_size/);
+    expect(() => inputsEmbeds(decoder, golden.input_ids, img)).to.throw(/\[16,32\].*hidden_size/);
     img.dispose();
     for (const maxContext of [0, 2.5]) {
       await LlamaDecoder.load(gpu, ckpt.llm, ckpt.config, { maxContext }).then(
@@ -159,7 +160,7 @@ class RandomWeights {
   }
 }
 
-describe('LLaMA decoder (llm/llama.ts) vs its CPU reference (llm/llama-ref.ts): GQA, tied embeddings, biases', () => {
+describe('LLaMA decoder (llm/llama.ts) vs its CPU reference (the same assembly on cpuOps): GQA, tied embeddings, biases', () => {
   const config: LlamaConfig = {
     hidden_size: 64,
     intermediate_size: 96,
@@ -182,7 +183,7 @@ describe('LLaMA decoder (llm/llama.ts) vs its CPU reference (llm/llama-ref.ts): 
       const gpu = await testGpu();
       const source = new RandomWeights(config, 11);
       const decoder = await LlamaDecoder.load(gpu, source, config, { dtype });
-      const reference = await LlamaDecoderRef.load(source, config, undefined, dtype === 'f16');
+      const reference = await LlamaDecoder.load(cpuOps, source, config, { dtype }); // f16: matrices rounded through f16
       try {
         const prompt = [1, 17, 250, 3, 99, 42, 42, 7, 299];
         const x = decoder.embed(prompt);
