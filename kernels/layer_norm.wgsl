@@ -1,4 +1,4 @@
-// layerNorm.wgsl — LayerNorm over the last dimension (PyTorch nn.LayerNorm / ConvNeXt's
+// layer_norm.wgsl — LayerNorm over the last dimension (PyTorch nn.LayerNorm / ConvNeXt's
 // channels-last LayerNorm): for each row r of C values,
 //
 //   mean = Σ x / C,   var = Σ (x − mean)² / C   (biased, two passes: no E[x²] − mean² cancellation)

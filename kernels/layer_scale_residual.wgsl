@@ -1,4 +1,4 @@
-// layerScaleResidual.wgsl — the end of a ConvNeXt block: layer scale, then the residual add.
+// layer_scale_residual.wgsl — the end of a ConvNeXt block: layer scale, then the residual add.
 //
 //   y[i] = residual[i] + gamma[i mod C] · x[i]        (gamma scales the last dimension, C)
 //

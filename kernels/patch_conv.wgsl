@@ -1,4 +1,4 @@
-// patchConv.wgsl — non-overlapping k×k convolution, stride k (ConvNeXt's 4×4/s4 stem and its
+// patch_conv.wgsl — non-overlapping k×k convolution, stride k (ConvNeXt's 4×4/s4 stem and its
 // 2×2/s2 downsampling layers), channels-last, as an implicit GEMM:
 //
 //   y[oy, ox, co] = bias[co] + Σ_{ky, kx < k, ci < Cin} x[oy·k + ky, ox·k + kx, ci] · wt[co, ci, ky, kx]

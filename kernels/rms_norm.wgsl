@@ -1,4 +1,4 @@
-// rmsNorm.wgsl — RMSNorm over the last dimension (LLaMA / HF LlamaRMSNorm, computed in f32):
+// rms_norm.wgsl — RMSNorm over the last dimension (LLaMA / HF LlamaRMSNorm, computed in f32):
 // for each row r of C values,
 //
 //   y[r, c] = x[r, c] / sqrt(Σ x² / C + eps) · gamma[c]

@@ -6,7 +6,7 @@
  * (scripts/browser-smoke.sh runs the bundle in headless Chromium; too heavy for CI.)
  */
 import { expect } from 'chai';
-import { bundleForBrowser, staticChunkNodeImports, staticNodeImports } from '../scripts/build-browser.js';
+import { bundleForBrowser, staticChunkNodeImports, staticNodeImports } from '../../scripts/build-browser.js';
 import type { Metafile } from 'esbuild';
 
 describe('browser bundle', () => {

@@ -8,13 +8,13 @@ import { expect } from 'chai';
 import { readdir, readFile } from 'node:fs/promises';
 import { join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { serve } from '../scripts/serve.js';
-import { BlobByteSource, BlobFolderReader } from '../weights/blob-source.js';
-import { Checkpoint } from '../weights/checkpoint.js';
-import { insideFolder, type ModelFolderReader } from '../weights/folder.js';
-import { UrlByteSource, UrlFolderReader } from '../weights/url-source.js';
+import { serve } from '../../scripts/serve.js';
+import { BlobByteSource, BlobFolderReader } from '../../weights/blob-source.js';
+import { Checkpoint } from '../../weights/checkpoint.js';
+import { insideFolder, type ModelFolderReader } from '../../weights/folder.js';
+import { UrlByteSource, UrlFolderReader } from '../../weights/url-source.js';
 
-const REPO = fileURLToPath(new URL('..', import.meta.url));
+const REPO = fileURLToPath(new URL('../..', import.meta.url));
 const MODEL = 'spec/fixtures/convllava-tiny/model';
 
 /** Every tensor of `b` has the same bytes as in `a` (the Node reference). */

@@ -7,7 +7,7 @@ import { promisify } from 'node:util';
 import { fileURLToPath } from 'node:url';
 
 const run = promisify(execFile);
-const BIN = fileURLToPath(new URL('../bin/convllava.mjs', import.meta.url));
+const BIN = fileURLToPath(new URL('../../bin/convllava.mjs', import.meta.url));
 
 describe('convllava demo and bench (the CLI, as a user runs it)', () => {
   it('demo runs the whole pipeline and says the weights are random', async () => {

@@ -6,9 +6,9 @@ import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 
-const ROOT = fileURLToPath(new URL('..', import.meta.url));
+const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const TINY = 'spec/fixtures/convllava-tiny';
-const golden = JSON.parse(readFileSync(new URL(`../${TINY}/golden.json`, import.meta.url), 'utf8'));
+const golden = JSON.parse(readFileSync(new URL(`../../${TINY}/golden.json`, import.meta.url), 'utf8'));
 
 function cli(args: string[], stdin = ''): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve, reject) => {

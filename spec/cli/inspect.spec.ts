@@ -8,7 +8,7 @@ import { execFile } from 'node:child_process';
 import { cp, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { SafetensorsFile, writeSafetensors, type TensorToWrite } from '../weights/safetensors.js';
+import { SafetensorsFile, writeSafetensors, type TensorToWrite } from '../../weights/safetensors.js';
 
 const FIXTURE = 'spec/fixtures/convllava-tiny/model';
 

@@ -1,6 +1,6 @@
 import { expect } from 'chai';
-import { add, addRef } from '../ops/add.js';
-import { expectClose, randomNd, testGpu } from './helpers.js';
+import { add, addRef } from '../../ops/add.js';
+import { expectClose, randomNd, testGpu } from '../helpers.js';
 
 describe('add (kernels/add.wgsl)', () => {
   for (const shape of [[1], [7], [33, 255], [3, 1000, 7]]) {

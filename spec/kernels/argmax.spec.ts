@@ -1,7 +1,7 @@
 import { expect } from 'chai';
 import ndarray from 'ndarray';
-import { argmax, argmaxRef } from '../ops/argmax.js';
-import { randomNd, testGpu } from './helpers.js';
+import { argmax, argmaxRef } from '../../ops/argmax.js';
+import { randomNd, testGpu } from '../helpers.js';
 
 describe('argmax (kernels/argmax.wgsl)', () => {
   for (const shape of [[1, 1], [1, 7], [3, 255], [2, 32000], [5, 32001]]) {

@@ -1,6 +1,6 @@
 import { expect } from 'chai';
-import { attention, attentionRef, prefillTiles, type AttentionOptions } from '../ops/attention.js';
-import { expectClose, randomNd, testGpu } from './helpers.js';
+import { attention, attentionRef, prefillTiles, type AttentionOptions } from '../../ops/attention.js';
+import { expectClose, randomNd, testGpu } from '../helpers.js';
 
 interface Case {
   T: number;

@@ -1,8 +1,8 @@
 import { expect } from 'chai';
 import ndarray from 'ndarray';
-import { dwconv7, dwconv7Ref } from '../ops/dwconv7.js';
-import { f16BitsToF32, f32ToF16Bits } from '../runtime/half.js';
-import { expectClose, randomNd, testGpu } from './helpers.js';
+import { dwconv7, dwconv7Ref } from '../../ops/dwconv7.js';
+import { f16BitsToF32, f32ToF16Bits } from '../../runtime/half.js';
+import { expectClose, randomNd, testGpu } from '../helpers.js';
 
 // 49 products of values in [-1, 1] summed in f32 in another order than the f64 reference.
 const TOL = { atol: 2e-6, rtol: 1e-5 };

@@ -1,8 +1,8 @@
 import { expect } from 'chai';
 import ndarray from 'ndarray';
-import { embedding, embeddingChunks, embeddingRef } from '../ops/embedding.js';
-import { f16ToF32Array, f32ToF16Array } from '../runtime/half.js';
-import { expectClose, randomNd, rng, testGpu } from './helpers.js';
+import { embedding, embeddingChunks, embeddingRef } from '../../ops/embedding.js';
+import { f16ToF32Array, f32ToF16Array } from '../../runtime/half.js';
+import { expectClose, randomNd, rng, testGpu } from '../helpers.js';
 
 function randomIds(n: number, vocab: number, seed: number): Uint32Array {
   const r = rng(seed);

@@ -1,6 +1,6 @@
 import { expect } from 'chai';
-import { erfc64, gelu, geluRef } from '../ops/gelu.js';
-import { expectClose, randomNd, testGpu } from './helpers.js';
+import { erfc64, gelu, geluRef } from '../../ops/gelu.js';
+import { expectClose, randomNd, testGpu } from '../helpers.js';
 
 // The kernel's erfc is accurate to ~2e-7 absolute / ~4e-7 relative in the tail (kernels/gelu.wgsl),
 // so GELU = 0.5·x·erfc(−x/√2) must match the double-precision reference to about that.

@@ -6,11 +6,11 @@
  */
 import { expect } from 'chai';
 import { readFileSync } from 'node:fs';
-import { kernelUrl } from '../kernels/index.js';
-import { PREFILL_MAX_DPT, PREFILL_MAX_KPT } from '../ops/attention.js';
-import { ROW_ELEMS_PER_THREAD } from '../ops/chunks.js';
-import { MATVEC_MAX_M, TILED_MAX_LOADS } from '../ops/linear.js';
-import { ROPE_MAX_HALF } from '../ops/rope.js';
+import { kernelUrl } from '../../kernels/index.js';
+import { PREFILL_MAX_DPT, PREFILL_MAX_KPT } from '../../ops/attention.js';
+import { ROW_ELEMS_PER_THREAD } from '../../ops/chunks.js';
+import { MATVEC_MAX_M, TILED_MAX_LOADS } from '../../ops/linear.js';
+import { ROPE_MAX_HALF } from '../../ops/rope.js';
 
 /** The value of `const NAME: u32 = V;` in kernels/<kernel>.wgsl. */
 function wgslConst(kernel: string, name: string): number {
@@ -26,8 +26,8 @@ describe('constants shared by a kernel and its op', () => {
     ['linear_tiled', 'MAX_LOADS', 'ops/linear.ts TILED_MAX_LOADS', TILED_MAX_LOADS],
     ['attention_prefill', 'MAX_DPT', 'ops/attention.ts PREFILL_MAX_DPT', PREFILL_MAX_DPT],
     ['attention_prefill', 'MAX_KPT', 'ops/attention.ts PREFILL_MAX_KPT', PREFILL_MAX_KPT],
-    ['layerNorm', 'CACHED', 'ops/chunks.ts ROW_ELEMS_PER_THREAD', ROW_ELEMS_PER_THREAD],
-    ['rmsNorm', 'CACHED', 'ops/chunks.ts ROW_ELEMS_PER_THREAD', ROW_ELEMS_PER_THREAD],
+    ['layer_norm', 'CACHED', 'ops/chunks.ts ROW_ELEMS_PER_THREAD', ROW_ELEMS_PER_THREAD],
+    ['rms_norm', 'CACHED', 'ops/chunks.ts ROW_ELEMS_PER_THREAD', ROW_ELEMS_PER_THREAD],
   ];
   for (const [kernel, name, copy, value] of pairs) {
     it(`${kernel}.wgsl ${name} = ${copy}`, () => expect(wgslConst(kernel, name)).to.equal(value));

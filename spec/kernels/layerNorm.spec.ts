@@ -1,6 +1,6 @@
 import { expect } from 'chai';
-import { layerNorm, layerNormRef } from '../ops/layerNorm.js';
-import { expectClose, randomNd, testGpu } from './helpers.js';
+import { layerNorm, layerNormRef } from '../../ops/layerNorm.js';
+import { expectClose, randomNd, testGpu } from '../helpers.js';
 
 // Cases that take lavapipe many seconds (65 536+ workgroups) run only with CONVLLAVA_SLOW_SPECS=1.
 const slowIt = process.env.CONVLLAVA_SLOW_SPECS ? it : it.skip;
@@ -19,7 +19,7 @@ async function check(shape: number[], eps: number, seed: number, offset = 0, max
   [tx, tg, tb, y].forEach((t) => t.dispose());
 }
 
-describe('layerNorm (kernels/layerNorm.wgsl)', () => {
+describe('layerNorm (kernels/layer_norm.wgsl)', () => {
   for (const shape of [[1], [1, 7], [5, 33], [7, 255], [3, 4, 192], [9, 3072], [2, 5000], [3, 9001]]) {
     it(`matches the f64 reference for [${shape}]`, () => check(shape, 1e-6, 41));
   }

@@ -1,10 +1,10 @@
 import { expect } from 'chai';
-import { layerScaleResidual, layerScaleResidualRef } from '../ops/layerScaleResidual.js';
-import { expectClose, randomNd, testGpu } from './helpers.js';
+import { layerScaleResidual, layerScaleResidualRef } from '../../ops/layerScaleResidual.js';
+import { expectClose, randomNd, testGpu } from '../helpers.js';
 
 const TOL = { atol: 1e-6, rtol: 1e-6 };
 
-describe('layerScaleResidual (kernels/layerScaleResidual.wgsl)', () => {
+describe('layerScaleResidual (kernels/layer_scale_residual.wgsl)', () => {
   for (const shape of [[1], [7], [33, 255], [7, 33, 5], [16, 16, 192]]) {
     it(`matches the CPU reference for [${shape}]`, async () => {
       const gpu = await testGpu();

@@ -1,10 +1,10 @@
 import { expect } from 'chai';
 import ndarray, { type NdArray } from 'ndarray';
-import { linear, linearRef, linearWithBindingLimit, geluRef, MATVEC_MAX_M, uploadWeight, linearFlops } from '../ops/linear.js';
-import { f16ToF32Array, f32ToF16Array } from '../runtime/half.js';
-import type { Gpu } from '../runtime/gpu.js';
-import type { Tensor } from '../runtime/tensor.js';
-import { expectClose, randomNd, rng, testGpu } from './helpers.js';
+import { linear, linearRef, linearWithBindingLimit, geluRef, MATVEC_MAX_M, uploadWeight, linearFlops } from '../../ops/linear.js';
+import { f16ToF32Array, f32ToF16Array } from '../../runtime/half.js';
+import type { Gpu } from '../../runtime/gpu.js';
+import type { Tensor } from '../../runtime/tensor.js';
+import { expectClose, randomNd, rng, testGpu } from '../helpers.js';
 
 type WDType = 'f32' | 'f16';
 

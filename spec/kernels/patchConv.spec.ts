@@ -1,8 +1,8 @@
 import { expect } from 'chai';
 import ndarray from 'ndarray';
-import { patchConv, patchConvRef } from '../ops/patchConv.js';
-import { f16BitsToF32, f32ToF16Bits } from '../runtime/half.js';
-import { expectClose, randomNd, testGpu } from './helpers.js';
+import { patchConv, patchConvRef } from '../../ops/patchConv.js';
+import { f16BitsToF32, f32ToF16Bits } from '../../runtime/half.js';
+import { expectClose, randomNd, testGpu } from '../helpers.js';
 
 // Sums of up to Cin·k² = 768 products of values in [-1, 1], f32 vs the f64 reference.
 const TOL = { atol: 1e-5, rtol: 1e-5 };
@@ -23,7 +23,7 @@ async function check([H, W, Cin]: number[], Cout: number, k: number, seed: numbe
   [tx, tw, tb, y].forEach((t) => t.dispose());
 }
 
-describe('patchConv (kernels/patchConv.wgsl)', () => {
+describe('patchConv (kernels/patch_conv.wgsl)', () => {
   const cases: [number[], number, number][] = [
     [[4, 4, 3], 1, 4], [[7, 9, 3], 5, 4], [[33, 35, 3], 16, 4], [[2, 2, 1], 1, 2], [[7, 7, 5], 7, 2],
     [[16, 18, 33], 70, 2], [[9, 8, 192], 96, 2], [[5, 5, 7], 3, 1],

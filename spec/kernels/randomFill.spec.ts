@@ -1,7 +1,7 @@
 import { expect } from 'chai';
-import { randomFill, randomFillRef, seedFor } from '../ops/randomFill.js';
-import { f16BitsToF32, f32ToF16Bits } from '../runtime/half.js';
-import { expectClose, testGpu } from './helpers.js';
+import { randomFill, randomFillRef, seedFor } from '../../ops/randomFill.js';
+import { f16BitsToF32, f32ToF16Bits } from '../../runtime/half.js';
+import { expectClose, testGpu } from '../helpers.js';
 
 describe('randomFill (kernels/random_fill.wgsl)', () => {
   for (const n of [1, 7, 33, 255, 70001]) {

@@ -1,6 +1,6 @@
 import { expect } from 'chai';
-import { rmsNorm, rmsNormRef } from '../ops/rmsNorm.js';
-import { expectClose, randomNd, testGpu } from './helpers.js';
+import { rmsNorm, rmsNormRef } from '../../ops/rmsNorm.js';
+import { expectClose, randomNd, testGpu } from '../helpers.js';
 
 // Cases that take lavapipe many seconds (65 536+ workgroups) run only with CONVLLAVA_SLOW_SPECS=1.
 const slowIt = process.env.CONVLLAVA_SLOW_SPECS ? it : it.skip;
@@ -18,7 +18,7 @@ async function check(shape: number[], eps: number, seed: number, maxBindingBytes
   [tx, tg, y].forEach((t) => t.dispose());
 }
 
-describe('rmsNorm (kernels/rmsNorm.wgsl)', () => {
+describe('rmsNorm (kernels/rms_norm.wgsl)', () => {
   for (const shape of [[1], [1, 7], [5, 33], [7, 255], [3, 4096], [2, 5003], [3, 9001]]) {
     it(`matches the f64 reference for [${shape}]`, () => check(shape, 1e-5, 51));
   }

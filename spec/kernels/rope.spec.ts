@@ -1,7 +1,7 @@
 import { expect } from 'chai';
 import ndarray from 'ndarray';
-import { rope, ropeInvFreq, ropeRef, type RopeOptions } from '../ops/rope.js';
-import { expectClose, randomNd, testGpu } from './helpers.js';
+import { rope, ropeInvFreq, ropeRef, type RopeOptions } from '../../ops/rope.js';
+import { expectClose, randomNd, testGpu } from '../helpers.js';
 
 describe('rope (kernels/rope.wgsl)', () => {
   const cases: [T: number, opts: RopeOptions][] = [

@@ -1,6 +1,6 @@
 import { expect } from 'chai';
-import { sliceRows, sliceRowsRef, writeRows, writeRowsRef } from '../ops/rows.js';
-import { expectClose, randomNd, testGpu } from './helpers.js';
+import { sliceRows, sliceRowsRef, writeRows, writeRowsRef } from '../../ops/rows.js';
+import { expectClose, randomNd, testGpu } from '../helpers.js';
 
 const EXACT = { atol: 0, rtol: 0 };
 

@@ -1,14 +1,14 @@
 import { expect } from 'chai';
 import { readdirSync } from 'node:fs';
-import { KERNELS } from '../kernels/index.js';
-import { Gpu } from '../runtime/gpu.js';
-import { BufferPool } from '../runtime/pool.js';
-import { bf16BitsToF32, f16BitsToF32, f32ToF16Bits } from '../runtime/half.js';
-import { testGpu } from './helpers.js';
+import { KERNELS } from '../../kernels/index.js';
+import { Gpu } from '../../runtime/gpu.js';
+import { BufferPool } from '../../runtime/pool.js';
+import { bf16BitsToF32, f16BitsToF32, f32ToF16Bits } from '../../runtime/half.js';
+import { testGpu } from '../helpers.js';
 
 describe('runtime', () => {
   it('kernels/index.ts lists exactly the .wgsl files in kernels/', () => {
-    const files = readdirSync(new URL('../kernels/', import.meta.url))
+    const files = readdirSync(new URL('../../kernels/', import.meta.url))
       .filter((f) => f.endsWith('.wgsl'))
       .map((f) => f.slice(0, -5))
       .sort();
@@ -169,7 +169,7 @@ describe('runtime: partial writes', () => {
 describe('runtime: ordering', () => {
   it('a write into a recycled buffer does not overtake recorded work that still reads it', async () => {
     const gpu = await testGpu();
-    const { add } = await import('../ops/add.js');
+    const { add } = await import('../../ops/add.js');
     const n = 4096;
     const a = gpu.upload([n], new Float32Array(n).fill(1));
     const b = gpu.upload([n], new Float32Array(n).fill(2));
@@ -194,7 +194,7 @@ describe('runtime: ordering', () => {
 describe('runtime: timeGpu', () => {
   it('an error thrown while recording leaves the context usable (no half-recorded timed pass)', async () => {
     const gpu = await testGpu();
-    const { add } = await import('../ops/add.js');
+    const { add } = await import('../../ops/add.js');
     const a = gpu.upload([4], [1, 2, 3, 4]);
     const wrong = gpu.empty([5]);
     let error: Error | undefined;
@@ -228,7 +228,7 @@ describe('runtime: device loss', () => {
 describe('runtime: params arena', () => {
   it('keeps every dispatch’s own params when one batch fills more than one arena', async () => {
     const gpu = await testGpu();
-    const { randomFill } = await import('../ops/randomFill.js');
+    const { randomFill } = await import('../../ops/randomFill.js');
     // 300 dispatches whose params differ (center = i), recorded in one batch: 300 blocks at 256-byte
     // steps fill more than one 64 KiB arena. Nothing is submitted until the first read.
     const tensors = Array.from({ length: 300 }, (_, i) => randomFill(gpu, [8], 'f32', { seed: i, center: i, halfWidth: 0.25 }));

@@ -1,9 +1,9 @@
 import { expect } from 'chai';
-import { argmaxRef } from '../ops/argmax.js';
-import { sample, sampleRef, samplingDistribution, type SampleOptions } from '../ops/sample.js';
+import { argmaxRef } from '../../ops/argmax.js';
+import { sample, sampleRef, samplingDistribution, type SampleOptions } from '../../ops/sample.js';
 import ndarray from 'ndarray';
-import { randomArray, rng, testGpu } from './helpers.js';
-import type { Gpu } from '../runtime/gpu.js';
+import { randomArray, rng, testGpu } from '../helpers.js';
+import type { Gpu } from '../../runtime/gpu.js';
 
 type RefOptions = Omit<SampleOptions, 'recentIds'> & { recentIds?: number[] };
 

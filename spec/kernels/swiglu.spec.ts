@@ -1,6 +1,6 @@
 import { expect } from 'chai';
-import { swiglu, swigluRef } from '../ops/swiglu.js';
-import { expectClose, randomNd, testGpu } from './helpers.js';
+import { swiglu, swigluRef } from '../../ops/swiglu.js';
+import { expectClose, randomNd, testGpu } from '../helpers.js';
 
 const TOL = { atol: 1e-7, rtol: 1e-5 };
 

@@ -1,6 +1,6 @@
 import { expect } from 'chai';
-import { nchwToNhwc, nchwToNhwcRef, nhwcToNchw, nhwcToNchwRef } from '../ops/transpose.js';
-import { expectClose, randomNd, testGpu } from './helpers.js';
+import { nchwToNhwc, nchwToNhwcRef, nhwcToNchw, nhwcToNchwRef } from '../../ops/transpose.js';
+import { expectClose, randomNd, testGpu } from '../helpers.js';
 
 const EXACT = { atol: 0, rtol: 0 };
 

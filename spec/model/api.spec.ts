@@ -6,11 +6,11 @@ import { expect } from 'chai';
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { PNG } from 'pngjs';
-import { ConvLlava, type LoadProgress, type TokenEvent } from '../index.js';
-import type { GpuBackend } from '../llm/backend.js';
-import { testGpu } from './helpers.js';
+import { ConvLlava, type LoadProgress, type TokenEvent } from '../../index.js';
+import type { GpuBackend } from '../../llm/backend.js';
+import { testGpu } from '../helpers.js';
 
-const TINY = new URL('./fixtures/convllava-tiny/', import.meta.url);
+const TINY = new URL('../fixtures/convllava-tiny/', import.meta.url);
 const MODEL = fileURLToPath(new URL('model', TINY));
 const golden = JSON.parse(readFileSync(new URL('golden.json', TINY), 'utf8'));
 const imagePath = (c: number) => fileURLToPath(new URL(`case${c}.png`, TINY));

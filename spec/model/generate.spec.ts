@@ -5,15 +5,15 @@
 import { expect } from 'chai';
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import type { Gpu } from '../runtime/gpu.js';
-import { Checkpoint, TensorSet } from '../weights/checkpoint.js';
-import { LlamaDecoder } from '../llm/llama.js';
-import { inputsEmbeds } from '../llm/llava.js';
-import { collect, generateTokens, uniformStream, type SamplingOptions, type TokenEvent } from '../llm/generate.js';
-import { LlamaTokenizer } from '../llm/tokenizer.js';
-import { testGpu } from './helpers.js';
+import type { Gpu } from '../../runtime/gpu.js';
+import { Checkpoint, TensorSet } from '../../weights/checkpoint.js';
+import { LlamaDecoder } from '../../llm/llama.js';
+import { inputsEmbeds } from '../../llm/llava.js';
+import { collect, generateTokens, uniformStream, type SamplingOptions, type TokenEvent } from '../../llm/generate.js';
+import { LlamaTokenizer } from '../../llm/tokenizer.js';
+import { testGpu } from '../helpers.js';
 
-const TINY = new URL('./fixtures/convllava-tiny/', import.meta.url);
+const TINY = new URL('../fixtures/convllava-tiny/', import.meta.url);
 const golden = JSON.parse(readFileSync(new URL('golden.json', TINY), 'utf8'));
 const GREEDY: number[] = golden.cases[0].generated;
 

@@ -5,16 +5,16 @@
 import { expect } from 'chai';
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import type { Gpu } from '../runtime/gpu.js';
-import { Checkpoint, TensorSet } from '../weights/checkpoint.js';
-import { decoderTensors, LlamaDecoder, type LlamaConfig } from '../llm/llama.js';
-import { inputsEmbeds } from '../llm/llava.js';
-import { cpuOps } from '../nn/ops.js';
-import { collect, generateTokens } from '../llm/generate.js';
-import { LlamaTokenizer } from '../llm/tokenizer.js';
-import { randomArray, relL2, testGpu } from './helpers.js';
+import type { Gpu } from '../../runtime/gpu.js';
+import { Checkpoint, TensorSet } from '../../weights/checkpoint.js';
+import { decoderTensors, LlamaDecoder, type LlamaConfig } from '../../llm/llama.js';
+import { inputsEmbeds } from '../../llm/llava.js';
+import { cpuOps } from '../../nn/ops.js';
+import { collect, generateTokens } from '../../llm/generate.js';
+import { LlamaTokenizer } from '../../llm/tokenizer.js';
+import { randomArray, relL2, testGpu } from '../helpers.js';
 
-const TINY = new URL('./fixtures/convllava-tiny/', import.meta.url);
+const TINY = new URL('../fixtures/convllava-tiny/', import.meta.url);
 const golden = JSON.parse(readFileSync(new URL('golden.json', TINY), 'utf8'));
 
 function expectRelL2(actual: ArrayLike<number>, expected: ArrayLike<number>, label: string, tol = 1e-4): void {

@@ -7,10 +7,10 @@
 import { expect } from 'chai';
 import { readFile } from 'node:fs/promises';
 import { deflateSync } from 'node:zlib';
-import { loadImage, preprocess, preprocessorFor, expandToSquare, type PreprocessorConfig, type RawImage } from '../convnext/preprocess.js';
-import { materialize, resizeBicubic } from '../convnext/resample.js';
-import { expectClose } from './helpers.js';
-import { FIXTURES, TINY_MODEL, readFixture } from './vision-fixtures.js';
+import { loadImage, preprocess, preprocessorFor, expandToSquare, type PreprocessorConfig, type RawImage } from '../../convnext/preprocess.js';
+import { materialize, resizeBicubic } from '../../convnext/resample.js';
+import { expectClose } from '../helpers.js';
+import { FIXTURES, TINY_MODEL, readFixture } from '../vision-fixtures.js';
 
 const PREP = `${FIXTURES}preprocess/`;
 

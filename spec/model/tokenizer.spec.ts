@@ -1,15 +1,15 @@
 import { expect } from 'chai';
 import { readFileSync } from 'node:fs';
-import { LlamaTokenizer, StreamDecoder } from '../llm/tokenizer.js';
+import { LlamaTokenizer, StreamDecoder } from '../../llm/tokenizer.js';
 import {
   IMAGE_TOKEN_INDEX,
   followUpIds,
   imageQuestionIds,
   tokenizerImageToken,
   vicunaV1Prompt,
-} from '../llm/prompt.js';
+} from '../../llm/prompt.js';
 
-const FIXTURES = new URL('./fixtures/', import.meta.url);
+const FIXTURES = new URL('../fixtures/', import.meta.url);
 const golden = JSON.parse(readFileSync(new URL('convllava-tiny/golden.json', FIXTURES), 'utf8'));
 const prompts = JSON.parse(readFileSync(new URL('tools/prompts.json', FIXTURES), 'utf8'));
 

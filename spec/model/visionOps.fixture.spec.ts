@@ -7,18 +7,18 @@
  * semantics as transformers' ConvNextModel computes them.
  */
 import { expect } from 'chai';
-import { dwconv7 } from '../ops/dwconv7.js';
-import { gelu } from '../ops/gelu.js';
-import { layerNorm } from '../ops/layerNorm.js';
-import { layerScaleResidual } from '../ops/layerScaleResidual.js';
-import { linear } from '../ops/linear.js';
-import { patchConv } from '../ops/patchConv.js';
-import { nchwToNhwc, nhwcToNchw } from '../ops/transpose.js';
-import type { Tensor } from '../runtime/tensor.js';
-import { TensorSet } from '../weights/checkpoint.js';
-import { relL2, testGpu } from './helpers.js';
+import { dwconv7 } from '../../ops/dwconv7.js';
+import { gelu } from '../../ops/gelu.js';
+import { layerNorm } from '../../ops/layerNorm.js';
+import { layerScaleResidual } from '../../ops/layerScaleResidual.js';
+import { linear } from '../../ops/linear.js';
+import { patchConv } from '../../ops/patchConv.js';
+import { nchwToNhwc, nhwcToNchw } from '../../ops/transpose.js';
+import type { Tensor } from '../../runtime/tensor.js';
+import { TensorSet } from '../../weights/checkpoint.js';
+import { relL2, testGpu } from '../helpers.js';
 
-const TINY = new URL('./fixtures/convllava-tiny/', import.meta.url);
+const TINY = new URL('../fixtures/convllava-tiny/', import.meta.url);
 const EPS = 1e-6; // transformers' ConvNeXt LayerNorms (stem, blocks, downsampling) hardcode 1e-6
 
 describe('vision ops vs the PyTorch fixtures (convllava-tiny stem and stage 1)', () => {

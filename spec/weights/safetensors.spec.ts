@@ -7,7 +7,7 @@ import { expect } from 'chai';
 import { mkdtemp, open, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { SafetensorsError, SafetensorsFile, writeSafetensors, encodeHeader, MAX_HEADER_BYTES, type TensorToWrite } from '../weights/safetensors.js';
+import { SafetensorsError, SafetensorsFile, writeSafetensors, encodeHeader, MAX_HEADER_BYTES, type TensorToWrite } from '../../weights/safetensors.js';
 
 let dir: string;
 let counter = 0;

@@ -2,12 +2,12 @@ import { expect } from 'chai';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Checkpoint } from '../weights/checkpoint.js';
-import { expectedLlmTensors, expectedVisionTensors } from '../weights/names.js';
-import { syntheticCheckpoint, writeSyntheticCheckpoint } from '../synthetic/checkpoint.js';
-import { PRESET_NAMES } from '../synthetic/presets.js';
-import { runModelBench } from '../bench/model.js';
-import { expectClose, testGpu } from './helpers.js';
+import { Checkpoint } from '../../weights/checkpoint.js';
+import { expectedLlmTensors, expectedVisionTensors } from '../../weights/names.js';
+import { syntheticCheckpoint, writeSyntheticCheckpoint } from '../../synthetic/checkpoint.js';
+import { PRESET_NAMES } from '../../synthetic/presets.js';
+import { runModelBench } from '../../bench/model.js';
+import { expectClose, testGpu } from '../helpers.js';
 
 describe('synthetic checkpoints', () => {
   it('every preset yields the tensor set the loader expects', () => {
