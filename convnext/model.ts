@@ -149,6 +149,7 @@ export class VisionTower<T = Tensor> {
 
   /** Frees every weight. */
   dispose(): void {
+    this.ops.flush(); // recorded work that reads (or, for synthetic weights, writes) a weight runs first
     for (const t of this.weights) this.ops.dispose(t);
   }
 }

@@ -178,6 +178,7 @@ export class LlamaDecoder<T = Tensor> {
   }
 
   dispose(): void {
+    this.ops.flush(); // recorded work that reads (or, for synthetic weights, writes) a weight runs first
     for (const t of [...this.weights, ...this.caches]) this.ops.dispose(t);
   }
 

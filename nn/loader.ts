@@ -97,6 +97,7 @@ export class WeightLoader<T> {
     try {
       return await build(this);
     } catch (e) {
+      this.ops.flush(); // weights generated on the GPU (synthetic) may still have their fill pending
       for (const t of [...this.loaded.values(), ...this.adopted]) this.ops.dispose(t);
       this.loaded.clear();
       this.adopted.length = 0;

@@ -40,6 +40,8 @@ export interface TensorOps<T> {
   /** Runs fn and frees what it allocated, except what it returns (nn/tidy.ts). */
   tidy<R>(fn: () => R): R;
   dispose(x: T): void;
+  /** Submits recorded work (GPU), e.g. before freeing weights whose generating dispatches are still pending. */
+  flush(): void;
   /** A zero-initialised (CPU) / uninitialised (GPU) f32 tensor from the pool: KV caches, inputs_embeds. */
   empty(shape: readonly number[], label?: string): T;
   /** How many rows of `width` f32 one storage binding holds (Infinity on the CPU). */
@@ -79,6 +81,7 @@ export function gpuOps(gpu: Gpu): GpuOps {
     reshape: (x, shape) => x.reshape(shape),
     tidy: (fn) => tidy(gpu, fn),
     dispose: (x) => x.dispose(),
+    flush: () => gpu.flush(),
     empty: (shape, label) => gpu.empty(shape, 'f32', label),
     maxRowsPerBinding: (width) => Math.floor(gpu.limits.maxStorageBufferBindingSize / (width * 4)),
     byteLength: (x) => x.byteLength,
@@ -106,6 +109,7 @@ export const cpuOps: TensorOps<Nd> = {
   reshape: (x, shape) => ndarray(x.data, [...shape]),
   tidy: (fn) => fn(), // garbage-collected
   dispose: () => {},
+  flush: () => {},
   empty: (shape) => ndarray(new Float32Array(shape.reduce((a, b) => a * b, 1)), [...shape]),
   maxRowsPerBinding: () => Infinity,
   byteLength: (x) => x.data.byteLength,

@@ -66,6 +66,7 @@ export class Projector<T = Tensor> {
   }
 
   dispose(): void {
+    this.ops.flush(); // recorded work that reads (or, for synthetic weights, writes) a weight runs first
     for (const t of this.weights) this.ops.dispose(t);
   }
 }

@@ -13,6 +13,7 @@ import type { Tensor } from '../../runtime/tensor.js';
 import { Checkpoint } from '../../weights/checkpoint.js';
 import { VisionTower } from '../../convnext/model.js';
 import { Projector } from '../../nn/projector.js';
+import { cpuOps } from '../../nn/ops.js';
 import { nhwcToNchw } from '../../ops/transpose.js';
 import { run as encodeImage } from '../../cli/encode-image.js';
 import type { LlavaConfig } from '../../weights/config.js';
@@ -119,6 +120,16 @@ describe('ConvNeXt vision tower + projector vs the reference (convllava-tiny)', 
     }
     tower16.dispose();
     projector16.dispose();
+  });
+
+  it('the CPU twin (the same tower and projector on cpuOps) matches image_features and projected within 1e-4', async () => {
+    const towerRef = await VisionTower.load(cpuOps, ckpt);
+    const projectorRef = await Projector.load(cpuOps, ckpt);
+    const pixelValues = (await readFixture(GOLDEN, 'case0.pixel_values')).data;
+    const features = towerRef.encode(ndarray(pixelValues, [3, 256, 256])).features;
+    await expectGolden(features.data, 'case0.image_features', [1, ...features.shape], 1e-4);
+    const projected = projectorRef.forward(features);
+    await expectGolden(projected.data, 'case0.projected', [1, ...projected.shape], 1e-4);
   });
 
   it('rejects pixel_values of the wrong shape', () => {
