@@ -39,9 +39,9 @@ describe('browser bundle', () => {
     const importsOf = (file: string) => (metafile.inputs[file]?.imports ?? []).map((i) => `${i.kind} ${i.path}`);
     expect(importsOf('runtime/node.ts')).to.include('import-statement webgpu');
     expect(importsOf('weights/node-folder.ts')).to.include('import-statement node:fs/promises');
-    // …which are reached only dynamically: pretend gpu.ts imported node.ts statically and the checker objects.
+    // …which are reached only dynamically: pretend device.ts imported node.ts statically and the checker objects.
     const tampered: Metafile = JSON.parse(JSON.stringify(metafile));
-    for (const imp of tampered.inputs['runtime/gpu.ts'].imports) if (imp.path === 'runtime/node.ts') imp.kind = 'import-statement';
+    for (const imp of tampered.inputs['runtime/device.ts'].imports) if (imp.path === 'runtime/node.ts') imp.kind = 'import-statement';
     expect(staticNodeImports(tampered, 'browser/entry.ts').some((chain) => chain.endsWith('runtime/node.ts → webgpu'))).to.equal(true);
   });
 });
