@@ -29,8 +29,8 @@ const CACHED: u32 = 8u;       // row elements per thread held in registers
 
 var<workgroup> partial: array<f32, WG>;
 
-// Sum of `v` over the TPR threads of this thread's segment (every thread gets the total).
-// Called by the whole workgroup (it contains barriers).
+// Sum of `v` over the TPR threads of this thread's segment (every thread gets the total); the same
+// in rms_norm.wgsl (spec/kernels/wgsl-helpers.spec.ts). Called by the whole workgroup (it contains barriers).
 fn segment_sum(lid: u32, lane: u32, v: f32) -> f32 {
   partial[lid] = v;
   workgroupBarrier();

@@ -1,7 +1,7 @@
 // patch_conv.wgsl — non-overlapping k×k convolution, stride k (ConvNeXt's 4×4/s4 stem and its
 // 2×2/s2 downsampling layers), channels-last, as an implicit GEMM:
 //
-//   y[oy, ox, co] = bias[co] + Σ_{ky, kx < k, ci < Cin} x[oy·k + ky, ox·k + kx, ci] · wt[co, ci, ky, kx]
+//   y[oy, ox, co] = bias[co] + Σ_{ky, kx < k, ci < Cin} x[oy·k + ky, ox·k + kx, ci] · w[co, ci, ky, kx]
 //
 // i.e. Y[P, Cout] = A[P, R] · B[R, Cout] + bias with P = Ho·Wo output pixels and R = k·k·Cin, where
 // A's row p is pixel p's input patch (never materialised: gathered from x while tiling) and
@@ -11,7 +11,7 @@
 // pairs read with unpack2x16float: element i is half i & 1 of word i >> 1).
 //
 // Bindings:  @0 uniform Params { W, Cin, Cout, k, Wo, pixels, in_offset, out_offset }
-//            @1 x: f32 (input rows of this band from element in_offset)   @2 wt: u32 words
+//            @1 x: f32 (input rows of this band from element in_offset)   @2 w: u32 words
 //            @3 bias: f32[Cout]   @4 y: f32 (output pixels of this band from element out_offset)
 //            Images over one binding run in bands of output rows (ops/patchConv.ts); `pixels` is
 //            the band's Ho_band·Wo output pixels.
@@ -37,7 +37,7 @@ override WG: u32 = (BM / TM) * (BN / TN);
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
-@group(0) @binding(2) var<storage, read> wt: array<u32>;
+@group(0) @binding(2) var<storage, read> w: array<u32>;
 @group(0) @binding(3) var<storage, read> bias: array<f32>;
 @group(0) @binding(4) var<storage, read_write> y: array<f32>;
 
@@ -48,12 +48,12 @@ var<workgroup> a_tile: array<f32, BK * (BM + PAD_ROW)>;
 var<workgroup> b_tile: array<f32, BK * (BN + PAD_ROW)>;
 var<workgroup> patch_start: array<u32, BM>;   // x index of each tile pixel's patch corner
 
+/** Element i of the bound weight (f32 bits, or half i & 1 of word i >> 1). The same in every kernel reading weights (spec/kernels/wgsl-helpers.spec.ts). */
 fn weight(i: u32) -> f32 {
   if (W_F16) {
-    let pair = unpack2x16float(wt[i >> 1u]);
-    return select(pair.x, pair.y, (i & 1u) == 1u);
+    return unpack2x16float(w[i >> 1u])[i & 1u];
   }
-  return bitcast<f32>(wt[i]);
+  return bitcast<f32>(w[i]);
 }
 
 @compute @workgroup_size(WG)

@@ -26,7 +26,8 @@ const CACHED: u32 = 8u;       // row elements per thread held in registers
 
 var<workgroup> partial: array<f32, WG>;
 
-// Sum of `v` over the TPR threads of this thread's segment (every thread gets the total).
+// Sum of `v` over the TPR threads of this thread's segment (every thread gets the total); the same
+// in layer_norm.wgsl (spec/kernels/wgsl-helpers.spec.ts).
 fn segment_sum(lid: u32, lane: u32, v: f32) -> f32 {
   partial[lid] = v;
   workgroupBarrier();
