@@ -9,7 +9,7 @@
  *   npm run bench:llm -- [--layers 32] [--prefill 640] [--decode 32] [--runs 3]
  *
  * On lavapipe (no GPU, host RAM) use a few layers: the full model is 13.5 GB of f16 weights.
- * Reported next to the issue's H200 references: PyTorch prefill of 640 tokens 23 ms; transformers'
+ * Reported next to H200 reference figures (see README, Benchmarks): PyTorch prefill of 640 tokens 23 ms; transformers'
  * eager decode 16 tok/s; the memory-bandwidth bound for 13.5 GB of f16 weights ≈ 350 tok/s.
  */
 import { parseArgs } from 'node:util';
@@ -102,7 +102,7 @@ async function main(): Promise<void> {
     `median: prefill ${prefill} tokens ${p.toFixed(0)} ms = ${((prefill / p) * 1000).toFixed(1)} tok/s; decode ${d.toFixed(2)} tok/s` +
       (layers < 32 ? ` (${layers} layers; ×${scale} layers ≈ ${(p * scale).toFixed(0)} ms prefill, ${(d / scale).toFixed(2)} tok/s decode for 32, ignoring embed/lm_head)` : ''),
   );
-  console.log('references (H200, issue 5): PyTorch prefill 640 tokens 23 ms; transformers eager decode 16 tok/s; f16 bandwidth bound ≈ 350 tok/s');
+  console.log('references (H200, README Benchmarks): PyTorch prefill 640 tokens 23 ms; transformers eager decode 16 tok/s; f16 bandwidth bound ≈ 350 tok/s');
   decoder.dispose();
   gpu.destroy();
 }
