@@ -14,6 +14,12 @@ export type { FinishReason, SamplingOptions, TokenEvent } from './llm/generate.j
 export { LlamaTokenizer, StreamDecoder, type TextTokenizer } from './llm/tokenizer.js';
 export { IMAGE_TOKEN_INDEX, VICUNA_V1_SYSTEM, imageQuestionIds, tokenizerImageToken, vicunaV1Prompt } from './llm/prompt.js';
 export { LlamaDecoder } from './llm/llama.js';
+export { VisionTower } from './convnext/model.js';
+export { Llava, inputsEmbeds } from './llm/llava.js';
+// nn/: modules written once over TensorOps; load on a Gpu (kernels) or on cpuOps (their CPU twins).
+export { Projector } from './nn/projector.js';
+export { cpuOps, gpuOps, type Nd, type TensorOps } from './nn/ops.js';
+export { tidy } from './nn/tidy.js';
 export { Gpu } from './runtime/gpu.js';
 export type { RawImage } from './convnext/preprocess.js';
 // Model folders: Checkpoint.open(dir) in Node; in a browser Checkpoint.openFrom(new UrlFolderReader(url))
