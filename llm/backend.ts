@@ -39,25 +39,13 @@ export interface ModelBackend<Rows extends ImageRows = ImageRows> {
   dispose(): Promise<void>;
 }
 
-export interface GpuBackendOptions {
-  dtype: 'f32' | 'f16';
-  maxContext?: number;
-  onProgress: (stage: 'vision' | 'projector' | 'llm', done: number, total: number) => void;
-}
+/** What both backends share: a Llava model and its decoder's KV cache. */
+export abstract class LlavaBackend<Rows extends ImageRows> implements ModelBackend<Rows> {
+  abstract readonly name: 'webgpu' | 'cpu';
 
-export class GpuBackend implements ModelBackend<Tensor> {
-  readonly name = 'webgpu';
+  constructor(readonly model: Llava<Rows>) {}
 
-  private constructor(
-    readonly gpu: Gpu,
-    readonly model: Llava<Tensor>,
-  ) {}
-
-  static async load(gpu: Gpu, ckpt: Checkpoint, options: GpuBackendOptions): Promise<GpuBackend> {
-    return new GpuBackend(gpu, await Llava.load(gpuOps(gpu), ckpt, options));
-  }
-
-  get decoder(): LlamaDecoder {
+  get decoder(): LlamaDecoder<Rows> {
     return this.model.decoder;
   }
 
@@ -67,6 +55,32 @@ export class GpuBackend implements ModelBackend<Tensor> {
 
   get cacheLength(): number {
     return this.decoder.length;
+  }
+
+  abstract encodeImage(pixelValues: Float32Array, size: number): Promise<Rows>;
+  abstract prefill(ids: readonly number[], image: Rows | null, keep: number, opts: PrefillOptions): TokenSteps;
+  abstract releaseImage(image: Rows): void;
+  abstract dispose(): Promise<void>;
+}
+
+export interface GpuBackendOptions {
+  dtype: 'f32' | 'f16';
+  maxContext?: number;
+  onProgress: (stage: 'vision' | 'projector' | 'llm', done: number, total: number) => void;
+}
+
+export class GpuBackend extends LlavaBackend<Tensor> {
+  readonly name = 'webgpu';
+
+  private constructor(
+    readonly gpu: Gpu,
+    model: Llava<Tensor>,
+  ) {
+    super(model);
+  }
+
+  static async load(gpu: Gpu, ckpt: Checkpoint, options: GpuBackendOptions): Promise<GpuBackend> {
+    return new GpuBackend(gpu, await Llava.load(gpuOps(gpu), ckpt, options));
   }
 
   async encodeImage(pixelValues: Float32Array, size: number): Promise<Tensor> {

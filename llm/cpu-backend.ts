@@ -11,7 +11,7 @@ import { cpuOps, type Nd } from '../nn/ops.js';
 import type { PickOptions, TokenSteps } from './generate.js';
 import type { LlamaDecoder } from './llama.js';
 import { Llava } from './llava.js';
-import type { ModelBackend } from './backend.js';
+import { LlavaBackend } from './backend.js';
 
 /** Sampling on the CPU with the same semantics and the same seeded draws as the GPU sampler. */
 class CpuSteps implements TokenSteps {
@@ -36,10 +36,8 @@ class CpuSteps implements TokenSteps {
   close(): void {}
 }
 
-export class CpuBackend implements ModelBackend<Nd> {
+export class CpuBackend extends LlavaBackend<Nd> {
   readonly name = 'cpu';
-
-  private constructor(readonly model: Llava<Nd>) {}
 
   static async load(ckpt: Checkpoint, options: { maxContext?: number; onProgress?: (stage: 'vision' | 'projector' | 'llm') => void } = {}): Promise<CpuBackend> {
     let stage: 'vision' | 'projector' | 'llm' | null = null;
@@ -53,18 +51,6 @@ export class CpuBackend implements ModelBackend<Nd> {
     });
     options.onProgress?.('llm');
     return new CpuBackend(model);
-  }
-
-  get decoder(): LlamaDecoder<Nd> {
-    return this.model.decoder;
-  }
-
-  get maxContext(): number {
-    return this.decoder.dims.maxContext;
-  }
-
-  get cacheLength(): number {
-    return this.decoder.length;
   }
 
   async encodeImage(pixelValues: Float32Array, size: number): Promise<Nd> {
