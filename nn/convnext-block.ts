@@ -7,7 +7,7 @@
  * 4C-wide hidden would not fit one storage binding (1536²: 147456 × 768 floats = 453 MB).
  */
 import { visionNames } from '../weights/names.js';
-import { forEachRowChunk } from './chunks.js';
+import { forEachRowChunk, sequential } from './chunks.js';
 import { DepthwiseConv7, LayerNorm, Linear } from './layers.js';
 import type { WeightLoader } from './loader.js';
 import type { TensorOps } from './ops.js';
@@ -46,10 +46,15 @@ export class ConvNextBlock<T> {
     const perChunk = Math.min(opts.maxChunkRows ?? Infinity, ops.maxRowsPerBinding(4 * C));
     return ops.tidy(() => {
       const mixed = this.dwconv.forward(x); //                                 (H, W, C)   7×7, per channel
-      const out = forEachRowChunk(ops, rows(mixed), rows(x), perChunk, (m, residual) => {
-        const h = this.pwconv1.forward(this.norm.forward(m), { activation: 'gelu' }); // (n, 4C)
-        return this.scaleAndAdd(this.pwconv2.forward(h), residual); //          (n, C)
-      });
+      // Per pixel (n rows at a time), each step's input freed once the next has used it:
+      const out = forEachRowChunk(ops, rows(mixed), rows(x), perChunk, (m, residual) =>
+        sequential(ops, m, [
+          (h) => this.norm.forward(h), //                                      (n, C)
+          (h) => this.pwconv1.forward(h, { activation: 'gelu' }), //           (n, 4C)
+          (h) => this.pwconv2.forward(h), //                                   (n, C)
+          (h) => this.scaleAndAdd(h, residual), //                             (n, C)     residual + γ·h
+        ]),
+      );
       return ops.reshape(out, [H, W, C]);
     });
   }
