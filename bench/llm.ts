@@ -17,6 +17,7 @@ import { Gpu } from '../runtime/gpu.js';
 import { argmax } from '../ops/argmax.js';
 import { decoderTensors, LlamaDecoder } from '../llm/llama.js';
 import { SyntheticWeights, syntheticCheckpoint } from '../synthetic/checkpoint.js';
+import { VICUNA_7B } from '../synthetic/presets.js';
 import { collect, generateTokens, uniformStream } from '../llm/generate.js';
 import { LlamaTokenizer } from '../llm/tokenizer.js';
 
@@ -44,7 +45,11 @@ async function main(): Promise<void> {
 
   const gpu = await Gpu.create();
   console.log(`device: ${gpu.summary.vendor} ${gpu.summary.architecture} ${gpu.summary.description} (${gpu.summary.backend}); shader-f16 ${gpu.hasF16}`);
-  console.log(`model: Vicuna-7B shape, ${layers} of 32 layers, hidden 4096, MLP 11008, 32 heads, vocab 32000, f16 weights, f32 KV cache`);
+  const c = config;
+  console.log(
+    `model: Vicuna-7B shape, ${layers} of ${VICUNA_7B.layers} layers, hidden ${c.hidden_size}, MLP ${c.intermediate_size}, ` +
+      `${c.num_attention_heads} heads, vocab ${c.vocab_size}, f16 weights, f32 KV cache`,
+  );
 
   let t = performance.now();
   const weights = new SyntheticWeights(decoderTensors(config), Number(values.seed));
@@ -97,10 +102,10 @@ async function main(): Promise<void> {
   }
   const p = median(prefillMs);
   const d = median(decodeTokS);
-  const scale = 32 / layers;
+  const scale = VICUNA_7B.layers / layers;
   console.log(
     `median: prefill ${prefill} tokens ${p.toFixed(0)} ms = ${((prefill / p) * 1000).toFixed(1)} tok/s; decode ${d.toFixed(2)} tok/s` +
-      (layers < 32 ? ` (${layers} layers; ×${scale} layers ≈ ${(p * scale).toFixed(0)} ms prefill, ${(d / scale).toFixed(2)} tok/s decode for 32, ignoring embed/lm_head)` : ''),
+      (layers < VICUNA_7B.layers ? ` (${layers} layers; ×${scale} layers ≈ ${(p * scale).toFixed(0)} ms prefill, ${(d / scale).toFixed(2)} tok/s decode for ${VICUNA_7B.layers}, ignoring embed/lm_head)` : ''),
   );
   console.log('references (H200, README Benchmarks): PyTorch prefill 640 tokens 23 ms; transformers eager decode 16 tok/s; f16 bandwidth bound ≈ 350 tok/s');
   decoder.dispose();
