@@ -127,24 +127,24 @@ export class VisionTower<T = Tensor> {
           `(this model: R = ${config.resolution}), got [${ops.shape(pixelValues)}]`,
       );
     }
-    const kept: Partial<Record<StageName, T>> = {};
-    const keep = (name: StageName) => (x: T) => (opts.keepStages ? (kept[name] = x) : x);
+    const maps: Partial<Record<StageName, T>> = {};
+    const named = (name: StageName, f: (x: T) => T) => (x: T) => (maps[name] = f(x));
     const x = sequential(
       ops,
       pixelValues,
       [
-        (p) => ops.nchwToNhwc(p), //                                          (3, R, R) → (R, R, 3)
-        (image) => keep('stem')(this.stem.forward(image)), //                  (R/4, R/4, C1)
-        ...this.stages.map((stage, s) => (m: T) => keep(`stage${s + 1}`)(stage.forward(m, opts))),
+        (p) => ops.nchwToNhwc(p), //                                                   (3, R, R) → (R, R, 3)
+        named('stem', (image) => this.stem.forward(image)), //                          (R/4, R/4, C1)
+        ...this.stages.map((stage, s) => named(`stage${s + 1}`, (m) => stage.forward(m, opts))), // (R/2^(s+2), …, C_s)
       ],
-      (step) => !!opts.keepStages && step > 0,
+      (step) => !!opts.keepStages && step > 0, // the stage maps the caller keeps are not freed
     );
     // (H, W, C) is already the token matrix (H·W, C), row-major as the reference's flatten.
     const [H, W, C] = ops.shape(x);
     const tokens = ops.reshape(x, [H * W, C]);
     if (!opts.keepStages) return { features: tokens };
     // The last map is also returned as a stage: give features its own buffer so each is disposed once.
-    return { features: ops.sliceRows(tokens, 0, H * W), stages: kept as Record<StageName, T> };
+    return { features: ops.sliceRows(tokens, 0, H * W), stages: maps as Record<StageName, T> };
   }
 
   /** Frees every weight. */
