@@ -17,7 +17,7 @@ import { cpuOps } from '../../nn/ops.js';
 import { nhwcToNchw } from '../../ops/transpose.js';
 import { run as encodeImage } from '../../cli/encode-image.js';
 import type { LlavaConfig } from '../../weights/config.js';
-import type { WeightSource } from '../../weights/checkpoint.js';
+import { SyntheticWeights } from '../../synthetic/checkpoint.js';
 import { linearRef } from '../../ops/linear.js';
 import { expectClose, randomArray, relL2, testGpu } from '../helpers.js';
 import { FIXTURES, TINY_MODEL, readFixture } from '../vision-fixtures.js';
@@ -160,21 +160,6 @@ describe('ConvNeXt vision tower + projector vs the reference (convllava-tiny)', 
 });
 
 describe('Projector types (linear, mlp3x_gelu) vs the CPU reference', () => {
-  /** Random weights under the projector's checkpoint names. */
-  function source(shapes: Record<string, number[]>): WeightSource & { values: Record<string, Float32Array> } {
-    const values: Record<string, Float32Array> = {};
-    let seed = 7;
-    for (const [name, shape] of Object.entries(shapes)) values[name] = randomArray(shape.reduce((a, b) => a * b, 1), seed++);
-    return {
-      values,
-      has: (n) => n in shapes,
-      shape: (n) => shapes[n],
-      dtype: () => 'F32',
-      readF32: async (n) => values[n],
-      toGpu: async (gpu, n, dtype) => gpu.upload(shapes[n], values[n], dtype),
-    };
-  }
-
   for (const [type, depth] of [['linear', 1], ['mlp3x_gelu', 3]] as const) {
     it(`${type}: ${depth} Linear layer(s), GELU between them`, async () => {
       const gpu = await testGpu();
@@ -186,15 +171,17 @@ describe('Projector types (linear, mlp3x_gelu) vs the CPU reference', () => {
         shapes[`model.mm_projector${suffix}.weight`] = [outW, i === 0 ? inW : outW];
         shapes[`model.mm_projector${suffix}.bias`] = [outW];
       });
-      const src = source(shapes);
+      const src = new SyntheticWeights(Object.entries(shapes).map(([name, shape]) => ({ name, shape })), 7);
       const projector = await Projector.fromSource(gpu, cfg, src);
       const x = randomArray(T * inW, 99);
       const input = gpu.upload([T, inW], x);
       const y = projector.forward(input);
+      const values: Record<string, Float32Array> = {};
+      for (const name of Object.keys(shapes)) values[name] = await src.readF32(name);
       let ref = ndarray(x, [T, inW]);
       names.forEach((suffix, i) => {
-        const w = ndarray(src.values[`model.mm_projector${suffix}.weight`], shapes[`model.mm_projector${suffix}.weight`]);
-        const b = ndarray(src.values[`model.mm_projector${suffix}.bias`], [outW]);
+        const w = ndarray(values[`model.mm_projector${suffix}.weight`], shapes[`model.mm_projector${suffix}.weight`]);
+        const b = ndarray(values[`model.mm_projector${suffix}.bias`], [outW]);
         ref = linearRef(ref, w, b, i < names.length - 1 ? 'gelu' : undefined);
       });
       expectClose((await y.read()) as Float32Array, ref.data, { atol: 1e-5, rtol: 1e-4 }, type);

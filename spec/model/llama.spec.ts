@@ -10,9 +10,10 @@ import { Checkpoint, TensorSet } from '../../weights/checkpoint.js';
 import { decoderTensors, LlamaDecoder, type LlamaConfig } from '../../llm/llama.js';
 import { inputsEmbeds } from '../../llm/llava.js';
 import { cpuOps } from '../../nn/ops.js';
+import { SyntheticWeights } from '../../synthetic/checkpoint.js';
 import { collect, generateTokens } from '../../llm/generate.js';
 import { LlamaTokenizer } from '../../llm/tokenizer.js';
-import { randomArray, relL2, testGpu } from '../helpers.js';
+import { relL2, testGpu } from '../helpers.js';
 
 const TINY = new URL('../fixtures/convllava-tiny/', import.meta.url);
 const golden = JSON.parse(readFileSync(new URL('golden.json', TINY), 'utf8'));
@@ -132,34 +133,6 @@ describe('LLaMA decoder (llm/llama.ts) vs the fixture', function () {
   });
 });
 
-/** Seeded random weights for any config, as a weight source for both decoders. */
-class RandomWeights {
-  private readonly shapes: Map<string, number[]>;
-  constructor(config: LlamaConfig, private readonly seed: number) {
-    this.shapes = new Map(decoderTensors(config).map((t) => [t.name, t.shape]));
-  }
-  has(name: string) {
-    return this.shapes.has(name);
-  }
-  shape(name: string) {
-    return this.shapes.get(name)!;
-  }
-  async readF32(name: string): Promise<Float32Array> {
-    const shape = this.shape(name);
-    const n = shape.reduce((a, b) => a * b, 1);
-    const seed = this.seed + [...name].reduce((h, c) => (h * 31 + c.charCodeAt(0)) >>> 0, 7);
-    const values = randomArray(n, seed);
-    if (name.endsWith('norm.weight')) return values.map((v) => 1 + 0.1 * v);
-    if (name.endsWith('.bias')) return values.map((v) => 0.1 * v);
-    if (name.includes('embed_tokens')) return values;
-    const scale = Math.sqrt(3 / shape[1]);
-    return values.map((v) => v * scale);
-  }
-  async toGpu(gpu: Gpu, name: string, dtype: 'f32' | 'f16') {
-    return gpu.upload(this.shape(name), await this.readF32(name), dtype);
-  }
-}
-
 describe('LLaMA decoder (llm/llama.ts) vs its CPU reference (the same assembly on cpuOps): GQA, tied embeddings, biases', () => {
   const config: LlamaConfig = {
     hidden_size: 64,
@@ -181,7 +154,7 @@ describe('LLaMA decoder (llm/llama.ts) vs its CPU reference (the same assembly o
   for (const dtype of ['f32', 'f16'] as const) {
     it(`prefill of 9 tokens then 3 decode steps agree at every position (${dtype} weights)`, async () => {
       const gpu = await testGpu();
-      const source = new RandomWeights(config, 11);
+      const source = new SyntheticWeights(decoderTensors(config), 11); // seeded weights for any config, both decoders
       const decoder = await LlamaDecoder.load(gpu, source, config, { dtype });
       const reference = await LlamaDecoder.load(cpuOps, source, config, { dtype }); // f16: matrices rounded through f16
       try {
