@@ -23,8 +23,13 @@ function defines(file: string, symbol: string): boolean {
 describe('docs/TOUR.md and the README layout match the code', () => {
   const tour = read('docs/TOUR.md');
 
-  it('every path the tour names exists', () => {
-    const paths = [...new Set(tour.match(FILE_PATH) ?? [])];
+  it('every path the tour names, and every file it links to, exists', () => {
+    const links = [...tour.matchAll(/\]\(([^)#\s]+)\)/g)].map((m) => m[1]).filter((t) => !/^[a-z]+:/.test(t));
+    expect(links.length).to.be.greaterThan(30);
+    const brokenLinks = links.filter((t) => !existsSync(fileURLToPath(new URL(t, new URL('docs/', `file://${ROOT}`)))));
+    expect(brokenLinks, 'links in docs/TOUR.md (relative to docs/) that point nowhere').to.deep.equal([]);
+    const prose = tour.replace(/\]\([^)]*\)/g, ']');
+    const paths = [...new Set(prose.match(FILE_PATH) ?? [])];
     expect(paths.length).to.be.greaterThan(30);
     const missing = paths.filter((p) => !existsSync(ROOT + p));
     expect(missing, 'paths named in docs/TOUR.md that do not exist').to.deep.equal([]);
