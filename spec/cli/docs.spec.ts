@@ -1,7 +1,7 @@
 /**
  * The docs a reader follows stay true to the tree: every path docs/TOUR.md names exists, every
- * function or class it names next to a file is defined in that file, and the README's layout table
- * lists exactly the top-level folders.
+ * function or class it names next to a file is defined in that file, nn/README.md's example is the
+ * real nn/mlp.ts, and the README's layout table lists exactly the top-level folders.
  */
 import { expect } from 'chai';
 import { execFileSync } from 'node:child_process';
@@ -56,6 +56,14 @@ describe('docs/TOUR.md and the README layout match the code', () => {
     expect(defines('nn/convnext-block.ts', 'ConvNextBlock.forward')).to.equal(true);
     expect(defines('nn/convnext-block.ts', 'ConvNextBlock.forwardd')).to.equal(false);
     expect(defines('nn/convnext-block.ts', 'ConvNextBlok.forward')).to.equal(false);
+  });
+
+  it("nn/README.md's example module is nn/mlp.ts, line for line", () => {
+    const example = /```ts\n([\s\S]*?)```/.exec(read('nn/README.md'))![1];
+    const source = read('nn/mlp.ts');
+    const lines = example.split('\n').map((l) => l.trim()).filter((l) => l && !l.startsWith('//'));
+    expect(lines.length).to.be.greaterThan(10);
+    expect(lines.filter((l) => !source.includes(l)), 'lines of the example not in nn/mlp.ts').to.deep.equal([]);
   });
 
   it("the README's layout table lists exactly the top-level folders", () => {
