@@ -179,11 +179,7 @@ class ChatServer {
     const start = performance.now();
     const path = (req.url ?? '/').split('?')[0];
     const entry: LogEntry = { completionTokens: 0 };
-    res.on('close', () => {
-      const tokens = entry.promptTokens === undefined ? '' : ` ${entry.promptTokens}+${entry.completionTokens} tokens`;
-      const status = res.headersSent ? String(res.statusCode) : '---';
-      this.log(`${req.method} ${path} ${status}${tokens} ${Math.round(performance.now() - start)} ms${entry.note ? ` ${entry.note}` : ''}`);
-    });
+    const closed = new Promise((resolve) => res.once('close', resolve));
     try {
       if (this.closing) throw new ApiError(503, 'the server is shutting down', { code: 'server_closing' });
       const method = ROUTES[path];
@@ -195,6 +191,11 @@ class ChatServer {
     } catch (e) {
       this.fail(res, e, entry);
     }
+    // The log line waits for both the handler (a stopped generation's final count) and the response.
+    await closed;
+    const tokens = entry.promptTokens === undefined ? '' : ` ${entry.promptTokens}+${entry.completionTokens} tokens`;
+    const status = res.headersSent ? String(res.statusCode) : '---';
+    this.log(`${req.method} ${path} ${status}${tokens} ${Math.round(performance.now() - start)} ms${entry.note ? ` ${entry.note}` : ''}`);
   }
 
   private modelCard() {
