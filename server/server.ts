@@ -185,9 +185,9 @@ class ChatServer {
       const method = ROUTES[path];
       if (!method) throw new ApiError(404, `no route ${req.method} ${path}; this server has GET /health, GET /v1/models, POST /v1/chat/completions`, { code: 'unknown_url' });
       if (req.method !== method) throw new ApiError(405, `${path} takes ${method}, not ${req.method}`, { code: 'method_not_allowed', headers: { allow: method } });
-      if (path === '/health') return sendJson(res, 200, { status: 'ok', model: this.modelId, max_queue: this.queue.maxWaiting, ...this.stats() });
-      if (path === '/v1/models') return sendJson(res, 200, { object: 'list', data: [this.modelCard()] });
-      await this.chat(req, res, entry);
+      if (path === '/health') sendJson(res, 200, { status: 'ok', model: this.modelId, max_queue: this.queue.maxWaiting, ...this.stats() });
+      else if (path === '/v1/models') sendJson(res, 200, { object: 'list', data: [this.modelCard()] });
+      else await this.chat(req, res, entry);
     } catch (e) {
       this.fail(res, e, entry);
     }
