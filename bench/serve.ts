@@ -43,9 +43,12 @@ function percentile(values: number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))];
 }
 
-function memory(model: ConvLlava) {
+/** Memory now, after a GC when node runs with --expose-gc. `done`: requests finished so far. */
+function memory(model: ConvLlava, done: number) {
   (globalThis as { gc?: () => void }).gc?.();
-  return { gpuLiveBytes: model.gpu?.pool.liveBytes ?? 0, rssMiB: process.memoryUsage().rss / 2 ** 20 };
+  const { rss, heapUsed } = process.memoryUsage();
+  const pool = model.gpu?.pool;
+  return { done, gpuLiveBytes: pool?.liveBytes ?? 0, gpuPoolHeldBytes: pool?.heldBytes ?? 0, rssMiB: rss / 2 ** 20, heapMiB: heapUsed / 2 ** 20 };
 }
 
 async function main(): Promise<void> {
@@ -83,9 +86,16 @@ async function main(): Promise<void> {
   // Warm-up (compiles the pipelines) and the reference answer for each image.
   const expected: string[] = [];
   for (let i = 0; i < IMAGES.length; i++) expected.push((await client.chat.completions.create(ask(i))).choices[0].message.content ?? '');
-  const before = memory(model);
+  const before = memory(model, 0);
 
   const samples: Sample[] = [];
+  // Memory after each quarter of the requests: a leak grows steadily, a cache fills once and stays.
+  const quarters: ReturnType<typeof memory>[] = [];
+  const total = clients * requests;
+  const record = (sample: Sample) => {
+    samples.push(sample);
+    if (samples.length % Math.ceil(total / 4) === 0) quarters.push(memory(model, samples.length));
+  };
   const start = performance.now();
   await Promise.all(
     Array.from({ length: clients }, async (_, c) => {
@@ -109,14 +119,14 @@ async function main(): Promise<void> {
             if (abortAfterFirst) controller.abort();
           }
           const outcome = abortAfterFirst ? 'aborted' : text.trim() === expected[image] ? 'ok' : 'wrong';
-          samples.push({ outcome, latencyMs: performance.now() - t0, ttftMs, tokens });
+          record({ outcome, latencyMs: performance.now() - t0, ttftMs, tokens });
         } catch (e) {
           if (e instanceof OpenAI.RateLimitError) {
-            samples.push({ outcome: 'rejected', latencyMs: performance.now() - t0, tokens: 0 });
+            record({ outcome: 'rejected', latencyMs: performance.now() - t0, tokens: 0 });
             const wait = Number(e.headers?.get('retry-after') ?? 1);
             await new Promise((resolve) => setTimeout(resolve, Math.min(wait, 10) * 1000));
           } else {
-            samples.push({ outcome: 'error', latencyMs: performance.now() - t0, tokens });
+            record({ outcome: 'error', latencyMs: performance.now() - t0, tokens });
             console.error(`client ${c} request ${r}: ${(e as Error).message}`);
           }
         }
@@ -125,7 +135,7 @@ async function main(): Promise<void> {
   );
   const wallS = (performance.now() - start) / 1000;
   while (server.stats().busy) await new Promise((resolve) => setTimeout(resolve, 20)); // the last aborted generation winds down
-  const after = memory(model);
+  const after = memory(model, samples.length);
   const stats = server.stats();
   await server.close();
   await model.dispose();
@@ -157,6 +167,7 @@ async function main(): Promise<void> {
     server: { ...stats, log_lines: logLines },
     gpu_live_bytes: { before: before.gpuLiveBytes, after: after.gpuLiveBytes },
     rss_mib: { before: before.rssMiB, after: after.rssMiB },
+    memory: [before, ...quarters, after],
     gc: typeof (globalThis as { gc?: unknown }).gc === 'function',
   };
   if (values.json) {
@@ -169,6 +180,7 @@ async function main(): Promise<void> {
   console.log(`  ${f(report.req_per_s, 2)} req/s, ${f(report.completion_tok_per_s, 1)} completion tok/s over ${f(wallS, 1)} s`);
   console.log(`  latency p50 ${f(report.latency_ms.p50)} ms, p95 ${f(report.latency_ms.p95)} ms; TTFT p50 ${f(report.ttft_ms.p50)} ms, p95 ${f(report.ttft_ms.p95)} ms`);
   console.log(`  GPU live bytes ${before.gpuLiveBytes} → ${after.gpuLiveBytes}; RSS ${f(before.rssMiB, 1)} → ${f(after.rssMiB, 1)} MiB${report.gc ? '' : ' (no --expose-gc)'}`);
+  console.log(`  after n requests: ${report.memory.map((m) => `${m.done}: RSS ${f(m.rssMiB)} MiB, JS heap ${f(m.heapMiB)} MiB, GPU live ${f(m.gpuLiveBytes / 2 ** 20, 2)} / pool ${f(m.gpuPoolHeldBytes / 2 ** 20, 2)} MiB`).join('\n                     ')}`);
   console.log(`  server: served ${stats.served}, aborted ${stats.aborted}, rejected ${stats.rejected}, ${logLines} log lines`);
   if (report.wrong_answers || report.errors || after.gpuLiveBytes !== before.gpuLiveBytes) process.exitCode = 1;
 }

@@ -98,7 +98,13 @@ export async function serve(options: ServeOptions): Promise<ConvLlavaServer> {
   const owned = typeof options.model === 'string';
   const model = typeof options.model === 'string' ? await ConvLlava.load(options.model, options.load) : options.model;
   const app = new ChatServer(model, options);
-  const server = createServer((req, res) => void app.handle(req, res));
+  const server = createServer((req, res) =>
+    // handle() answers every error itself; this is the last guard that keeps the process alive.
+    app.handle(req, res).catch((e: unknown) => {
+      res.destroy();
+      (options.log ?? console.error)(`${req.method} ${req.url} internal error: ${(e as Error)?.stack ?? e}`);
+    }),
+  );
   server.on('clientError', (err, socket) => {
     // Malformed HTTP (bad request line, oversized headers): answer if the socket still can, never crash.
     if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
@@ -149,8 +155,10 @@ class ChatServer {
   private readonly log: (line: string) => void;
   private readonly created = Math.floor(Date.now() / 1000);
   private readonly counts = { served: 0, rejected: 0, aborted: 0 };
-  /** Running and queued chat requests (close() aborts them). */
-  private readonly inFlight = new Map<AbortController, Promise<void>>();
+  /** Running and queued generations (close() aborts them). */
+  private readonly generations = new Set<AbortController>();
+  /** Requests being handled, until their response is sent (close() waits for them). */
+  private readonly handlers = new Set<Promise<void>>();
   /** Moving average of how long a request holds the model (s), for Retry-After. */
   private serviceSeconds = 1;
   private closing = false;
@@ -180,6 +188,9 @@ class ChatServer {
     const path = (req.url ?? '/').split('?')[0];
     const entry: LogEntry = { completionTokens: 0 };
     const closed = new Promise((resolve) => res.once('close', resolve));
+    let handled!: () => void;
+    const handling = new Promise<void>((resolve) => (handled = resolve));
+    this.handlers.add(handling);
     try {
       if (this.closing) throw new ApiError(503, 'the server is shutting down', { code: 'server_closing' });
       const method = ROUTES[path];
@@ -190,6 +201,9 @@ class ChatServer {
       else await this.chat(req, res, entry);
     } catch (e) {
       this.fail(res, e, entry);
+    } finally {
+      this.handlers.delete(handling);
+      handled();
     }
     // The log line waits for both the handler (a stopped generation's final count) and the response.
     await closed;
@@ -237,8 +251,7 @@ class ChatServer {
       if (!res.writableFinished) abort.abort(new ClientGone());
     });
     if (res.destroyed) abort.abort(new ClientGone());
-    let settle!: () => void;
-    this.inFlight.set(abort, new Promise<void>((resolve) => (settle = resolve)));
+    this.generations.add(abort);
     try {
       let release: () => void;
       try {
@@ -273,8 +286,7 @@ class ChatServer {
       }
       throw abort.signal.reason instanceof ServerClosing ? new ApiError(503, 'the server is shutting down', { code: 'server_closing' }) : e;
     } finally {
-      this.inFlight.delete(abort);
-      settle();
+      this.generations.delete(abort);
     }
   }
 
@@ -352,12 +364,16 @@ class ChatServer {
     sendJson(res, error.status, error.body(), error.options.headers);
   }
 
-  /** Stops accepting work, aborts running and queued requests, and waits for them to end. */
-  async shutdown(): Promise<void> {
+  /**
+   * Stops accepting work, aborts running and queued generations, and waits (up to `graceMs`) until
+   * their requests are answered; a request still sending its body then is cut off with the connections.
+   */
+  async shutdown(graceMs = 5000): Promise<void> {
     this.closing = true;
-    const pending = [...this.inFlight.values()];
-    for (const abort of this.inFlight.keys()) abort.abort(new ServerClosing());
-    await Promise.all(pending);
+    for (const abort of this.generations) abort.abort(new ServerClosing());
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([Promise.all(this.handlers), new Promise((resolve) => (timer = setTimeout(resolve, graceMs)))]);
+    clearTimeout(timer);
   }
 }
 

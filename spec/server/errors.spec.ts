@@ -59,6 +59,7 @@ const TABLE: [string, Record<string, unknown>, number, string, RegExp][] = [
   ['a remote URL', withImage('https://example.com/cat.png'), 400, 'remote_image_refused', /remote image URLs are refused \(this server makes no outbound requests\)/],
   ['a file URL', withImage('file:///etc/passwd'), 400, 'invalid_image', /must be a data: URL/],
   ['over the pixel cap', withImage(dataUrl(IMAGES.png)), 400, 'image_too_large', /the image is 256×256 = 65536 pixels, over this server's limit of 61440/],
+  ['a JPEG over the pixel cap', withImage(dataUrl(IMAGES.jpeg)), 400, 'image_too_large', /the image is 256×256 = 65536 pixels, over this server's limit of 61440/],
   [
     'image + prompt + max_tokens over the context',
     { ...withImage(b64(png)), max_tokens: MAX_CONTEXT - 60 },
