@@ -252,6 +252,7 @@ class ChatServer {
     });
     if (res.destroyed) abort.abort(new ClientGone());
     this.generations.add(abort);
+    let generating = false;
     try {
       let release: () => void;
       try {
@@ -269,6 +270,7 @@ class ChatServer {
         throw e;
       }
       const started = performance.now();
+      generating = true;
       try {
         const generation = this.generateRequest(request, image, maxTokens, abort.signal);
         if (request.stream) await this.streamAnswer(res, request, generation, entry);
@@ -281,7 +283,7 @@ class ChatServer {
     } catch (e) {
       if (abort.signal.aborted && abort.signal.reason instanceof ClientGone) {
         this.counts.aborted++;
-        entry.note = 'client disconnected (generation stopped)';
+        entry.note = `client disconnected (${generating ? 'generation stopped' : 'left the queue'})`;
         return;
       }
       throw abort.signal.reason instanceof ServerClosing ? new ApiError(503, 'the server is shutting down', { code: 'server_closing' }) : e;

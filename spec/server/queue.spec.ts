@@ -12,6 +12,8 @@ import { FifoQueue, QueueFullError } from '../../server/queue.js';
 import { dataUrl, IMAGES, loadModel, MAX_CONTEXT, QUESTION, startServer, until } from './fixture.js';
 
 const STEP_DELAY_MS = 25;
+/** Tokens chosen so far by any generation on the model (counted by the delaying hook). */
+let picks = 0;
 
 describe('server: FifoQueue (server/queue.ts)', () => {
   it('runs one at a time in arrival order, refuses past maxWaiting, and lets an aborted waiter leave', async () => {
@@ -80,7 +82,7 @@ describe('server: queue, disconnects and shutdown over HTTP (server/server.ts)',
     backend.prefill = (...args) => {
       const steps = prefill(...args);
       const pick = steps.pick.bind(steps);
-      steps.pick = async (choice) => (await new Promise((r) => setTimeout(r, STEP_DELAY_MS)), pick(choice));
+      steps.pick = async (choice) => (await new Promise((r) => setTimeout(r, STEP_DELAY_MS)), picks++, pick(choice));
       return steps;
     };
     for (const image of ['png', 'otherPng'] as const) {
@@ -139,6 +141,20 @@ describe('server: queue, disconnects and shutdown over HTTP (server/server.ts)',
     const next = await client.chat.completions.create(ask('otherPng', 4));
     expect(next.choices[0].message.content).to.equal(answers.otherPng);
     expect(server.stats()).to.deep.include({ busy: false, queued: 0, aborted: 3 });
+  });
+
+  it('a plain (non-streaming) request whose client disconnects mid-answer stops generating too', async () => {
+    const leaving = new AbortController();
+    const request = client.chat.completions.create(ask('png', MAX_CONTEXT - 80), { signal: leaving.signal }).catch((e: Error) => e);
+    const before = picks;
+    await until(() => picks >= before + 3, 'three tokens');
+    leaving.abort();
+    expect(await request).to.be.instanceOf(Error);
+    await until(() => !server.stats().busy, 'the model to be free');
+    const line = server.lines.at(-1)!;
+    expect(line).to.match(/^POST \/v1\/chat\/completions --- \d+\+\d+ tokens \d+ ms client disconnected \(generation stopped\)$/);
+    expect(Number(/\+(\d+) tokens/.exec(line)![1])).to.be.within(1, MAX_CONTEXT - 80 - 1);
+    expect(server.lines.some((l) => l.endsWith('client disconnected (left the queue)'))).to.equal(true);
   });
 
   it('close() ends the running stream and answers queued requests 503', async () => {
