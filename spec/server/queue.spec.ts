@@ -148,9 +148,10 @@ describe('server: queue, disconnects and shutdown over HTTP (server/server.ts)',
     const request = client.chat.completions.create(ask('png', MAX_CONTEXT - 80), { signal: leaving.signal }).catch((e: Error) => e);
     const before = picks;
     await until(() => picks >= before + 3, 'three tokens');
+    const logged = server.lines.length;
     leaving.abort();
     expect(await request).to.be.instanceOf(Error);
-    await until(() => !server.stats().busy, 'the model to be free');
+    await until(() => server.lines.length > logged && !server.stats().busy, 'its log line and the model to be free');
     const line = server.lines.at(-1)!;
     expect(line).to.match(/^POST \/v1\/chat\/completions --- \d+\+\d+ tokens \d+ ms client disconnected \(generation stopped\)$/);
     expect(Number(/\+(\d+) tokens/.exec(line)![1])).to.be.within(1, MAX_CONTEXT - 80 - 1);
