@@ -105,10 +105,11 @@ export async function serve(options: ServeOptions): Promise<ConvLlavaServer> {
       (options.log ?? console.error)(`${req.method} ${req.url} internal error: ${(e as Error)?.stack ?? e}`);
     }),
   );
-  server.on('clientError', (err, socket) => {
+  server.on('clientError', (err: Error & { code?: string }, socket) => {
     // Malformed HTTP (bad request line, oversized headers): answer if the socket still can, never crash.
-    if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
-    else socket.destroy();
+    if (!socket.writable) return socket.destroy();
+    const body = JSON.stringify(new ApiError(400, `malformed HTTP request (${err.code ?? err.message})`, { code: 'bad_http' }).body());
+    socket.end(`HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`);
   });
   try {
     await listen(server, options.port ?? SERVE_DEFAULTS.port, options.host ?? SERVE_DEFAULTS.host);

@@ -136,6 +136,7 @@ describe('server: bad requests (server/request.ts, server/image.ts)', function (
       socket.on('error', reject);
     });
     expect(reply).to.match(/^HTTP\/1\.1 400 Bad Request/);
+    expect(JSON.parse(reply.split('\r\n\r\n')[1]).error).to.include({ code: 'bad_http', type: 'invalid_request_error' });
   });
 
   it('did no GPU work for any refused request, logged each with its status and code, and is still up', async () => {
