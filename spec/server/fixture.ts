@@ -28,10 +28,11 @@ export const IMAGES = {
 };
 
 // ==== For a trained model ===========================================================================
-// With a model whose answers mean something (models/convllava-shapes), point MODEL_DIR at it and
-// return the known answer per image here: the openai-client spec then also checks the served answer
-// against it (besides the equality with ConvLlava.generate it always checks). The tiny fixture's
-// answers are random text, so it returns undefined.
+// With a model whose answers mean something (models/convllava-shapes), point MODEL_DIR at it (and
+// QUESTION, IMAGES and MAX_CONTEXT at what it was trained on: IMAGES.jpeg must show the same picture
+// as IMAGES.png), and return the known answer per image here: the openai-client spec then also checks
+// the served answer against it, besides the equality with ConvLlava.generate it always checks. The
+// tiny fixture's answers are random text, so it returns undefined.
 export function expectedAnswer(image: keyof typeof IMAGES): RegExp | undefined {
   void image;
   return undefined;
