@@ -9,6 +9,7 @@ const COMMANDS: Record<string, { file: string; summary: string }> = {
   'encode-image': { file: './encode-image.js', summary: 'preprocess + vision tower + projector; dump every stage' },
   run: { file: './run.js', summary: 'answer a question about an image (streams the answer)' },
   chat: { file: './chat.js', summary: 'interactive multi-turn chat about an image' },
+  serve: { file: './serve.js', summary: 'OpenAI-compatible HTTP server (/v1/chat/completions with images)' },
   bench: { file: './bench.js', summary: 'benchmark image encode, prefill, decode and kernels' },
 };
 

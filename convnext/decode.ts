@@ -218,3 +218,24 @@ function lastIndexOfEoi(bytes: Uint8Array): number {
   for (let i = bytes.length - 2; i >= 0; i--) if (bytes[i] === 0xff && bytes[i + 1] === 0xd9) return i;
   return -1;
 }
+
+// ---- size from the header ------------------------------------------------------------------------
+
+/**
+ * Format and size of PNG or JPEG bytes, read from the headers alone (nothing is inflated or
+ * decoded): lets a caller such as the HTTP server refuse an image by its pixel count before paying
+ * for decoding it. Throws the same messages as decodeImage for unknown, truncated or corrupt input.
+ */
+export function imageSize(bytes: Uint8Array, name = 'image'): { format: 'png' | 'jpeg'; width: number; height: number } {
+  if (bytes.length === 0) throw new Error(`${name}: the file is empty`);
+  if (PNG_SIGNATURE.every((b, i) => bytes[i] === b)) {
+    const ihdr = new DataView(bytes.buffer, bytes.byteOffset + pngChunks(bytes, name)[0].start + 8, 8);
+    return { format: 'png', width: ihdr.getUint32(0), height: ihdr.getUint32(4) };
+  }
+  if (bytes[0] === 0xff && bytes[1] === 0xd8 && bytes[2] === 0xff) {
+    const { width, height } = jpegHeader(bytes, name);
+    return { format: 'jpeg', width, height };
+  }
+  const head = [...bytes.subarray(0, 8)].map((b) => b.toString(16).padStart(2, '0')).join(' ');
+  throw new Error(`${name}: not a PNG or JPEG file (first bytes ${head}); convert it to PNG or JPEG`);
+}

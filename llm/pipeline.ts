@@ -22,7 +22,7 @@ import { towerStride, visionTowerConfig } from '../convnext/config.js';
 import { loadImage, preprocess, preprocessorFor, type RawImage } from '../convnext/preprocess.js';
 import { GpuBackend, type ImageRows, type ModelBackend } from './backend.js';
 import { collect, generateWith, samplingDefaults, type FinishReason, type SamplingOptions, type TokenEvent } from './generate.js';
-import { followUpIds, imageQuestionIds, IMAGE_TOKEN_INDEX } from './prompt.js';
+import { conversationIds, followUpIds, IMAGE_TOKEN_INDEX, type Turn } from './prompt.js';
 import { LlamaTokenizer, type TextTokenizer } from './tokenizer.js';
 
 export type ImageInput = string | Uint8Array | RawImage;
@@ -54,9 +54,17 @@ export interface GenerateOptions extends SamplingOptions {
   onToken?: (e: TokenEvent) => void;
 }
 
-export interface GenerateRequest extends GenerateOptions {
+/** How a conversation opens: its image, earlier exchanges and system message (all optional). */
+export interface ChatOptions {
   /** A PNG/JPEG path, its bytes, or raw RGB/RGBA pixels. Optional: text-only when absent. */
   image?: ImageInput;
+  /** Exchanges before the first question (the image goes in front of the first user message, as in LLaVA). */
+  history?: Turn[];
+  /** Replaces the vicuna_v1 system message. */
+  system?: string;
+}
+
+export interface GenerateRequest extends GenerateOptions, ChatOptions {
   prompt: string;
 }
 
@@ -156,7 +164,7 @@ export class ConvLlava {
 
   /** The same as generate, as an async iterator of token events whose return value is the result. */
   async *stream(request: GenerateRequest): AsyncGenerator<TokenEvent, GenerateResult> {
-    const session = this.chat({ image: request.image });
+    const session = this.chat({ image: request.image, history: request.history, system: request.system });
     try {
       return yield* session.stream(request.prompt, request);
     } finally {
@@ -165,8 +173,8 @@ export class ConvLlava {
   }
 
   /** A multi-turn conversation about one image (or none). */
-  chat(options: { image?: ImageInput } = {}): ChatSession {
-    return new ChatSession(this, options.image);
+  chat(options: ChatOptions = {}): ChatSession {
+    return new ChatSession(this, options.image, options);
   }
 
   /** Marks the model busy for one generation (one KV cache: generations cannot interleave). */
@@ -200,6 +208,7 @@ export class ChatSession {
   constructor(
     readonly model: ConvLlava,
     private readonly image: ImageInput | undefined,
+    private readonly opening: Pick<ChatOptions, 'history' | 'system'> = {},
   ) {
     this.imagePending = image !== undefined;
   }
@@ -215,7 +224,9 @@ export class ChatSession {
     const opts = samplingDefaults(options);
     const requestStart = performance.now();
     const firstTurn = this.history.length === 0;
-    const turnIds = firstTurn ? imageQuestionIds(tokenizer, question, this.image !== undefined) : followUpIds(tokenizer, question);
+    const turnIds = firstTurn
+      ? conversationIds(tokenizer, [...(this.opening.history ?? []), { user: question }], this.image !== undefined, this.opening.system)
+      : followUpIds(tokenizer, question);
 
     // What must be prefilled: only the new ids if the cache still holds this conversation, else all of it.
     const cacheIsOurs = !firstTurn && model.cacheOwner === this;

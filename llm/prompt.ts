@@ -25,10 +25,11 @@ export interface Turn {
 
 /**
  * The vicuna_v1 prompt text for a conversation. The first user message gets "<image>\n" in front
- * of it when `withImage` (LLaVA's `DEFAULT_IMAGE_TOKEN + '\n' + question`).
+ * of it when `withImage` (LLaVA's `DEFAULT_IMAGE_TOKEN + '\n' + question`). `system` replaces the
+ * template's system message (LLaVA's `conv.system`).
  */
-export function vicunaV1Prompt(turns: readonly Turn[], withImage = true): string {
-  let text = VICUNA_V1_SYSTEM + ' ';
+export function vicunaV1Prompt(turns: readonly Turn[], withImage = true, system = VICUNA_V1_SYSTEM): string {
+  let text = system + ' ';
   turns.forEach((turn, i) => {
     const user = i === 0 && withImage ? `${IMAGE_PLACEHOLDER}\n${turn.user}` : turn.user;
     text += `USER: ${user} ASSISTANT:`;
@@ -45,6 +46,19 @@ export function tokenizerImageToken(tokenizer: TextTokenizer, prompt: string): n
     ids.push(IMAGE_TOKEN_INDEX);
     ids.push(...chunk.slice(1)); // drop this chunk's BOS: BOS appears once
   }
+  return ids;
+}
+
+/**
+ * Ids of a whole conversation (earlier exchanges, then the question to answer), as LLaVA tokenises
+ * its multi-turn prompt: HF's tokenizer splits the text at each special "</s>", so every turn after
+ * the first is a fresh chunk (EOS, then the text with its dummy prefix space, no BOS) — the same ids
+ * a ChatSession builds turn by turn with followUpIds.
+ */
+export function conversationIds(tokenizer: TextTokenizer, turns: readonly Turn[], withImage = true, system = VICUNA_V1_SYSTEM): number[] {
+  const [first, ...rest] = vicunaV1Prompt(turns, withImage, system).split('</s>');
+  const ids = tokenizerImageToken(tokenizer, first);
+  for (const chunk of rest) ids.push(tokenizer.eosId, ...tokenizer.encode(chunk, { bos: false, prefixSpace: true }));
   return ids;
 }
 

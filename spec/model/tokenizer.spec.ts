@@ -3,6 +3,7 @@ import { readFileSync } from 'node:fs';
 import { LlamaTokenizer, StreamDecoder } from '../../llm/tokenizer.js';
 import {
   IMAGE_TOKEN_INDEX,
+  conversationIds,
   followUpIds,
   imageQuestionIds,
   tokenizerImageToken,
@@ -62,6 +63,20 @@ describe('tokenizer + vicuna_v1 prompt (llm/tokenizer.ts, llm/prompt.ts)', () =>
     const [before, after] = vicunaV1Prompt([{ user: golden.question, assistant: answer }, { user: 'And the circle?' }]).split('</s>');
     const reference = [...tokenizerImageToken(tokenizer, before), tokenizer.eosId, ...tokenizer.encode(after, { bos: false })];
     expect([...first, ...answerIds, ...followUpIds(tokenizer, 'And the circle?')]).to.deep.equal(reference);
+  });
+
+  it('conversationIds: one turn is imageQuestionIds; a history is what a chat builds turn by turn; system replaces the template', () => {
+    expect(conversationIds(tokenizer, [{ user: golden.question }])).to.deep.equal(golden.input_ids);
+    expect(conversationIds(tokenizer, [{ user: 'Hi' }], false)).to.deep.equal(imageQuestionIds(tokenizer, 'Hi', false));
+    const answer = 'A red square.';
+    const turnByTurn = [
+      ...imageQuestionIds(tokenizer, golden.question),
+      ...tokenizer.encode(answer, { bos: false, prefixSpace: true }),
+      ...followUpIds(tokenizer, 'And the circle?'),
+    ];
+    expect(conversationIds(tokenizer, [{ user: golden.question, assistant: answer }, { user: 'And the circle?' }])).to.deep.equal(turnByTurn);
+    const custom = conversationIds(tokenizer, [{ user: 'Hi' }], true, 'You count shapes.');
+    expect(custom).to.deep.equal(tokenizerImageToken(tokenizer, 'You count shapes. USER: <image>\nHi ASSISTANT:'));
   });
 
   it('decodes text, skipping special ids and the dummy prefix space', () => {
