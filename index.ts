@@ -15,6 +15,12 @@ export type { FinishReason, SamplingOptions, TokenEvent } from './llm/generate.j
 export { LlamaTokenizer, StreamDecoder, type TextTokenizer } from './llm/tokenizer.js';
 export { IMAGE_TOKEN_INDEX, VICUNA_V1_SYSTEM, conversationIds, imageQuestionIds, tokenizerImageToken, vicunaV1Prompt, type Turn } from './llm/prompt.js';
 export { LlamaDecoder } from './llm/llama.js';
+export { VisionTower } from './convnext/model.js';
+export { Llava, inputsEmbeds } from './llm/llava.js';
+// nn/: modules written once over TensorOps; load on a Gpu (kernels) or on cpuOps (their CPU twins).
+export { Projector } from './nn/projector.js';
+export { cpuOps, gpuOps, type Nd, type TensorOps } from './nn/ops.js';
+export { tidy } from './nn/tidy.js';
 export { Gpu } from './runtime/gpu.js';
 export type { RawImage } from './convnext/preprocess.js';
 // The OpenAI-compatible HTTP server (Node only: node:http is imported when serve() runs).

@@ -10,6 +10,7 @@
  * WebAssembly backend) and through our own CPU reference: hand-written vs generated WGSL, same device.
  */
 import ndarray from 'ndarray';
+import { CONVNEXT_L_PLUS_STAGE5, VICUNA_7B } from '../synthetic/presets.js';
 import { Gpu } from '../runtime/gpu.js';
 import type { Tensor } from '../runtime/tensor.js';
 import { add } from '../ops/add.js';
@@ -109,9 +110,13 @@ export async function runKernelBench(gpu: Gpu, opts: KernelBenchOptions = {}): P
   const up = (shape: number[], seed: number, dtype: 'f32' | 'f16' = 'f32') =>
     gpu.upload(shape, seeded(shape.reduce((a, b) => a * b, 1), seed), dtype);
 
+  // ConvLLaVA-1536's shapes, from the preset table (synthetic/presets.ts).
+  const D = VICUNA_7B.hidden, F = VICUNA_7B.intermediate, HEADS = VICUNA_7B.heads, HEAD_DIM = D / HEADS;
+  const TOKENS = (1536 / 64) ** 2, STAGE1_SIDE = 1536 / 4, C1 = CONVNEXT_L_PLUS_STAGE5.widths[0];
+
   // --- GEMM: LLM prefill projection (576 visual tokens × 4096 → 4096) -------------------------------
   {
-    const M = 576 / q, N = 4096, K = 4096;
+    const M = TOKENS / q, N = D, K = D;
     const x = up([M, K], 1);
     for (const dtype of ['f16', 'f32'] as const) {
       const w = up([N, K], 2, dtype);
@@ -123,7 +128,7 @@ export async function runKernelBench(gpu: Gpu, opts: KernelBenchOptions = {}): P
   }
   // --- matrix-vector: decode step of the MLP (1 × 4096 → 11008, f16 weights) -----------------------
   {
-    const N = 11008, K = 4096;
+    const N = F, K = D;
     const x = up([1, K], 3);
     const w = up([N, K], 4, 'f16');
     await gpuCase('linear matvec (f16 weights)', `1×${N}×${K}`, N * K * 2 + K * 4 + N * 4, 'GB/s', () => linear(gpu, x, w));
@@ -132,7 +137,7 @@ export async function runKernelBench(gpu: Gpu, opts: KernelBenchOptions = {}): P
   }
   // --- ConvNeXt stage 1 at 1536²: depthwise 7×7 on 384×384×192, LayerNorm over 147456×192 ----------
   {
-    const H = opts.quick ? 128 : 384, C = 192;
+    const H = opts.quick ? 128 : STAGE1_SIDE, C = C1;
     const x = up([H, H, C], 5);
     const w = up([C, 1, 7, 7], 6);
     const b = up([C], 7);
@@ -144,7 +149,7 @@ export async function runKernelBench(gpu: Gpu, opts: KernelBenchOptions = {}): P
   }
   // --- elementwise / LLM row ops at prefill size -----------------------------------------------------
   {
-    const T = 640, D = 4096, F = 11008;
+    const T = 640;
     const h = up([T, F / q], 9);
     await gpuCase('gelu', `${T}×${F / q}`, T * (F / q) * 8, 'GB/s', () => gelu(gpu, h));
     await gpuCase('add', `${T}×${F / q}`, T * (F / q) * 12, 'GB/s', () => add(gpu, h, h));
@@ -152,17 +157,17 @@ export async function runKernelBench(gpu: Gpu, opts: KernelBenchOptions = {}): P
     const x = up([T, D], 10);
     const g = up([D], 11);
     await gpuCase('rmsNorm', `${T}×${D}`, T * D * 8, 'GB/s', () => rmsNorm(gpu, x, g, 1e-5));
-    await gpuCase('rope', `${T}×${D}`, T * D * 8, 'GB/s', () => rope(gpu, x, { nHeads: 32, headDim: 128, positionOffset: 0, theta: 10000 }));
+    await gpuCase('rope', `${T}×${D}`, T * D * 8, 'GB/s', () => rope(gpu, x, { nHeads: HEADS, headDim: HEAD_DIM, positionOffset: 0, theta: 10000 }));
     // attention: prefill over 640 tokens (causal, 32 heads × 128), and one decode query over them
     const k = up([T, D], 12);
     const v = up([T, D], 13);
-    const a = { nHeads: 32, nKvHeads: 32, headDim: 128 };
-    const prefillFlops = 32 * 2 * 2 * 128 * ((T * (T + 1)) / 2);
-    await gpuCase('attention prefill', `${T} tok, 32×128`, prefillFlops, 'GFLOP/s', () =>
+    const a = { nHeads: HEADS, nKvHeads: HEADS, headDim: HEAD_DIM };
+    const prefillFlops = HEADS * 2 * 2 * HEAD_DIM * ((T * (T + 1)) / 2);
+    await gpuCase('attention prefill', `${T} tok, ${HEADS}×${HEAD_DIM}`, prefillFlops, 'GFLOP/s', () =>
       attention(gpu, x, k, v, { ...a, queryOffset: 0, kvLength: T }),
     );
     const q1 = up([1, D], 14);
-    await gpuCase('attention decode', `1 × ${T} kv, 32×128`, 2 * T * D * 4, 'GB/s', () =>
+    await gpuCase('attention decode', `1 × ${T} kv, ${HEADS}×${HEAD_DIM}`, 2 * T * D * 4, 'GB/s', () =>
       attention(gpu, q1, k, v, { ...a, queryOffset: T - 1, kvLength: T }),
     );
     [x, g, k, v, q1].forEach((t) => t.dispose());

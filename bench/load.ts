@@ -25,6 +25,7 @@ import { expectedLlmTensors, expectedVisionTensors } from '../weights/names.js';
 import { writeSafetensors, type StDType, type TensorToWrite } from '../weights/safetensors.js';
 import { parseConvNextConfig, parseLlavaConfig } from '../weights/config.js';
 import { f32ToF16Bits } from '../runtime/half.js';
+import { presetConfigs } from '../synthetic/presets.js';
 
 type Mode = 'open' | 'read-f32' | 'gpu-f16';
 
@@ -41,7 +42,7 @@ interface LoadResult {
 
 // ---- the synthetic model ----------------------------------------------------------------------
 
-/** A LLaMA sized to about `gib` GiB at 2 bytes/param, with a 5-stage ConvNeXt at ~0.5 GiB in F32. */
+/** A LLaMA sized to about `gib` GiB at 2 bytes/param, with a 5-stage ConvNeXt at ~0.5 GiB in F32 (synthetic/presets.ts builds the configs). */
 function syntheticConfigs(gib: number) {
   const hidden = 2048;
   const ffn = 5504;
@@ -49,37 +50,18 @@ function syntheticConfigs(gib: number) {
   const perLayer = 4 * hidden * hidden + 3 * hidden * ffn + 2 * hidden;
   const visionBytes = 0.5 * 2 ** 30;
   const layers = Math.max(1, Math.ceil((gib * 2 ** 30 - visionBytes - 2 * vocab * hidden * 2) / (perLayer * 2)));
-  const llava = {
-    architectures: ['LlavaLlamaForCausalLM'],
-    model_type: 'llava_llama',
-    hidden_size: hidden,
-    intermediate_size: ffn,
-    num_attention_heads: 16,
-    num_key_value_heads: 16,
-    num_hidden_layers: layers,
-    vocab_size: vocab,
-    max_position_embeddings: 4096,
-    rms_norm_eps: 1e-5,
-    tie_word_embeddings: false,
-    torch_dtype: 'bfloat16',
-    mm_hidden_size: 1536,
-    mm_projector_type: 'mlp2x_gelu',
-    mm_vision_select_layer: -1,
-    mm_vision_resolution: 1536,
-    vision_add_five_stage: 0,
-    vision_five_stage_width: 1536,
-    image_aspect_ratio: 'pad',
-  };
-  const vision = { num_stages: 5, hidden_sizes: [128, 256, 512, 1024, 1536], depths: [3, 3, 27, 3, 3], image_size: 1536, layer_scale_init_value: 1e-6 };
-  const preprocessor = {
-    crop_size: { height: 1536, width: 1536 },
-    image_mean: [0.48145466, 0.4578275, 0.40821073],
-    image_std: [0.26862954, 0.26130258, 0.27577711],
-    resample: 3,
-    rescale_factor: 1 / 255,
-    size: { shortest_edge: 1536 },
-  };
-  return { llava, vision, preprocessor };
+  const { config, visionConfig, preprocessorConfig } = presetConfigs({
+    resolution: 1536,
+    widths: [128, 256, 512, 1024, 1536],
+    depths: [3, 3, 27, 3, 3],
+    hidden,
+    intermediate: ffn,
+    layers,
+    heads: 16,
+    kvHeads: 16,
+    maxPositions: 4096,
+  });
+  return { llava: { ...config, torch_dtype: 'bfloat16' }, vision: visionConfig, preprocessor: preprocessorConfig };
 }
 
 /** 16 MiB of plausible weights (small normal-ish values) reused for every chunk: no RNG per byte. */

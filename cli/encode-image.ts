@@ -13,7 +13,7 @@ import { Checkpoint } from '../weights/checkpoint.js';
 import { writeSafetensors, type TensorToWrite } from '../weights/safetensors.js';
 import { loadImage, preprocess, preprocessorFor } from '../convnext/preprocess.js';
 import { VisionTower } from '../convnext/model.js';
-import { Projector } from '../llm/projector.js';
+import { Projector } from '../nn/projector.js';
 import { nhwcToNchw } from '../ops/transpose.js';
 
 const USAGE = `usage: convllava encode-image --model DIR --image FILE --out OUT.safetensors [--dtype f32|f16]

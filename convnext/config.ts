@@ -61,17 +61,3 @@ export function visionTowerConfig(llava: LlavaConfig, vision: ConvNextConfig): V
 export function towerStride(c: VisionTowerConfig): number {
   return c.patchSize * c.downsampleSize ** (c.widths.length - 1);
 }
-
-/** ConvLLaVA-768/1024/1536: ConvNeXt-Large (192/384/768/1536, depths 3/3/27/3) + stage 5 (3072, depth 6). */
-export function convLLaVAPreset(resolution: 768 | 1024 | 1536): VisionTowerConfig {
-  return {
-    inChannels: 3,
-    patchSize: 4,
-    widths: [192, 384, 768, 1536, 3072],
-    depths: [3, 3, 27, 3, 6],
-    downsampleSize: CONVNEXT_DOWNSAMPLE,
-    normEps: CONVNEXT_NORM_EPS,
-    layerScale: true,
-    resolution,
-  };
-}

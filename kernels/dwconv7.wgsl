@@ -1,18 +1,18 @@
 // dwconv7.wgsl — ConvNeXt's 7×7 depthwise convolution (stride 1, zero padding 3), channels-last.
 //
-//   y[h, w, c] = bias[c] + Σ_{ky, kx < 7} x[h + ky − 3, w + kx − 3, c] · wt[c, 0, ky, kx]
+//   y[h, w, c] = bias[c] + Σ_{ky, kx < 7} x[h + ky − 3, w + kx − 3, c] · W[c, 0, ky, kx]
 //   (x outside the image reads as 0)
 //
 // Layout: x and y are [H, W, C] (channels-last): the C values of a pixel are contiguous, so the
 // threads of a workgroup that handle CT adjacent channels of one pixel read CT adjacent floats
 // (coalesced), and ConvNeXt's LayerNorm/MLP that follow see rows of C contiguous floats. The weights
-// keep PyTorch's [C, 1, 7, 7] layout (wt[c, 0, ky, kx] = element c·49 + ky·7 + kx), f32 or f16;
+// keep PyTorch's [C, 1, 7, 7] layout (W[c, 0, ky, kx] = element c·49 + ky·7 + kx), f32 or f16;
 // both are bound as u32 words: f32 is bitcast, f16 is packed two per word (element i is half i & 1
 // of word i >> 1, read with unpack2x16float; no shader-f16 needed).
 //
 // Bindings:  @0 uniform Params { W, C, band_row0, band_row_end, in_row0, in_row_end, in_offset, out_offset }
 //            @1 x: f32 (input rows in_row0 … in_row_end − 1, starting at element in_offset)
-//            @2 wt: u32 words (f32 bits or f16 pairs)   @3 bias: f32[C]
+//            @2 w: the weight W, u32 words (f32 bits or f16 pairs)   @3 bias: f32[C]
 //            @4 y: f32 (output rows band_row0 … band_row_end − 1, starting at element out_offset)
 //            Big images are processed in bands of output rows (ops/dwconv7.ts) so that each
 //            binding stays under maxStorageBufferBindingSize; a band's x range includes its 3-row
@@ -51,7 +51,7 @@ override BWP: u32 = BW | 1u;        // … padded to odd (see "Bank conflicts")
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
-@group(0) @binding(2) var<storage, read> wt: array<u32>;
+@group(0) @binding(2) var<storage, read> w: array<u32>;
 @group(0) @binding(3) var<storage, read> bias: array<f32>;
 @group(0) @binding(4) var<storage, read_write> y: array<f32>;
 
@@ -59,12 +59,12 @@ override BWP: u32 = BW | 1u;        // … padded to odd (see "Bank conflicts")
 var<workgroup> block: array<f32, (TH + 6u) * BWP * CT>;
 var<workgroup> block_taps: array<f32, CT * 49u>;
 
+/** Element i of the bound weight (f32 bits, or half i & 1 of word i >> 1). The same in every kernel reading weights (spec/kernels/wgsl-helpers.spec.ts). */
 fn weight(i: u32) -> f32 {
   if (W_F16) {
-    let pair = unpack2x16float(wt[i >> 1u]);
-    return select(pair.x, pair.y, (i & 1u) == 1u);
+    return unpack2x16float(w[i >> 1u])[i & 1u];
   }
-  return bitcast<f32>(wt[i]);
+  return bitcast<f32>(w[i]);
 }
 
 @compute @workgroup_size(CT * TH * TW / RPT)

@@ -16,12 +16,12 @@ export const KERNELS = [
   'sample',
   'gelu',
   'swiglu',
-  'layerScaleResidual',
-  'layerNorm',
-  'rmsNorm',
+  'layer_scale_residual',
+  'layer_norm',
+  'rms_norm',
   'transpose',
   'dwconv7',
-  'patchConv',
+  'patch_conv',
   'random_fill',
 ] as const;
 

@@ -49,7 +49,7 @@ override GELU: bool = false;
 // partial[m · WG + invocation]
 var<workgroup> partial: array<f32, MAX_M * WG>;
 
-/** Element i of the bound weight (f32 bits, or half i & 1 of word i >> 1). */
+/** Element i of the bound weight (f32 bits, or half i & 1 of word i >> 1). The same in every kernel reading weights (spec/kernels/wgsl-helpers.spec.ts). */
 fn weight(i: u32) -> f32 {
   if (W_F16) {
     return unpack2x16float(w[i >> 1u])[i & 1u];
@@ -57,7 +57,8 @@ fn weight(i: u32) -> f32 {
   return bitcast<f32>(w[i]);
 }
 
-// erfc(z), z ≥ 0, Numerical Recipes `erfcc` (fractional error < 1.2e-7); see linear_tiled.wgsl.
+// erfc(z), z ≥ 0, Numerical Recipes `erfcc` (fractional error < 1.2e-7); the why is in linear_tiled.wgsl.
+// erfc_pos and gelu are kept identical to linear_tiled.wgsl's by spec/kernels/wgsl-helpers.spec.ts.
 fn erfc_pos(z: f32) -> f32 {
   let t = 1.0 / (1.0 + 0.5 * z);
   let poly = -1.26551223 + t * (1.00002368 + t * (0.37409196 + t * (0.09678418 + t * (-0.18628806 +

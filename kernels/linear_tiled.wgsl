@@ -66,7 +66,7 @@ var<workgroup> ws: array<f32, TILE_K * (TILE_N + 1)>;
 var<workgroup> xs4: array<vec4<f32>, TILE_K * TILE_M / 4>;
 var<workgroup> ws4: array<vec4<f32>, TILE_K * TILE_N / 4>;
 
-/** Element i of the bound weight (f32 bits, or half i & 1 of word i >> 1). */
+/** Element i of the bound weight (f32 bits, or half i & 1 of word i >> 1). The same in every kernel reading weights (spec/kernels/wgsl-helpers.spec.ts). */
 fn weight(i: u32) -> f32 {
   if (W_F16) {
     return unpack2x16float(w[i >> 1u])[i & 1u];
@@ -78,7 +78,7 @@ fn weight(i: u32) -> f32 {
 // `erfcc`): fractional error < 1.2e-7 everywhere, so both erf near 0 and the far negative tail of
 // GELU (where 1 + erf(v/√2) = erfc(|v|/√2) is tiny) keep f32 relative accuracy. Abramowitz–Stegun
 // 7.1.26 would give 1.5e-7 *absolute* error, i.e. no relative accuracy in that tail.
-// Same formula as kernels/linear_matvec.wgsl.
+// erfc_pos and gelu are kept identical to linear_matvec.wgsl's by spec/kernels/wgsl-helpers.spec.ts.
 fn erfc_pos(z: f32) -> f32 {
   let t = 1.0 / (1.0 + 0.5 * z);
   let poly = -1.26551223 + t * (1.00002368 + t * (0.37409196 + t * (0.09678418 + t * (-0.18628806 +

@@ -1,73 +1,52 @@
 /**
  * Where the model runs. The pipeline (llm/pipeline.ts) speaks to a ModelBackend: encode an image to
  * projected rows, prefill ids (with those rows at −200) into the KV cache, then decode through
- * TokenSteps. Two implementations compute the same forward:
+ * TokenSteps. Both backends wrap the same assembly (llm/llava.ts) over a different op set:
  *
- *   GpuBackend (here)          WGSL kernels via WebGPU — the default
- *   CpuBackend (cpu-backend.ts) the ops' CPU references — `--backend cpu`, for checking and teaching
+ *   GpuBackend (here)           Llava<Tensor>: the WGSL kernels via WebGPU — the default
+ *   CpuBackend (cpu-backend.ts) Llava<Nd>: the ops' CPU references — `--backend cpu`, for checking and teaching
  */
 import type { Gpu } from '../runtime/gpu.js';
 import type { Tensor } from '../runtime/tensor.js';
 import type { Checkpoint } from '../weights/checkpoint.js';
-import { VisionTower } from '../convnext/model.js';
-import { Projector } from './projector.js';
-import { LlamaDecoder } from './llama.js';
+import { gpuOps, type Nd } from '../nn/ops.js';
 import { GpuSteps, type TokenSteps } from './generate.js';
+import { Llava } from './llava.js';
+import type { LlamaDecoder } from './llama.js';
 
-export interface ModelBackend {
+/** One image's projected rows [Tv, H], on the backend's device (a GPU tensor or a CPU ndarray). */
+export type ImageRows = Tensor | Nd;
+
+export interface PrefillOptions {
+  maxNewTokens: number;
+  repetitionPenalty: number;
+}
+
+export interface ModelBackend<Rows extends ImageRows = ImageRows> {
   readonly name: 'webgpu' | 'cpu';
   /** KV cache capacity in positions. */
   readonly maxContext: number;
   /** Positions currently in the KV cache. */
   readonly cacheLength: number;
-  /** pixel_values [3, size, size] (CHW) → the image's projected rows [Tv, hidden] (an opaque handle). */
-  encodeImage(pixelValues: Float32Array, size: number): Promise<unknown>;
+  /** pixel_values [3, size, size] (CHW) → the image's projected rows [Tv, hidden]. */
+  encodeImage(pixelValues: Float32Array, size: number): Promise<Rows>;
   /**
    * Keeps the first `keep` cached positions, appends `ids` (the image's rows where −200 is) and
    * returns the decode steps starting from the last position's logits.
    */
-  prefill(ids: readonly number[], image: unknown, keep: number, opts: { maxNewTokens: number; repetitionPenalty: number }): TokenSteps;
-  releaseImage(image: unknown): void;
+  prefill(ids: readonly number[], image: Rows | null, keep: number, opts: PrefillOptions): TokenSteps;
+  releaseImage(image: Rows): void;
   dispose(): Promise<void>;
 }
 
-export interface GpuBackendOptions {
-  dtype: 'f32' | 'f16';
-  maxContext?: number;
-  onProgress: (stage: 'vision' | 'projector' | 'llm', done: number, total: number) => void;
-}
+/** What both backends share: a Llava model and its decoder's KV cache. */
+export abstract class LlavaBackend<Rows extends ImageRows> implements ModelBackend<Rows> {
+  abstract readonly name: 'webgpu' | 'cpu';
 
-export class GpuBackend implements ModelBackend {
-  readonly name = 'webgpu';
+  constructor(readonly model: Llava<Rows>) {}
 
-  private constructor(
-    readonly gpu: Gpu,
-    readonly tower: VisionTower,
-    readonly projector: Projector,
-    readonly decoder: LlamaDecoder,
-  ) {}
-
-  static async load(gpu: Gpu, ckpt: Checkpoint, options: GpuBackendOptions): Promise<GpuBackend> {
-    const { dtype } = options;
-    const tower = await VisionTower.load(gpu, ckpt, { dtype, onProgress: (d, t) => options.onProgress('vision', d, t) });
-    try {
-      const projector = await Projector.load(gpu, ckpt, { dtype });
-      options.onProgress('projector', 1, 1);
-      try {
-        const decoder = await LlamaDecoder.load(gpu, ckpt.llm, ckpt.config, {
-          dtype,
-          maxContext: options.maxContext,
-          onProgress: (d, t) => options.onProgress('llm', d, t),
-        });
-        return new GpuBackend(gpu, tower, projector, decoder);
-      } catch (e) {
-        projector.dispose();
-        throw e;
-      }
-    } catch (e) {
-      tower.dispose();
-      throw e;
-    }
+  get decoder(): LlamaDecoder<Rows> {
+    return this.model.decoder;
   }
 
   get maxContext(): number {
@@ -78,46 +57,53 @@ export class GpuBackend implements ModelBackend {
     return this.decoder.length;
   }
 
+  abstract encodeImage(pixelValues: Float32Array, size: number): Promise<Rows>;
+  abstract prefill(ids: readonly number[], image: Rows | null, keep: number, opts: PrefillOptions): TokenSteps;
+  abstract releaseImage(image: Rows): void;
+  abstract dispose(): Promise<void>;
+}
+
+export interface GpuBackendOptions {
+  dtype: 'f32' | 'f16';
+  maxContext?: number;
+  onProgress: (stage: 'vision' | 'projector' | 'llm', done: number, total: number) => void;
+}
+
+export class GpuBackend extends LlavaBackend<Tensor> {
+  readonly name = 'webgpu';
+
+  private constructor(
+    readonly gpu: Gpu,
+    model: Llava<Tensor>,
+  ) {
+    super(model);
+  }
+
+  static async load(gpu: Gpu, ckpt: Checkpoint, options: GpuBackendOptions): Promise<GpuBackend> {
+    return new GpuBackend(gpu, await Llava.load(gpuOps(gpu), ckpt, options));
+  }
+
   async encodeImage(pixelValues: Float32Array, size: number): Promise<Tensor> {
-    const pixels = this.gpu.upload([3, size, size], pixelValues); //    [3, R, R]
-    let features: Tensor;
+    const pixels = this.gpu.upload([3, size, size], pixelValues); //  [3, R, R]
     try {
-      features = this.tower.encode(pixels).features; //                 [Tv, C]
+      const rows = this.model.encodeImage(pixels); //                  [Tv, H]
+      await this.gpu.sync();
+      return rows;
     } finally {
       pixels.dispose();
     }
-    let rows: Tensor;
-    try {
-      rows = this.projector.forward(features); //                       [Tv, H]
-    } finally {
-      features.dispose();
-    }
-    await this.gpu.sync();
-    return rows;
   }
 
-  prefill(ids: readonly number[], image: unknown, keep: number, opts: { maxNewTokens: number; repetitionPenalty: number }): TokenSteps {
-    const { decoder } = this;
-    decoder.truncate(keep);
-    const x = decoder.inputsEmbeds(ids, (image as Tensor | null) ?? undefined); // [T, H]
-    let hidden: Tensor;
-    try {
-      hidden = decoder.forward(x); //                                             all layers, into the KV cache
-    } finally {
-      x.dispose();
-    }
-    const logits = decoder.lastLogits(hidden); //                                 [1, vocab]
-    hidden.dispose();
-    return new GpuSteps(decoder, logits, opts.maxNewTokens, opts.repetitionPenalty);
+  prefill(ids: readonly number[], image: Tensor | null, keep: number, opts: PrefillOptions): TokenSteps {
+    const logits = this.model.prefill(ids, image, keep); //             [1, vocab]
+    return new GpuSteps(this.decoder, logits, opts.maxNewTokens, opts.repetitionPenalty);
   }
 
-  releaseImage(image: unknown): void {
-    (image as Tensor).dispose();
+  releaseImage(image: Tensor): void {
+    image.dispose();
   }
 
   async dispose(): Promise<void> {
-    this.tower.dispose();
-    this.projector.dispose();
-    this.decoder.dispose();
+    this.model.dispose();
   }
 }

@@ -20,7 +20,7 @@ import { Gpu } from '../runtime/gpu.js';
 import type { Checkpoint } from '../weights/checkpoint.js';
 import { towerStride, visionTowerConfig } from '../convnext/config.js';
 import { loadImage, preprocess, preprocessorFor, type RawImage } from '../convnext/preprocess.js';
-import { GpuBackend, type ModelBackend } from './backend.js';
+import { GpuBackend, type ImageRows, type ModelBackend } from './backend.js';
 import { collect, generateWith, samplingDefaults, type FinishReason, type SamplingOptions, type TokenEvent } from './generate.js';
 import { conversationIds, followUpIds, IMAGE_TOKEN_INDEX, type Turn } from './prompt.js';
 import { LlamaTokenizer, type TextTokenizer } from './tokenizer.js';
@@ -201,7 +201,7 @@ export class ChatSession {
   readonly history: number[] = [];
   /** Generated ids not yet fed through the decoder (the last token of each answer). */
   private uncached: number[] = [];
-  private imageRows: unknown = null;
+  private imageRows: ImageRows | null = null;
   private imagePending: boolean;
   private disposed = false;
 

@@ -31,7 +31,7 @@ const PREFILL_TPQ = 8;
 /**
  * attention_prefill.wgsl's register-array sizes (WGSL consts, so they cannot be overrides):
  * output dims per invocation (headDim / TPQ) and keys scored per invocation per tile (BK / TPQ).
- * spec/kernel-constants.spec.ts checks that these copies match the kernel.
+ * spec/kernels/kernel-constants.spec.ts checks that these copies match the kernel.
  */
 export const PREFILL_MAX_DPT = 32;
 export const PREFILL_MAX_KPT = 8;

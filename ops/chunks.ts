@@ -81,7 +81,7 @@ export function dispatchChunked(
 }
 
 /**
- * Records a row-wise kernel (one segment of threads per row, kernels/layerNorm.wgsl style) over
+ * Records a row-wise kernel (one segment of threads per row, kernels/layer_norm.wgsl style) over
  * `rows` rows of C f32 values, split into chunks of whole rows that fit one binding. The kernel's
  * Params are `{ rows, C, eps }` with rows counted within the chunk; `bind(chunk)` gives its bindings.
  */

@@ -1,6 +1,6 @@
 /**
  * layerNorm — LayerNorm over the last dimension (ConvNeXt, PyTorch semantics: biased variance).
- *   kernels/layerNorm.wgsl
+ *   kernels/layer_norm.wgsl
  */
 import ndarray, { type NdArray } from 'ndarray';
 import type { Gpu } from '../runtime/gpu.js';
@@ -19,7 +19,7 @@ export function layerNorm(gpu: Gpu, x: Tensor, gamma: Tensor, beta: Tensor, eps:
   assertDType('layerNorm', x, 'x', 'f32');
   const y = gpu.empty(x.shape);
   dispatchRowChunks(gpu, {
-    kernel: 'layerNorm',
+    kernel: 'layer_norm',
     rows: x.size / C,
     C,
     eps,

@@ -1,6 +1,6 @@
 /**
  * layerScaleResidual — ConvNeXt's layer scale and residual add in one pass.
- *   kernels/layerScaleResidual.wgsl
+ *   kernels/layer_scale_residual.wgsl
  *
  *   y = residual + gamma · x        gamma [C] scales the last dimension
  */
@@ -23,7 +23,7 @@ export function layerScaleResidual(gpu: Gpu, x: Tensor, gamma: Tensor, residual:
   assertDType('layerScaleResidual', residual, 'residual', 'f32');
   const y = gpu.empty(x.shape);
   dispatchChunked(gpu, {
-    kernel: 'layerScaleResidual',
+    kernel: 'layer_scale_residual',
     n: x.size,
     unit: C,
     extraParams: [C],

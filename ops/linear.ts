@@ -26,7 +26,7 @@ export interface LinearOptions {
   activation?: 'gelu';
 }
 
-/** Up to this many rows of x the matrix-vector kernel is used: MAX_M in linear_matvec.wgsl (a WGSL const: it sizes register arrays; spec/kernel-constants.spec.ts checks they agree). */
+/** Up to this many rows of x the matrix-vector kernel is used: MAX_M in linear_matvec.wgsl (a WGSL const: it sizes register arrays; spec/kernels/kernel-constants.spec.ts checks they agree). */
 export const MATVEC_MAX_M = 8;
 
 /**

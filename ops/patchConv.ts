@@ -1,6 +1,6 @@
 /**
  * patchConv — non-overlapping k×k convolution with stride k, channels-last: ConvNeXt's stem
- * (4×4/s4, Cin = 3) and its downsampling layers (2×2/s2).   kernels/patchConv.wgsl
+ * (4×4/s4, Cin = 3) and its downsampling layers (2×2/s2).   kernels/patch_conv.wgsl
  *
  *   x [H, W, Cin] f32, w [Cout, Cin, k, k] f32|f16 (PyTorch layout), bias [Cout] → y [⌊H/k⌋, ⌊W/k⌋, Cout]
  *
@@ -15,7 +15,7 @@ import type { Tensor } from '../runtime/tensor.js';
 import { f32Range } from './chunks.js';
 import { assertDType, check } from './util.js';
 
-/** Workgroup tile (kernels/patchConv.wgsl overrides): BM output pixels × BN output channels, reduced in BK-slices. */
+/** Workgroup tile (kernels/patch_conv.wgsl overrides): BM output pixels × BN output channels, reduced in BK-slices. */
 const BM = 64;
 const BN = 64;
 const BK = 16;
@@ -60,7 +60,7 @@ export function patchConv(gpu: Gpu, x: Tensor, w: Tensor, bias: Tensor, k: numbe
     const yRange = f32Range(gpu, y, r0 * Wo * Cout, r1 * Wo * Cout);
     const tiles = Math.ceil(pixels / BM);
     gpu.dispatch({
-      kernel: 'patchConv',
+      kernel: 'patch_conv',
       constants: { BM, BN, BK, W_F16: w.dtype === 'f16' ? 1 : 0 },
       params: params(['u32', W], ['u32', Cin], ['u32', Cout], ['u32', k], ['u32', Wo], ['u32', pixels],
         ['u32', xRange.elementOffset], ['u32', yRange.elementOffset]),

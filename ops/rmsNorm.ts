@@ -1,6 +1,6 @@
 /**
  * rmsNorm — RMSNorm over the last dimension (LLaMA; HF LlamaRMSNorm computed in f32).
- *   kernels/rmsNorm.wgsl
+ *   kernels/rms_norm.wgsl
  */
 import ndarray, { type NdArray } from 'ndarray';
 import type { Gpu } from '../runtime/gpu.js';
@@ -17,7 +17,7 @@ export function rmsNorm(gpu: Gpu, x: Tensor, gamma: Tensor, eps: number, options
   assertDType('rmsNorm', gamma, 'gamma', 'f32');
   const y = gpu.empty(x.shape);
   dispatchRowChunks(gpu, {
-    kernel: 'rmsNorm',
+    kernel: 'rms_norm',
     rows: x.size / C,
     C,
     eps,

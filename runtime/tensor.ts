@@ -31,6 +31,8 @@ export class Tensor {
     readonly buffer: GPUBuffer,
     readonly shape: readonly number[],
     readonly dtype: DType,
+    /** Shared by a tensor and its reshape views: set once any of them has returned the buffer. */
+    private readonly lease: { released: boolean } = { released: false },
   ) {}
 
   get size(): number {
@@ -45,12 +47,17 @@ export class Tensor {
     return this.disposed;
   }
 
+  /** True once this tensor or a reshape view of it has been disposed (its buffer may already serve another tensor). */
+  get isReleased(): boolean {
+    return this.lease.released;
+  }
+
   /** Same buffer, new shape (same element count). The view shares the buffer: dispose only one (the pool throws on a second release). */
   reshape(shape: readonly number[]): Tensor {
     if (numel(shape) !== this.size) {
       throw new Error(`reshape: cannot view [${this.shape}] (${this.size} elements) as [${shape}]`);
     }
-    return new Tensor(this.gpu, this.buffer, shape, this.dtype);
+    return new Tensor(this.gpu, this.buffer, shape, this.dtype, this.lease);
   }
 
   /** Copies the tensor to the CPU. f32 → Float32Array, f16 → Float32Array (converted), u32/i32 → typed ints. */
@@ -62,6 +69,7 @@ export class Tensor {
   dispose(): void {
     if (this.disposed) return;
     this.disposed = true;
+    this.lease.released = true;
     this.gpu.pool.release(this.buffer);
   }
 }

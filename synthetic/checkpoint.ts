@@ -46,9 +46,10 @@ export function initFor(name: string, shape: readonly number[]): { center: numbe
 
 /** A WeightSource whose tensors are generated on request: on the GPU by `randomFill`, or on the CPU. */
 export class SyntheticWeights implements WeightSource {
-  private readonly tensors: Map<string, ExpectedTensor>;
+  private readonly tensors: Map<string, Pick<ExpectedTensor, 'name' | 'shape'>>;
 
-  constructor(expected: ExpectedTensor[], readonly modelSeed = 0) {
+  /** `expected`: names and shapes (weights/names.ts); optional ones (the unused pooler norm) are left out. */
+  constructor(expected: readonly Pick<ExpectedTensor, 'name' | 'shape' | 'optional'>[], readonly modelSeed = 0) {
     this.tensors = new Map(expected.filter((t) => !t.optional).map((t) => [t.name, t]));
   }
 
@@ -60,7 +61,7 @@ export class SyntheticWeights implements WeightSource {
     return this.tensors.has(name);
   }
 
-  private get(name: string): ExpectedTensor {
+  private get(name: string): Pick<ExpectedTensor, 'name' | 'shape'> {
     const t = this.tensors.get(name);
     if (!t) throw new Error(`synthetic checkpoint: no tensor '${name}'`);
     return t;

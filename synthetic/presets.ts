@@ -25,7 +25,8 @@ export interface PresetConfigs {
 const CLIP_MEAN = [0.48145466, 0.4578275, 0.40821073];
 const CLIP_STD = [0.26862954, 0.26130258, 0.27577711];
 
-interface Sizes {
+/** The sizes a preset is made of (and other synthetic models, e.g. bench/load.ts's). */
+export interface PresetSizes {
   resolution: number;
   widths: number[]; // five stages
   depths: number[];
@@ -37,10 +38,12 @@ interface Sizes {
   maxPositions: number;
 }
 
-const CONVNEXT_L_PLUS_STAGE5 = { widths: [192, 384, 768, 1536, 3072], depths: [3, 3, 27, 3, 6] };
-const VICUNA_7B = { hidden: 4096, intermediate: 11008, layers: 32, heads: 32, kvHeads: 32, maxPositions: 4096 };
+/** ConvNeXt-Large (192/384/768/1536 × 3/3/27/3) + ConvLLaVA's stage 5 (3072 wide, 6 deep). */
+export const CONVNEXT_L_PLUS_STAGE5 = { widths: [192, 384, 768, 1536, 3072], depths: [3, 3, 27, 3, 6] };
+/** Vicuna-7B v1.5 = LLaMA-2 7B (config.json of lmsys/vicuna-7b-v1.5). */
+export const VICUNA_7B = { hidden: 4096, intermediate: 11008, layers: 32, heads: 32, kvHeads: 32, maxPositions: 4096 };
 
-const SIZES: Record<string, Sizes> = {
+const SIZES: Record<string, PresetSizes> = {
   tiny: {
     resolution: 256,
     widths: [16, 32, 48, 64, 96],
@@ -63,6 +66,11 @@ export function preset(name: string): PresetConfigs {
   const visionOnly = name.endsWith('-vision');
   const s = SIZES[visionOnly ? name.slice(0, -'-vision'.length) : name];
   if (!s) throw new Error(`unknown preset '${name}'; choose one of: ${PRESET_NAMES.join(', ')}`);
+  return presetConfigs(s, visionOnly);
+}
+
+/** The three config files of an official-layout ConvLLaVA folder with these sizes. */
+export function presetConfigs(s: PresetSizes, visionOnly = false): PresetConfigs {
   const config = {
     architectures: ['LlavaLlamaForCausalLM'],
     model_type: 'llava_llama',

@@ -45,7 +45,7 @@ export function lmHeadName(cfg: Pick<LlavaConfig, 'tie_word_embeddings'>): strin
  * The projector's Linear layers in order. `mlpNx_gelu` is nn.Sequential(Linear, GELU, Linear, GELU, …),
  * so its Linears sit at Sequential indices 0, 2, 4, …; `linear` is a bare nn.Linear (no index).
  */
-export function projectorLinears(cfg: LlavaConfig): { weight: string; bias: string; shape: [number, number] }[] {
+export function projectorLinears(cfg: Pick<LlavaConfig, 'mm_projector_type' | 'mm_hidden_size' | 'hidden_size'>): { weight: string; bias: string; shape: [number, number] }[] {
   const type = cfg.mm_projector_type;
   if (type === 'identity') return [];
   if (type === 'linear') {
@@ -167,7 +167,9 @@ export function expectedLlmTensors(cfg: LlavaConfig): ExpectedTensor[] {
 }
 
 /** Every tensor the vision_tower files must hold, for all stages (the fifth included). */
-export function expectedVisionTensors(cfg: ConvNextConfig): ExpectedTensor[] {
+export function expectedVisionTensors(
+  cfg: Pick<ConvNextConfig, 'hidden_sizes' | 'num_channels' | 'patch_size' | 'num_stages' | 'depths' | 'layer_scale_init_value'>,
+): ExpectedTensor[] {
   const C = cfg.hidden_sizes;
   const out: ExpectedTensor[] = [];
   const vision = (name: string, shape: number[], extra: Partial<ExpectedTensor> = {}) => out.push({ name, shape, part: 'vision', ...extra });

@@ -1,0 +1,148 @@
+/**
+ * The op set a module runs on. Modules (nn/*.ts) are written once against `TensorOps<T>`; two
+ * implementations make the two twins of every module and model:
+ *
+ *   gpuOps(gpu)   T = Tensor    the WGSL kernels (ops/<op>.ts), recorded into one command stream
+ *   cpuOps        T = Nd        the ops' CPU references (`<op>Ref`, plain loops over ndarrays)
+ *
+ * so `--backend cpu` is the same assembly as the GPU path, over the references. Only what differs
+ * between a device and the CPU lives here: memory (tidy / dispose / empty), row copies, and the
+ * largest row block one storage binding holds (chunking; unlimited on the CPU).
+ */
+import ndarray, { type NdArray } from 'ndarray';
+import { Gpu } from '../runtime/gpu.js';
+import { f16BitsToF32, f32ToF16Bits } from '../runtime/half.js';
+import type { Tensor } from '../runtime/tensor.js';
+import { add, addRef } from '../ops/add.js';
+import { attention, attentionRef, type AttentionOptions } from '../ops/attention.js';
+import { dwconv7, dwconv7Ref } from '../ops/dwconv7.js';
+import { embedding, embeddingRef } from '../ops/embedding.js';
+import { layerNorm, layerNormRef } from '../ops/layerNorm.js';
+import { layerScaleResidual, layerScaleResidualRef } from '../ops/layerScaleResidual.js';
+import { linear, linearRef, type LinearOptions } from '../ops/linear.js';
+import { patchConv, patchConvRef } from '../ops/patchConv.js';
+import { rmsNorm, rmsNormRef } from '../ops/rmsNorm.js';
+import { rope, ropeRef, type RopeOptions } from '../ops/rope.js';
+import { sliceRows, sliceRowsRef, writeRows, writeRowsRef } from '../ops/rows.js';
+import { swiglu, swigluRef } from '../ops/swiglu.js';
+import { nchwToNhwc, nchwToNhwcRef } from '../ops/transpose.js';
+import type { WeightDType, WeightReader } from './loader.js';
+import { tidy } from './tidy.js';
+
+/** A CPU tensor: a contiguous row-major f32 ndarray. */
+export type Nd = NdArray<Float32Array>;
+
+export interface TensorOps<T> {
+  readonly device: 'webgpu' | 'cpu';
+  shape(x: T): readonly number[];
+  /** A view of x with another shape (same elements, shares storage: dispose only one of them). */
+  reshape(x: T, shape: readonly number[]): T;
+  /** Runs fn and frees what it allocated, except what it returns (nn/tidy.ts). */
+  tidy<R>(fn: () => R): R;
+  dispose(x: T): void;
+  /** Submits recorded work (GPU), e.g. before freeing weights whose generating dispatches are still pending. */
+  flush(): void;
+  /** A zero-initialised (CPU) / uninitialised (GPU) f32 tensor from the pool: KV caches, inputs_embeds. */
+  empty(shape: readonly number[], label?: string): T;
+  /** How many rows of `width` f32 one storage binding holds (Infinity on the CPU). */
+  maxRowsPerBinding(width: number): number;
+  /** Bytes the tensor occupies (f16 weights: two per element). */
+  byteLength(x: T): number;
+  /** One named tensor of a weight source, stored as `dtype` (nn/loader.ts decides which). */
+  load(source: WeightReader, name: string, dtype: WeightDType): Promise<T>;
+
+  linear(x: T, w: T, bias?: T, opts?: LinearOptions): T;
+  layerNorm(x: T, gamma: T, beta: T, eps: number): T;
+  rmsNorm(x: T, gamma: T, eps: number): T;
+  dwconv7(x: T, w: T, bias: T): T;
+  patchConv(x: T, w: T, bias: T, k: number): T;
+  add(a: T, b: T): T;
+  layerScaleResidual(x: T, gamma: T, residual: T): T;
+  swiglu(gate: T, up: T): T;
+  rope(x: T, o: RopeOptions): T;
+  attention(q: T, kCache: T, vCache: T, o: AttentionOptions): T;
+  /** ids: CPU numbers, or (GPU) a u32 tensor of ids already on the device. */
+  embedding(ids: readonly number[] | T, table: T): T;
+  nchwToNhwc(x: T): T;
+  sliceRows(x: T, start: number, count: number): T;
+  /** Copies src's rows into dst at rowOffset, in place. */
+  writeRows(src: T, dst: T, rowOffset: number): void;
+}
+
+export interface GpuOps extends TensorOps<Tensor> {
+  readonly gpu: Gpu;
+}
+
+export function gpuOps(gpu: Gpu): GpuOps {
+  return {
+    device: 'webgpu',
+    gpu,
+    shape: (x) => x.shape,
+    reshape: (x, shape) => x.reshape(shape),
+    tidy: (fn) => tidy(gpu, fn),
+    dispose: (x) => x.dispose(),
+    flush: () => gpu.flush(),
+    empty: (shape, label) => gpu.empty(shape, 'f32', label),
+    maxRowsPerBinding: (width) => Math.floor(gpu.limits.maxStorageBufferBindingSize / (width * 4)),
+    byteLength: (x) => x.byteLength,
+    load: (source, name, dtype) => source.toGpu(gpu, name, dtype),
+    linear: (x, w, bias, opts) => linear(gpu, x, w, bias, opts),
+    layerNorm: (x, gamma, beta, eps) => layerNorm(gpu, x, gamma, beta, eps),
+    rmsNorm: (x, gamma, eps) => rmsNorm(gpu, x, gamma, eps),
+    dwconv7: (x, w, bias) => dwconv7(gpu, x, w, bias),
+    patchConv: (x, w, bias, k) => patchConv(gpu, x, w, bias, k),
+    add: (a, b) => add(gpu, a, b),
+    layerScaleResidual: (x, gamma, residual) => layerScaleResidual(gpu, x, gamma, residual),
+    swiglu: (gate, up) => swiglu(gpu, gate, up),
+    rope: (x, o) => rope(gpu, x, o),
+    attention: (q, k, v, o) => attention(gpu, q, k, v, o),
+    embedding: (ids, table) => embedding(gpu, ids, table),
+    nchwToNhwc: (x) => nchwToNhwc(gpu, x),
+    sliceRows: (x, start, count) => sliceRows(gpu, x, start, count),
+    writeRows: (src, dst, rowOffset) => writeRows(gpu, src, dst, rowOffset),
+  };
+}
+
+export const cpuOps: TensorOps<Nd> = {
+  device: 'cpu',
+  shape: (x) => x.shape,
+  reshape: (x, shape) => ndarray(x.data, [...shape]),
+  tidy: (fn) => fn(), // garbage-collected
+  dispose: () => {},
+  flush: () => {},
+  empty: (shape) => ndarray(new Float32Array(shape.reduce((a, b) => a * b, 1)), [...shape]),
+  maxRowsPerBinding: () => Infinity,
+  byteLength: (x) => x.data.byteLength,
+  async load(source, name, dtype) {
+    const values = await source.readF32(name);
+    if (dtype === 'f16') for (let i = 0; i < values.length; i++) values[i] = f16BitsToF32(f32ToF16Bits(values[i]));
+    return ndarray(values, source.shape(name));
+  },
+  linear: (x, w, bias, opts) => linearRef(x, w, bias, opts?.activation),
+  layerNorm: layerNormRef,
+  rmsNorm: rmsNormRef,
+  dwconv7: dwconv7Ref,
+  patchConv: patchConvRef,
+  add: addRef,
+  layerScaleResidual: layerScaleResidualRef,
+  swiglu: swigluRef,
+  rope: ropeRef,
+  attention: attentionRef,
+  embedding: (ids, table) => {
+    if (!Array.isArray(ids)) throw new Error('embedding (CPU): ids must be numbers');
+    return embeddingRef(ids as readonly number[], table);
+  },
+  nchwToNhwc: nchwToNhwcRef,
+  sliceRows: sliceRowsRef,
+  writeRows: (src, dst, rowOffset) => dst.data.set(writeRowsRef(src, dst, rowOffset).data),
+};
+
+/** The op set of a device given as a Gpu (the WGSL kernels) or as an op set already. */
+export function opsFor<T>(device: Gpu | TensorOps<T>): TensorOps<T> {
+  return (device instanceof Gpu ? gpuOps(device) : device) as TensorOps<T>;
+}
+
+/** The Gpu behind an op set, or null on the CPU. */
+export function gpuOf<T>(ops: TensorOps<T>): Gpu | null {
+  return 'gpu' in ops ? (ops as unknown as GpuOps).gpu : null;
+}

@@ -1,0 +1,53 @@
+import { expect } from 'chai';
+import { execFile } from 'node:child_process';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { fileURLToPath } from 'node:url';
+
+const run = promisify(execFile);
+const BIN = fileURLToPath(new URL('../../bin/convllava.mjs', import.meta.url));
+
+describe('convllava demo and bench (the CLI, as a user runs it)', () => {
+  it('demo runs the whole pipeline and says the weights are random', async () => {
+    const { stdout } = await run(process.execPath, [BIN, 'demo']);
+    expect(stdout).to.match(/RANDOM weights/);
+    expect(stdout).to.match(/visual tokens:\s+16/);
+    expect(stdout).to.match(/256×192/);
+    expect(stdout).to.match(/generated ids:\s+\[(\d+, ){11}\d+\]/);
+    expect(stdout).to.match(/timings:.*image encode.*decode/);
+  });
+
+  it('bench --preset tiny --json prints llama-bench fields, and --report writes an HTML page', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'convllava-bench-'));
+    try {
+      const report = join(dir, 'report.html');
+      const { stdout } = await run(process.execPath, [BIN, 'bench', '--preset', 'tiny', '-p', '16', '-n', '4', '-r', '1', '--json', '--report', report]);
+      const result = JSON.parse(stdout.trim().split('\n').pop()!);
+      expect(result.model.image_encode[0]).to.include({ resolution: 256, visual_tokens: 16 });
+      expect(result.model.pp).to.include({ n_prompt: 16, n_gen: 0 });
+      expect(result.model.tg).to.include({ n_prompt: 0, n_gen: 4 });
+      for (const t of [result.model.pp, result.model.tg]) {
+        expect(t.avg_ts).to.be.above(0);
+        expect(t.samples_ts).to.have.length(1);
+        expect(t).to.have.property('stddev_ts');
+      }
+      expect(result.model.ttft_ms.mean).to.be.above(0);
+      expect(result.model.peak_gpu_bytes).to.be.above(0);
+      expect(result.adapter).to.have.property('vendor');
+      const html = await readFile(report, 'utf8');
+      expect(html).to.match(/<svg/);
+      expect(html).to.match(/tg4/);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('bench refuses an unknown preset with one clear message', async () => {
+    const error = await run(process.execPath, [BIN, 'bench', '--preset', 'nope']).catch((e) => e);
+    expect(error.code).to.equal(1);
+    expect(error.stderr).to.match(/unknown preset 'nope'/);
+    expect(error.stderr).to.not.match(/\n\s+at /); // no stack trace
+  });
+});

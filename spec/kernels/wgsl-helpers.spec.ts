@@ -1,0 +1,45 @@
+/**
+ * WGSL helpers that several kernels carry. Each kernel file stays a complete shader a reader can
+ * open on its own (no include step, no templating), so the helpers are copied — and this spec is
+ * what keeps the copies equal: it cuts each named `fn` out of every kernel that has it and compares
+ * their code (comments and white space aside).
+ */
+import { expect } from 'chai';
+import { readFileSync } from 'node:fs';
+import { kernelUrl } from '../../kernels/index.js';
+
+/** The code of `fn name(…) { … }` in kernels/<kernel>.wgsl, comments stripped and white space folded. */
+function wgslFunction(kernel: string, name: string): string {
+  const source = readFileSync(kernelUrl(kernel), 'utf8');
+  const start = source.search(new RegExp(`^fn ${name}\\(`, 'm'));
+  if (start < 0) throw new Error(`kernels/${kernel}.wgsl has no 'fn ${name}('`);
+  const end = source.indexOf('\n}', start);
+  return source
+    .slice(start, end + 2)
+    .replace(/\/\/.*$/gm, '')
+    .replace(/\/\*[\s\S]*?\*\//g, '')
+    .replace(/\s+/g, ' ')
+    .trim();
+}
+
+const SHARED: { helper: string; kernels: string[] }[] = [
+  { helper: 'weight', kernels: ['linear_matvec', 'linear_tiled', 'dwconv7', 'patch_conv'] }, // f16 / f32 weight element
+  { helper: 'erfc_pos', kernels: ['linear_matvec', 'linear_tiled'] }, //                         the fused GELU's erfc
+  { helper: 'gelu', kernels: ['linear_matvec', 'linear_tiled'] },
+  { helper: 'segment_sum', kernels: ['layer_norm', 'rms_norm'] }, //                              row reductions
+];
+
+describe('shared WGSL helpers are identical in every kernel that carries them', () => {
+  for (const { helper, kernels } of SHARED) {
+    it(`fn ${helper}: ${kernels.join(', ')}`, () => {
+      const [first, ...rest] = kernels.map((k) => wgslFunction(k, helper));
+      expect(first.length, 'found a body').to.be.greaterThan(20);
+      rest.forEach((code, i) => expect(code, `kernels/${kernels[i + 1]}.wgsl vs kernels/${kernels[0]}.wgsl`).to.equal(first));
+    });
+  }
+
+  it('the check can fail: a changed constant is noticed', () => {
+    const a = wgslFunction('linear_tiled', 'erfc_pos');
+    expect(a.replace('0.17087277', '0.17087278')).to.not.equal(wgslFunction('linear_matvec', 'erfc_pos'));
+  });
+});
