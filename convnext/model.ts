@@ -144,6 +144,19 @@ export class VisionTower {
    * Records the forward pass; read `features` (or call gpu.sync) to run it.
    */
   encode(pixelValues: Tensor, opts: EncodeOptions = {}): { features: Tensor; stages?: Record<StageName, Tensor> } {
+    const steps = this.encodeSteps(pixelValues, opts);
+    for (;;) {
+      const step = steps.next();
+      if (step.done) return step.value;
+    }
+  }
+
+  /**
+   * The same forward, pausing after the stem and after each stage (the points where a caller may
+   * submit the work recorded so far, wait for it and check an abort signal). Abandoning it with
+   * `return()` disposes the map in flight.
+   */
+  *encodeSteps(pixelValues: Tensor, opts: EncodeOptions = {}): Generator<StageName, { features: Tensor; stages?: Record<StageName, Tensor> }> {
     const { gpu, config } = this;
     const [c, h, w] = pixelValues.shape;
     const stride = towerStride(config);
@@ -165,11 +178,19 @@ export class VisionTower {
     let x = this.forwardStem(image);
     image.dispose();
     keep('stem', x);
-    this.stages.forEach((stage, s) => {
-      const y = this.forwardStage(stage, x, opts.maxChunkRows);
-      keep(`stage${s + 1}`, y, x);
-      x = y;
-    });
+    let finished = false;
+    try {
+      yield 'stem';
+      for (const [s, stage] of this.stages.entries()) {
+        const y = this.forwardStage(stage, x, opts.maxChunkRows);
+        keep(`stage${s + 1}`, y, x);
+        x = y;
+        if (s + 1 < this.stages.length) yield `stage${s + 1}`;
+      }
+      finished = true;
+    } finally {
+      if (!finished) for (const t of new Set([x, ...Object.values(kept)])) t?.dispose(); // abandoned mid-way
+    }
 
     // (H, W, C) is already the token matrix (H·W, C), row-major as the reference's flatten.
     const [H, W, C] = x.shape;

@@ -12,7 +12,7 @@ import type { Checkpoint } from '../weights/checkpoint.js';
 import { VisionTower } from '../convnext/model.js';
 import { Projector } from './projector.js';
 import { LlamaDecoder } from './llama.js';
-import { GpuSteps, type TokenSteps } from './generate.js';
+import { abortError, GpuSteps, type TokenSteps } from './generate.js';
 
 export interface ModelBackend {
   readonly name: 'webgpu' | 'cpu';
@@ -21,14 +21,21 @@ export interface ModelBackend {
   /** Positions currently in the KV cache. */
   readonly cacheLength: number;
   /** pixel_values [3, size, size] (CHW) → the image's projected rows [Tv, hidden] (an opaque handle). */
-  encodeImage(pixelValues: Float32Array, size: number): Promise<unknown>;
+  encodeImage(pixelValues: Float32Array, size: number, signal?: AbortSignal): Promise<unknown>;
   /**
    * Keeps the first `keep` cached positions, appends `ids` (the image's rows where −200 is) and
    * returns the decode steps starting from the last position's logits.
    */
-  prefill(ids: readonly number[], image: unknown, keep: number, opts: { maxNewTokens: number; repetitionPenalty: number }): TokenSteps;
+  prefill(ids: readonly number[], image: unknown, keep: number, opts: PrefillOptions): TokenSteps | Promise<TokenSteps>;
   releaseImage(image: unknown): void;
   dispose(): Promise<void>;
+}
+
+export interface PrefillOptions {
+  maxNewTokens: number;
+  repetitionPenalty: number;
+  /** Checked between dispatch batches (after each decoder layer); aborting rejects with its reason. */
+  signal?: AbortSignal;
 }
 
 export interface GpuBackendOptions {
@@ -78,11 +85,14 @@ export class GpuBackend implements ModelBackend {
     return this.decoder.length;
   }
 
-  async encodeImage(pixelValues: Float32Array, size: number): Promise<Tensor> {
+  /** With a signal, the tower runs stage by stage (one submission each) and the signal is checked between. */
+  async encodeImage(pixelValues: Float32Array, size: number, signal?: AbortSignal): Promise<Tensor> {
     const pixels = this.gpu.upload([3, size, size], pixelValues); //    [3, R, R]
     let features: Tensor;
     try {
-      features = this.tower.encode(pixels).features; //                 [Tv, C]
+      features = signal
+        ? (await runSteps(this.gpu, this.tower.encodeSteps(pixels), signal)).features //  [Tv, C], stage by stage
+        : this.tower.encode(pixels).features; //                                         [Tv, C], one submission
     } finally {
       pixels.dispose();
     }
@@ -96,19 +106,27 @@ export class GpuBackend implements ModelBackend {
     return rows;
   }
 
-  prefill(ids: readonly number[], image: unknown, keep: number, opts: { maxNewTokens: number; repetitionPenalty: number }): TokenSteps {
+  /**
+   * Without a signal the whole prefill is recorded at once (one submission with the first pick).
+   * With one, the layers run one submission each and the signal is checked between them.
+   */
+  prefill(ids: readonly number[], image: unknown, keep: number, opts: PrefillOptions): TokenSteps | Promise<TokenSteps> {
     const { decoder } = this;
     decoder.truncate(keep);
     const x = decoder.inputsEmbeds(ids, (image as Tensor | null) ?? undefined); // [T, H]
-    let hidden: Tensor;
-    try {
-      hidden = decoder.forward(x); //                                             all layers, into the KV cache
-    } finally {
-      x.dispose();
+    const last = (hidden: Tensor) => {
+      const logits = decoder.lastLogits(hidden); //                               [1, vocab]
+      hidden.dispose();
+      return new GpuSteps(decoder, logits, opts.maxNewTokens, opts.repetitionPenalty);
+    };
+    if (!opts.signal) {
+      try {
+        return last(decoder.forward(x)); //                                       all layers, into the KV cache
+      } finally {
+        x.dispose();
+      }
     }
-    const logits = decoder.lastLogits(hidden); //                                 [1, vocab]
-    hidden.dispose();
-    return new GpuSteps(decoder, logits, opts.maxNewTokens, opts.repetitionPenalty);
+    return runSteps(this.gpu, decoder.forwardSteps(x), opts.signal).then(last).finally(() => x.dispose());
   }
 
   releaseImage(image: unknown): void {
@@ -119,5 +137,25 @@ export class GpuBackend implements ModelBackend {
     this.tower.dispose();
     this.projector.dispose();
     this.decoder.dispose();
+  }
+}
+
+/**
+ * Drives a forward recorded in steps. Without a signal, all steps are recorded at once (one
+ * submission, no round trip). With one, the work of each step is submitted and waited for, and the
+ * signal checked, so an abort stops a long image encode or prefill within one step's GPU time.
+ */
+async function runSteps<T>(gpu: Gpu, steps: Generator<unknown, T>, signal?: AbortSignal): Promise<T> {
+  try {
+    for (;;) {
+      if (signal?.aborted) throw abortError(signal);
+      const step = steps.next();
+      if (step.done) return step.value;
+      if (signal) await gpu.sync();
+    }
+  } catch (e) {
+    steps.return(undefined as never); // frees the tensors in flight (a no-op once finished)
+    gpu.flush(); // what was recorded is submitted (ordered before later writes into recycled buffers)
+    throw e;
   }
 }

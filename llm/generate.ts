@@ -81,7 +81,9 @@ export function samplingDefaults(o: SamplingOptions): Required<Omit<SamplingOpti
   if (!Number.isInteger(opts.topK) || opts.topK < 0) bad(`topK must be an integer ≥ 0, got ${opts.topK}`);
   if (!(opts.topP > 0 && opts.topP <= 1)) bad(`topP must be in (0, 1], got ${opts.topP}`);
   if (!(opts.repetitionPenalty > 0)) bad(`repetitionPenalty must be > 0, got ${opts.repetitionPenalty}`);
-  if (!Number.isInteger(opts.seed)) bad(`seed must be an integer, got ${opts.seed}`);
+  if (!Number.isInteger(opts.seed) || opts.seed < 0 || opts.seed > 0xffffffff) {
+    bad(`seed must be an integer in 0 … 4294967295 (the sampler's 32-bit state; larger seeds would wrap), got ${opts.seed}`);
+  }
   if (opts.stop.some((s) => s.length === 0)) bad('stop strings must not be empty');
   return opts;
 }
@@ -209,7 +211,8 @@ function pendingStopLength(text: string, stops: readonly string[]): number {
   return longest;
 }
 
-function abortError(signal: AbortSignal): unknown {
+/** The rejection an aborted signal gives: its reason, or an AbortError. */
+export function abortError(signal: AbortSignal): unknown {
   return signal.reason ?? new DOMException('generation aborted', 'AbortError');
 }
 
@@ -296,11 +299,20 @@ export async function* generateWith(
   };
 }
 
-/** Drains a token stream, calling `onToken` for each event; returns the generation result. */
+/**
+ * Drains a token stream, calling `onToken` for each event; returns the generation result. A
+ * callback that throws ends the stream (its finally blocks free the GPU and release the model) and
+ * its error reaches the caller.
+ */
 export async function collect<R>(stream: AsyncGenerator<TokenEvent, R>, onToken?: (e: TokenEvent) => void): Promise<R> {
   for (;;) {
     const step = await stream.next();
     if (step.done) return step.value;
-    onToken?.(step.value);
+    try {
+      onToken?.(step.value);
+    } catch (e) {
+      await stream.return(undefined as never);
+      throw e;
+    }
   }
 }

@@ -239,20 +239,37 @@ export class LlamaDecoder {
    * Returns the final-norm hidden states [T, H] (x is not disposed).
    */
   forward(x: Tensor): Tensor {
+    const steps = this.forwardSteps(x);
+    for (;;) {
+      const step = steps.next();
+      if (step.done) return step.value;
+    }
+  }
+
+  /**
+   * The same, pausing after each layer (where a caller may submit the work so far, wait and check
+   * an abort signal). Abandoned with `return()`, it frees its hidden state and leaves `length` as
+   * it was (the positions written are beyond it, so they count as empty).
+   */
+  *forwardSteps(x: Tensor): Generator<number, Tensor> {
     const T = x.shape[0];
     if (this.length + T > this.dims.maxContext) {
       throw new Error(`LLM context full: ${this.length} cached + ${T} new positions > ${this.dims.maxContext}`);
     }
     let h = x;
-    for (let l = 0; l < this.dims.layers; l++) {
-      const next = this.layer(l, h);
+    try {
+      for (let l = 0; l < this.dims.layers; l++) {
+        const next = this.layer(l, h);
+        if (h !== x) h.dispose();
+        h = next;
+        if (l + 1 < this.dims.layers) yield l;
+      }
+      const out = rmsNorm(this.gpu, h, this.weights.norm, this.dims.eps);
+      this.length += T;
+      return out;
+    } finally {
       if (h !== x) h.dispose();
-      h = next;
     }
-    const out = rmsNorm(this.gpu, h, this.weights.norm, this.dims.eps);
-    if (h !== x) h.dispose();
-    this.length += T;
-    return out;
   }
 
   /** One decoder layer at positions length … length+T−1 (the cache length advances in forward). */
