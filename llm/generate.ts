@@ -13,7 +13,7 @@
  * sequences are held back) and never include (a prefix of) a stop string.
  */
 import { Tensor } from '../runtime/tensor.js';
-import { argmax } from '../ops/argmax.js';
+import { argmax, NON_FINITE_ID } from '../ops/argmax.js';
 import { sample } from '../ops/sample.js';
 import type { LlamaDecoder } from './llama.js';
 import { StreamDecoder, type TextTokenizer } from './tokenizer.js';
@@ -261,6 +261,13 @@ export async function* generateWith(
     for (;;) {
       if (opts.signal?.aborted) throw abortError(opts.signal);
       const id = await steps.pick({ ...choice, u: uniform() });
+      if (id === NON_FINITE_ID) {
+        const step = ids.length === 0 ? "the prefill (the prompt's last position)" : `decode step ${ids.length} (after ${ids.length} generated tokens)`;
+        throw new Error(
+          `non-finite logits (NaN or +Inf) at ${step}: the weights or activations overflowed or hold NaN, so no token can be chosen; ` +
+            `check the weights with 'convllava inspect --check-values', or try --dtype f32`,
+        );
+      }
       if (ids.length === 0) firstAt = performance.now();
       if (eosIds.includes(id)) {
         finishReason = 'eos';

@@ -186,6 +186,33 @@ export class TensorSet implements WeightSource {
     return tensor;
   }
 
+  /**
+   * Counts the NaN and ±Inf values of a float tensor, reading it in CHUNK_ELEMENTS pieces (bounded
+   * memory) and testing the stored bits (an all-ones exponent), so it is exact for every dtype.
+   */
+  async scanValues(name: string): Promise<{ nan: number; inf: number; first: number }> {
+    const { dtype, numel, file } = this.floatTensor(name);
+    const size = bytesPerElement(dtype);
+    const [exponent, mantissa] = dtype === 'F32' ? [0x7f800000, 0x007fffff] : dtype === 'F16' ? [0x7c00, 0x03ff] : [0x7f80, 0x007f];
+    const staging = alignedBytes(Math.min(numel, CHUNK_ELEMENTS) * size);
+    let nan = 0;
+    let inf = 0;
+    let first = -1;
+    for (let start = 0; start < numel; start += CHUNK_ELEMENTS) {
+      const count = Math.min(CHUNK_ELEMENTS, numel - start);
+      const bytes = await file.readRange(name, start * size, count * size, staging);
+      const words = size === 4 ? new Uint32Array(bytes.buffer, bytes.byteOffset, count) : new Uint16Array(bytes.buffer, bytes.byteOffset, count);
+      for (let i = 0; i < count; i++) {
+        const w = words[i];
+        if ((w & exponent) !== exponent) continue;
+        if (w & mantissa) nan++;
+        else inf++;
+        if (first < 0) first = start + i;
+      }
+    }
+    return { nan, inf, first };
+  }
+
   /** Lets the queue consume pending writes, so their staging copies are freed before we queue more. */
   private async drain(gpu: Gpu): Promise<void> {
     this.bytesSinceDrain = 0;
