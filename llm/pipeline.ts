@@ -239,6 +239,44 @@ export class ConvLlava {
   }
 }
 
+/** Refuses a turn that would not fit the KV cache, with the counts. */
+function checkContext(cached: number, text: number, visual: number, newTokens: number, context: number, maxPositions: number): void {
+  const needed = cached + text + visual + newTokens;
+  if (needed > context) {
+    throw new Error(
+      `prompt too long: ${cached} cached + ${text} text tokens + ${visual} visual tokens + ${newTokens} new tokens = ${needed} ` +
+        `> context ${context} (max_position_embeddings ${maxPositions}); ask for fewer new tokens or start a new chat`,
+    );
+  }
+}
+
+/**
+ * Everything about a first question that can be checked from the configs alone, before any weight
+ * is loaded (the CLI calls it so that a bad option or an over-long prompt fails in milliseconds, not
+ * after minutes of loading): the sampling options, a typed "<image>", and the context length.
+ */
+export function checkFirstTurn(
+  ckpt: Checkpoint,
+  question: string,
+  options: SamplingOptions & { hasImage: boolean; maxContext?: number; tokenizer?: TextTokenizer },
+): void {
+  const opts = samplingDefaults(options);
+  checkQuestion(question);
+  const stride = towerStride(visionTowerConfig(ckpt.config, ckpt.visionConfig));
+  const visual = options.hasImage ? (ckpt.config.mm_vision_resolution / stride) ** 2 : 0;
+  const ids = imageQuestionIds(options.tokenizer ?? new LlamaTokenizer(), question, options.hasImage);
+  const maxPositions = ckpt.config.max_position_embeddings;
+  checkContext(0, ids.length - (options.hasImage ? 1 : 0), visual, opts.maxNewTokens, options.maxContext ?? maxPositions, maxPositions);
+}
+
+/** A failure to read, decode or encode a chat's image (the CLI clears the image and goes on). */
+export class ImageInputError extends Error {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'ImageInputError';
+  }
+}
+
 /** A conversation: each `send` / `stream` is one user turn; the KV cache carries the history. */
 export class ChatSession {
   /** Every id of the conversation so far (−200 for the image), including uncached generated ids. */
@@ -311,21 +349,19 @@ export class ChatSession {
       const imageRowsIn = prefillIds.includes(IMAGE_TOKEN_INDEX) ? model.visualTokens : 0;
       const textTokens = prefillIds.length - (imageRowsIn ? 1 : 0);
       const prefillRows = textTokens + imageRowsIn;
-      const needed = cachedRows + prefillRows + opts.maxNewTokens;
-      if (needed > backend.maxContext) {
-        throw new Error(
-          `prompt too long: ${cachedRows} cached + ${textTokens} text tokens + ${imageRowsIn} visual tokens ` +
-            `+ ${opts.maxNewTokens} new tokens = ${needed} > context ${backend.maxContext} ` +
-            `(max_position_embeddings ${model.checkpoint.config.max_position_embeddings}); ask for fewer new tokens or start a new chat`,
-        );
-      }
+      checkContext(cachedRows, textTokens, imageRowsIn, opts.maxNewTokens, backend.maxContext, model.checkpoint.config.max_position_embeddings);
 
       let preprocessMs = 0;
       let imageEncodeMs = 0;
       if (this.imagePending) {
         const t0 = performance.now();
         const { preprocessorConfig, config } = model.checkpoint;
-        const pixels = preprocess(await loadImage(this.image!), preprocessorFor(preprocessorConfig, config.mm_vision_resolution)); // [3, R, R]
+        let pixels;
+        try {
+          pixels = preprocess(await loadImage(this.image!), preprocessorFor(preprocessorConfig, config.mm_vision_resolution)); // [3, R, R]
+        } catch (e) {
+          throw new ImageInputError((e as Error).message, { cause: e });
+        }
         const t1 = performance.now();
         if (opts.signal?.aborted) throw abortError(opts.signal);
         this.imageRows = await backend.encodeImage(pixels.pixelValues, pixels.size, opts.signal); //  [Tv, H]
