@@ -4,6 +4,7 @@
  * own tokens. Works with piped stdin (one question per line). '/exit' or end of input quits.
  */
 import { createInterface } from 'node:readline';
+import { loadImage, type RawImage } from '../convnext/preprocess.js';
 import { ConvLlava, ImageInputError } from '../llm/pipeline.js';
 import { GENERATION_USAGE, parseGenerationArgs, prepare, progressBar, streamAnswer } from './generation-args.js';
 
@@ -20,8 +21,19 @@ export async function run(argv: string[]): Promise<number> {
     console.log(USAGE);
     return 0;
   }
-  // Configs and image first (a bad image fails now, not after the weights and on every turn).
-  const { ckpt, image } = await prepare(args);
+  // Configs and image first, before the weights load. An image that cannot be read or decoded is
+  // reported now, once, and cleared: the chat goes on without it (and exits 1 at the end).
+  let failures = 0;
+  const { ckpt } = await prepare({ ...args, image: undefined });
+  let image: RawImage | undefined;
+  if (args.image !== undefined) {
+    try {
+      image = await loadImage(args.image);
+    } catch (e) {
+      failures++;
+      process.stderr.write(`convllava chat: ${(e as Error).message}\nconvllava chat: the image is cleared; the chat goes on without it\n`);
+    }
+  }
   let model: ConvLlava;
   try {
     model = await ConvLlava.load(ckpt, { dtype: args.dtype, backend: args.backend, maxContext: args.maxContext, onProgress: progressBar() });
@@ -30,7 +42,6 @@ export async function run(argv: string[]): Promise<number> {
     throw e;
   }
   let session = model.chat({ image });
-  let failures = 0;
   const interactive = process.stdin.isTTY;
   const lines = createInterface({ input: process.stdin, terminal: interactive });
   try {

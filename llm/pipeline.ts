@@ -96,7 +96,7 @@ export interface GenerateResult {
  * a "cancelled" error if it ever comes back) instead of failing with "already running". A
  * generation that is computing is never cancelled that way: the new request fails.
  */
-interface Hold {
+export interface Hold {
   idle: boolean;
   /** Set when a newer request cancelled this generation; thrown when its consumer comes back. */
   cancelled: Error | null;

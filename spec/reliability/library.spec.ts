@@ -172,6 +172,15 @@ describe('reliability: the library under faults', function () {
     await stillWorks();
   });
 
+  it('a chat whose image cannot be read fails its turn with an ImageInputError and leaves the model usable', async () => {
+    const chat = model.chat({ image: '/dev/zero' });
+    const err = await rejection(chat.send(golden.question, { maxNewTokens: 2 }));
+    expect(err.name).to.equal('ImageInputError'); // what `convllava chat` clears the image on
+    expect(err.message).to.match(/'\/dev\/zero' is a character device, not a regular file/);
+    chat.dispose();
+    await stillWorks();
+  });
+
   it('"<image>" typed in the question is refused before any GPU work', async () => {
     const before = model.gpu!.dispatchCount;
     const err = await rejection(model.generate({ image, prompt: 'What is <image> here?', maxNewTokens: 2 }));

@@ -160,8 +160,20 @@ describe('reliability: only regular files are read, with bounded sizes', () => {
     await rm(join(dir, 'model-00002-of-00002.safetensors'));
     await mkdir(join(dir, 'model-00002-of-00002.safetensors'));
     await refusedFolder(dir, /model-00002-of-00002\.safetensors: is a directory, not a regular file/);
-    // A device inside the folder (a symlink to /dev/zero resolves outside it; opened directly, by type).
+    // A device opened directly is refused by type (a symlink to /dev/zero would resolve outside the folder).
     expect((await rejection(SafetensorsFile.open('/dev/zero'))).message).to.match(/is a character device, not a regular file/);
+  });
+
+  it('a device node inside the folder, as a shard, is refused by type (needs root to create; skipped otherwise)', async function () {
+    const dir = await copyFixture();
+    const shard = join(dir, 'model-00001-of-00002.safetensors');
+    await rm(shard);
+    try {
+      execFileSync('mknod', [shard, 'c', '1', '5'], { stdio: 'ignore' }); // the /dev/zero device
+    } catch {
+      this.skip();
+    }
+    await refusedFolder(dir, /model-00001-of-00002\.safetensors: is a character device, not a regular file/);
   });
 
   it('a config over the JSON size cap is refused by its size (not reported as "missing")', async () => {
