@@ -22,7 +22,7 @@ import { towerStride, visionTowerConfig } from '../convnext/config.js';
 import { loadImage, preprocess, preprocessorFor, type RawImage } from '../convnext/preprocess.js';
 import { GpuBackend, type ModelBackend } from './backend.js';
 import { abortError, collect, generateWith, samplingDefaults, type FinishReason, type GenerationResult, type SamplingOptions, type TokenEvent } from './generate.js';
-import { checkQuestion, conversationIds, followUpIds, IMAGE_TOKEN_INDEX, type Turn } from './prompt.js';
+import { checkQuestion, conversationIds, followUpIds, imageQuestionIds, IMAGE_TOKEN_INDEX, type Turn } from './prompt.js';
 import { LlamaTokenizer, type TextTokenizer } from './tokenizer.js';
 
 export type ImageInput = string | Uint8Array | RawImage;
