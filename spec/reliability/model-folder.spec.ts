@@ -246,10 +246,13 @@ describe('reliability: untrusted values in messages', () => {
     const dir = await copyFixture();
     const indexPath = join(dir, 'model.safetensors.index.json');
     const index = JSON.parse(await readFile(indexPath, 'utf8'));
-    const entries = Object.entries(index.weight_map as Record<string, string>);
-    entries.forEach(([tensor, shard], i) => {
-      index.weight_map[tensor] = i % 2 ? `./${shard}` : `sub/../${shard}`;
-    });
+    // Both spellings within each shard (a per-shard counter: the fixture's index interleaves its shards).
+    const seen = new Map<string, number>();
+    for (const [tensor, shard] of Object.entries(index.weight_map as Record<string, string>)) {
+      const k = seen.get(shard) ?? 0;
+      seen.set(shard, k + 1);
+      index.weight_map[tensor] = k % 2 ? `./${shard}` : `sub/../${shard}`;
+    }
     await writeFile(indexPath, JSON.stringify(index));
     const ckpt = await Checkpoint.open(dir);
     expect(ckpt.llm.files.length).to.equal(2);
