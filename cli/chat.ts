@@ -4,8 +4,9 @@
  * own tokens. Works with piped stdin (one question per line). '/exit' or end of input quits.
  */
 import { createInterface } from 'node:readline';
-import { ConvLlava } from '../llm/pipeline.js';
-import { GENERATION_USAGE, parseGenerationArgs, progressBar, streamAnswer } from './generation-args.js';
+import { loadImage, type RawImage } from '../convnext/preprocess.js';
+import { ConvLlava, ImageInputError } from '../llm/pipeline.js';
+import { GENERATION_USAGE, parseGenerationArgs, prepare, progressBar, streamAnswer } from './generation-args.js';
 
 const USAGE = `usage: convllava chat --model DIR [--image FILE] [options]
 
@@ -20,8 +21,27 @@ export async function run(argv: string[]): Promise<number> {
     console.log(USAGE);
     return 0;
   }
-  const model = await ConvLlava.load(args.model, { dtype: args.dtype, backend: args.backend, maxContext: args.maxContext, onProgress: progressBar() });
-  const session = model.chat({ image: args.image });
+  // Configs and image first, before the weights load. An image that cannot be read or decoded is
+  // reported now, once, and cleared: the chat goes on without it (and exits 1 at the end).
+  let failures = 0;
+  const { ckpt } = await prepare({ ...args, image: undefined });
+  let image: RawImage | undefined;
+  if (args.image !== undefined) {
+    try {
+      image = await loadImage(args.image);
+    } catch (e) {
+      failures++;
+      process.stderr.write(`convllava chat: ${(e as Error).message}\nconvllava chat: the image is cleared; the chat goes on without it\n`);
+    }
+  }
+  let model: ConvLlava;
+  try {
+    model = await ConvLlava.load(ckpt, { dtype: args.dtype, backend: args.backend, maxContext: args.maxContext, onProgress: progressBar() });
+  } catch (e) {
+    await ckpt.close();
+    throw e;
+  }
+  let session = model.chat({ image });
   const interactive = process.stdin.isTTY;
   const lines = createInterface({ input: process.stdin, terminal: interactive });
   try {
@@ -40,6 +60,13 @@ export async function run(argv: string[]): Promise<number> {
         // history keeps what was said and the cache is rebuilt from it. Say why and go on.
         process.stdout.write('\n');
         process.stderr.write(`convllava chat: ${(e as Error).message}\n`);
+        failures++;
+        if (e instanceof ImageInputError) {
+          // The image cannot be used: without this, every later turn would retry it and fail the same way.
+          session.dispose();
+          session = model.chat();
+          process.stderr.write('convllava chat: the image is cleared; the chat goes on without it\n');
+        }
         if (interactive) process.stdout.write('USER: ');
         continue;
       }
@@ -49,7 +76,7 @@ export async function run(argv: string[]): Promise<number> {
       }
       if (interactive) process.stdout.write('USER: ');
     }
-    return 0;
+    return failures ? 1 : 0; // a chat in which a turn failed exits non-zero (scripts piping questions see it)
   } finally {
     lines.close();
     session.dispose();

@@ -11,6 +11,8 @@ import { Gpu } from '../runtime/gpu.js';
 import type { Tensor } from '../runtime/tensor.js';
 import { Checkpoint } from '../weights/checkpoint.js';
 import { writeSafetensors, type TensorToWrite } from '../weights/safetensors.js';
+import { stat } from 'node:fs/promises';
+import { dirname, resolve } from 'node:path';
 import { loadImage, preprocess, preprocessorFor } from '../convnext/preprocess.js';
 import { VisionTower } from '../convnext/model.js';
 import { Projector } from '../nn/projector.js';
@@ -58,6 +60,11 @@ export async function run(argv: string[]): Promise<number> {
   };
 
   // Everything that can fail on user input is checked before the GPU and weights are touched.
+  const outStat = await stat(values.out).catch(() => null);
+  if (outStat?.isDirectory()) throw new Error(`--out ${values.out} is a directory; give the path of the .safetensors file to write`);
+  if (!(await stat(dirname(resolve(values.out))).catch(() => null))?.isDirectory()) {
+    throw new Error(`--out ${values.out}: the folder ${dirname(resolve(values.out))} does not exist`);
+  }
   const ckpt = await Checkpoint.open(values.model);
   const image = await loadImage(values.image);
   const { pixelValues, size } = preprocess(image, preprocessorFor(ckpt.preprocessorConfig, ckpt.config.mm_vision_resolution));

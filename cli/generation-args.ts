@@ -3,8 +3,10 @@
  * and the weight-loading progress bar (stderr).
  */
 import { parseArgs } from 'node:util';
+import { loadImage, type RawImage } from '../convnext/preprocess.js';
+import { Checkpoint } from '../weights/checkpoint.js';
 import type { LoadProgress } from '../llm/pipeline.js';
-import type { SamplingOptions, TokenEvent } from '../llm/generate.js';
+import { samplingDefaults, type SamplingOptions, type TokenEvent } from '../llm/generate.js';
 
 export const GENERATION_USAGE = `  --model DIR              ConvLLaVA model folder (config.json, weights, vision_tower/)
   --image FILE             PNG or JPEG image
@@ -40,9 +42,28 @@ function number(name: string, value: string | undefined, integer: boolean): numb
   return n;
 }
 
+/**
+ * Node's parseArgs refuses `--temperature -1` ("argument is ambiguous": the value starts with a
+ * dash). A value that reads as a negative number is attached as `--temperature=-1`, so it parses
+ * and then meets the option's own range check ("temperature must be ≥ 0, got -1").
+ */
+export function attachNegativeNumbers(argv: readonly string[]): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    const next = argv[i + 1];
+    if (/^--[a-z-]+$/.test(argv[i]) && next !== undefined && /^-(\d|\.\d|Infinity)/.test(next)) {
+      out.push(`${argv[i]}=${next}`);
+      i++;
+    } else {
+      out.push(argv[i]);
+    }
+  }
+  return out;
+}
+
 export function parseGenerationArgs(argv: string[], command: string): GenerationArgs {
   const { values } = parseArgs({
-    args: argv,
+    args: attachNegativeNumbers(argv),
     options: {
       model: { type: 'string' },
       image: { type: 'string' },
@@ -69,6 +90,18 @@ export function parseGenerationArgs(argv: string[], command: string): Generation
   if (dtype !== 'f16' && dtype !== 'f32') throw new Error(`--dtype must be f16 or f32, got '${dtype}'`);
   const backend = values.backend ?? 'webgpu';
   if (backend !== 'webgpu' && backend !== 'cpu') throw new Error(`--backend must be webgpu or cpu, got '${backend}'`);
+  const maxContext = number('max-context', values['max-context'], true);
+  if (maxContext !== undefined && maxContext < 1) throw new Error(`--max-context must be an integer ≥ 1, got ${maxContext}`);
+  const sampling: SamplingOptions = {
+    maxNewTokens: number('max-new-tokens', values['max-new-tokens'], true),
+    temperature: number('temperature', values.temperature, false),
+    topK: number('top-k', values['top-k'], true),
+    topP: number('top-p', values['top-p'], false),
+    seed: number('seed', values.seed, true),
+    repetitionPenalty: number('repetition-penalty', values['repetition-penalty'], false),
+    stop: values.stop,
+  };
+  if (!help) samplingDefaults(sampling); // option ranges are checked now, before any weight loads
   return {
     model: values.model ?? '',
     image: values.image,
@@ -77,16 +110,8 @@ export function parseGenerationArgs(argv: string[], command: string): Generation
     help,
     dtype,
     backend,
-    maxContext: number('max-context', values['max-context'], true),
-    sampling: {
-      maxNewTokens: number('max-new-tokens', values['max-new-tokens'], true),
-      temperature: number('temperature', values.temperature, false),
-      topK: number('top-k', values['top-k'], true),
-      topP: number('top-p', values['top-p'], false),
-      seed: number('seed', values.seed, true),
-      repetitionPenalty: number('repetition-penalty', values['repetition-penalty'], false),
-      stop: values.stop,
-    },
+    maxContext,
+    sampling,
   };
 }
 
@@ -119,4 +144,22 @@ export function streamAnswer(out: NodeJS.WritableStream = process.stdout): (e: T
     started = true;
     out.write(piece);
   };
+}
+
+/**
+ * Opens the model folder's configs and headers (no weights) and decodes the image, so that a bad
+ * folder, image or option fails before minutes of weight loading; `check` runs on the opened
+ * checkpoint (e.g. the prompt-length check). Returns the checkpoint (to pass to ConvLlava.load) and
+ * the decoded image.
+ */
+export async function prepare(args: GenerationArgs, check: (ckpt: Checkpoint) => void = () => {}): Promise<{ ckpt: Checkpoint; image?: RawImage }> {
+  const ckpt = await Checkpoint.open(args.model);
+  try {
+    const image = args.image !== undefined ? await loadImage(args.image) : undefined;
+    check(ckpt);
+    return { ckpt, image };
+  } catch (e) {
+    await ckpt.close();
+    throw e;
+  }
 }

@@ -11,15 +11,17 @@ import { stat } from 'node:fs/promises';
 import { totalmem } from 'node:os';
 import { totalStride, visualTokens } from '../weights/config.js';
 import { Checkpoint, TensorSet } from '../weights/checkpoint.js';
-import { WeightsError } from '../weights/errors.js';
+import { named, WeightsError } from '../weights/errors.js';
+import { isFloatDType } from '../weights/convert.js';
 import { expectedLlmTensors, expectedVisionTensors, type ModelPart } from '../weights/names.js';
 import type { TensorInfo } from '../weights/safetensors.js';
 
-const USAGE = `usage: convllava inspect PATH [--json] [--no-gpu]
+const USAGE = `usage: convllava inspect PATH [--json] [--no-gpu] [--check-values]
 
-  PATH       a .safetensors file, or a ConvLLaVA model folder (config.json, weights, vision_tower/)
-  --json     print one JSON object (machine-readable) instead of text
-  --no-gpu   do not open the WebGPU adapter (skips the "does it fit" check)`;
+  PATH            a .safetensors file, or a ConvLLaVA model folder (config.json, weights, vision_tower/)
+  --json          print one JSON object (machine-readable) instead of text
+  --no-gpu        do not open the WebGPU adapter (skips the "does it fit" check)
+  --check-values  also read every float tensor and refuse NaN / ±Inf values (reads all the weights)`;
 
 type Part = ModelPart | 'other';
 
@@ -46,7 +48,7 @@ interface AdapterReport {
 export async function run(argv: string[]): Promise<number> {
   const flags = new Set(argv.filter((a) => a.startsWith('--')));
   const paths = argv.filter((a) => !a.startsWith('--'));
-  const unknown = [...flags].filter((f) => !['--json', '--no-gpu', '--help'].includes(f));
+  const unknown = [...flags].filter((f) => !['--json', '--no-gpu', '--help', '--check-values'].includes(f));
   if (flags.has('--help')) {
     console.log(USAGE);
     return 0;
@@ -60,7 +62,7 @@ export async function run(argv: string[]): Promise<number> {
   const useGpu = !flags.has('--no-gpu');
   try {
     const isDir = (await stat(path).catch(() => null))?.isDirectory() ?? false;
-    const report = isDir ? await inspectFolder(path, useGpu) : await inspectFile(path);
+    const report = isDir ? await inspectFolder(path, useGpu, flags.has('--check-values')) : await inspectFile(path, flags.has('--check-values'));
     console.log(json ? JSON.stringify(report, null, 2) : report.text);
     return 0;
   } catch (e) {
@@ -71,11 +73,34 @@ export async function run(argv: string[]): Promise<number> {
   }
 }
 
+/** Reads every float tensor; throws a WeightsError naming the tensors that hold NaN or ±Inf. */
+async function checkFiniteValues(sets: TensorSet[]): Promise<void> {
+  const bad: { name: string; file: string; nan: number; inf: number; first: number }[] = [];
+  for (const set of sets) {
+    for (const name of set.names()) {
+      if (!isFloatDType(set.dtype(name))) continue;
+      const { nan, inf, first } = await set.scanValues(name);
+      if (nan || inf) bad.push({ name, file: set.info(name).file, nan, inf, first });
+    }
+  }
+  if (!bad.length) return;
+  const list = bad
+    .slice(0, 5)
+    .map((b) => `${named(b.name)} (${b.nan} NaN, ${b.inf} ±Inf; first at element ${b.first})`)
+    .join(', ');
+  throw new WeightsError(
+    `${bad.length} tensor${bad.length > 1 ? 's hold' : ' holds'} non-finite values: ${list}${bad.length > 5 ? ', …' : ''} (in ${bad[0].file})`,
+    bad[0].file,
+    bad[0].name,
+  );
+}
+
 // ---- a single .safetensors file ----------------------------------------------------------------
 
-async function inspectFile(path: string) {
+async function inspectFile(path: string, checkValues: boolean) {
   const set = await TensorSet.openFile(path);
   try {
+    if (checkValues) await checkFiniteValues([set]);
     const file = set.files[0];
     const rows = [...file.tensors.values()].sort((a, b) => a.begin - b.begin).map((t) => row(t, path));
     const totals = totalsOf(rows);
@@ -95,9 +120,10 @@ async function inspectFile(path: string) {
 
 // ---- a model folder ---------------------------------------------------------------------------
 
-async function inspectFolder(dir: string, useGpu: boolean) {
+async function inspectFolder(dir: string, useGpu: boolean, checkValues: boolean) {
   const ckpt = await Checkpoint.open(dir);
   try {
+    if (checkValues) await checkFiniteValues([ckpt.llm, ckpt.vision]);
     const { config: c, visionConfig: v } = ckpt;
     const partOf = new Map<string, Part>();
     for (const t of [...expectedLlmTensors(c), ...expectedVisionTensors(v)]) partOf.set(t.name, t.part);

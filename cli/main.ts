@@ -18,7 +18,24 @@ function usage(): string {
   return `usage: convllava <command> [options]\n\ncommands:\n${lines.join('\n')}\n\n'convllava <command> --help' for a command's options.`;
 }
 
+/**
+ * `convllava run --json | head -c1`: once the reader is gone, a write fails with EPIPE, emitted as an
+ * 'error' event that would crash with a stack trace. Exit quietly instead, as a Unix filter does.
+ */
+let pipeGuard = false;
+function exitQuietlyOnClosedPipe(): void {
+  if (pipeGuard) return;
+  pipeGuard = true;
+  for (const stream of [process.stdout, process.stderr]) {
+    stream.on('error', (e: NodeJS.ErrnoException) => {
+      if (e.code === 'EPIPE') process.exit(process.exitCode ?? 0);
+      throw e;
+    });
+  }
+}
+
 export async function main(argv: string[]): Promise<number> {
+  exitQuietlyOnClosedPipe();
   const [name, ...rest] = argv;
   if (!name || name === '--help' || name === '-h') {
     console.log(usage());

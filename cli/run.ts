@@ -3,8 +3,8 @@
  * an image, streaming the answer to stdout. With --json the last stdout line is a JSON record of the
  * prompt ids, generated ids, text, visual token count and timings.
  */
-import { ConvLlava } from '../llm/pipeline.js';
-import { GENERATION_USAGE, parseGenerationArgs, progressBar, streamAnswer } from './generation-args.js';
+import { checkFirstTurn, ConvLlava } from '../llm/pipeline.js';
+import { GENERATION_USAGE, parseGenerationArgs, prepare, progressBar, streamAnswer } from './generation-args.js';
 
 const USAGE = `usage: convllava run --model DIR --image FILE --prompt "question" [options]
 
@@ -21,11 +21,20 @@ export async function run(argv: string[]): Promise<number> {
   }
   if (!args.image) throw new Error('--image FILE is required');
   if (args.prompt === undefined || args.prompt.trim() === '') throw new Error('--prompt "question" is required');
+  const prompt = args.prompt;
 
-  const model = await ConvLlava.load(args.model, { dtype: args.dtype, backend: args.backend, maxContext: args.maxContext, onProgress: progressBar() });
+  // Configs, image and prompt length first (milliseconds); then the weights (minutes for a 7B).
+  const { ckpt, image } = await prepare(args, (c) => checkFirstTurn(c, prompt, { ...args.sampling, hasImage: true, maxContext: args.maxContext }));
+  let model: ConvLlava;
+  try {
+    model = await ConvLlava.load(ckpt, { dtype: args.dtype, backend: args.backend, maxContext: args.maxContext, onProgress: progressBar() });
+  } catch (e) {
+    await ckpt.close();
+    throw e;
+  }
   try {
     for (const w of model.checkpoint.warnings) process.stderr.write(`warning: ${w}\n`);
-    const result = await model.generate({ ...args.sampling, image: args.image, prompt: args.prompt, onToken: streamAnswer() });
+    const result = await model.generate({ ...args.sampling, image, prompt, onToken: streamAnswer() });
     process.stdout.write('\n');
     if (args.json) {
       const { timings } = result;

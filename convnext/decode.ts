@@ -24,8 +24,16 @@ export interface RawImage {
   channels: 3 | 4;
 }
 
-/** Largest image accepted (pixels). 2^28 RGB pixels is already 768 MiB decoded. */
-export const MAX_PIXELS = 2 ** 28;
+/**
+ * Largest image accepted (pixels): 2^26 = 8192², below PIL's own 89 MP warning. Checked from the
+ * header before any decoding, it bounds decoding memory: the largest 8-bit RGBA PNG peaks at about
+ * 1.05 GB RSS (inflated scanlines + pngjs' RGBA + our RGB), the largest JPEG at 0.8 GB.
+ */
+export const MAX_PIXELS = 2 ** 26;
+/** 16-bit PNGs decode to twice the bytes per pixel, so half the pixels (5792²: ~0.95 GB peak). */
+export const MAX_PIXELS_16BIT = 2 ** 25;
+/** Largest image file read from disk. */
+export const MAX_IMAGE_BYTES = 256 << 20;
 /** Largest side accepted (the padded square is never materialised, but its filter taps are visited). */
 export const MAX_SIDE = 2 ** 16;
 
@@ -55,13 +63,13 @@ export function rawToRgb(img: RawImage, name = 'raw image'): RawImage {
   return { width, height, channels: 3, data: dropAlpha(data, width * height) };
 }
 
-function checkSize(width: number, height: number, name: string): void {
+function checkSize(width: number, height: number, name: string, maxPixels = MAX_PIXELS, kind = ''): void {
   if (!Number.isInteger(width) || !Number.isInteger(height) || width < 1 || height < 1) {
     throw new Error(`${name}: invalid dimensions ${width}×${height}`);
   }
-  if (width > MAX_SIDE || height > MAX_SIDE || width * height > MAX_PIXELS) {
+  if (width > MAX_SIDE || height > MAX_SIDE || width * height > maxPixels) {
     throw new Error(
-      `${name}: ${width}×${height} is too large (limits: ${MAX_SIDE} per side, ${MAX_PIXELS} pixels); downscale it first`,
+      `${name}: ${width}×${height} (${width * height} pixels) is too large (limits${kind}: ${MAX_SIDE} per side, ${maxPixels} pixels); downscale it first`,
     );
   }
 }
@@ -111,7 +119,8 @@ function decodePng(bytes: Uint8Array, name: string): RawImage {
   const height = ihdr.getUint32(4);
   const depth = ihdr.getUint8(8);
   const colorType = ihdr.getUint8(9);
-  checkSize(width, height, name);
+  if (depth === 16) checkSize(width, height, name, MAX_PIXELS_16BIT, ' for 16-bit PNG');
+  else checkSize(width, height, name);
 
   // pngjs turns a tRNS colour key into fully transparent *black*; PIL keeps the colour and
   // convert('RGB') ignores transparency, so drop the key (palette tRNS only touches alpha: keep it).
@@ -164,8 +173,8 @@ function concat(parts: Uint8Array[], head: Uint8Array): Uint8Array {
  * Walks the marker segments up to the first scan: the frame size (SOF) and where the scan starts.
  * Throws on truncation or a missing frame header.
  */
-function jpegHeader(bytes: Uint8Array, name: string): { width: number; height: number; scanStart: number } {
-  let size: { width: number; height: number } | null = null;
+function jpegHeader(bytes: Uint8Array, name: string): { width: number; height: number; scanStart: number; frame: number; components: number } {
+  let size: { width: number; height: number; frame: number; components: number } | null = null;
   let pos = 2;
   while (pos + 4 <= bytes.length) {
     if (bytes[pos] !== 0xff) throw new Error(`${name}: corrupt JPEG (expected a marker at byte ${pos})`);
@@ -181,7 +190,7 @@ function jpegHeader(bytes: Uint8Array, name: string): { width: number; height: n
     const length = (bytes[pos + 2] << 8) | bytes[pos + 3];
     // SOF0…SOF15 except DHT (C4), JPG (C8), DAC (CC)
     if (marker >= 0xc0 && marker <= 0xcf && marker !== 0xc4 && marker !== 0xc8 && marker !== 0xcc && pos + 9 <= bytes.length) {
-      size ??= { height: (bytes[pos + 5] << 8) | bytes[pos + 6], width: (bytes[pos + 7] << 8) | bytes[pos + 8] };
+      size ??= { height: (bytes[pos + 5] << 8) | bytes[pos + 6], width: (bytes[pos + 7] << 8) | bytes[pos + 8], frame: marker, components: bytes[pos + 9] ?? 0 };
     }
     if (marker === 0xda) {
       if (!size) break;
@@ -197,8 +206,15 @@ type JpegDecoder = (bytes: Uint8Array) => { width: number; height: number; data:
 let jpegTurbo: JpegDecoder | null = null;
 
 async function decodeJpeg(bytes: Uint8Array, name: string): Promise<RawImage> {
-  const { width, height, scanStart } = jpegHeader(bytes, name);
+  const { width, height, scanStart, frame, components } = jpegHeader(bytes, name);
   checkSize(width, height, name);
+  // What this decoder cannot do is refused from the frame header, by name (not blamed on the data).
+  if (frame === 0xc3 || frame === 0xc7 || frame === 0xcb || frame === 0xcf) {
+    throw new Error(`${name}: lossless JPEG (SOF${frame - 0xc0}) is not supported; convert it to PNG or a baseline JPEG`);
+  }
+  if (components !== 1 && components !== 3) {
+    throw new Error(`${name}: JPEG with ${components} colour components${components === 4 ? ' (CMYK/YCCK)' : ''} is not supported; convert it to RGB`);
+  }
   // libjpeg pads a cut-off scan with grey and only warns; PIL raises "image file is truncated".
   // In entropy-coded data 0xFF is always stuffed (FF 00), so an FF D9 after the first scan is the real
   // end-of-image marker (bytes after it, which some cameras append, are ignored as PIL does).
@@ -209,7 +225,11 @@ async function decodeJpeg(bytes: Uint8Array, name: string): Promise<RawImage> {
   try {
     rgba = jpegTurbo(bytes);
   } catch (e) {
-    throw new Error(`${name}: cannot decode JPEG (${(e as Error).message}; CMYK and arithmetic-coded JPEGs are unsupported)`);
+    const arithmetic = frame >= 0xc9 && frame <= 0xcf;
+    throw new Error(
+      `${name}: cannot decode JPEG: ${arithmetic ? `arithmetic-coded (SOF${frame - 0xc0}) data failed to decode` : 'corrupt image data'} ` +
+        `(${width}×${height}, ${components} components; libjpeg-turbo: ${(e as Error).message})`,
+    );
   }
   return { width: rgba.width, height: rgba.height, channels: 3, data: dropAlpha(rgba.data, rgba.width * rgba.height) };
 }

@@ -12,6 +12,7 @@
  * Activations are channels-last [H, W, C] throughout: every op after the depthwise conv works on
  * rows of C contiguous floats, and the final map already *is* the token matrix. The whole forward is
  * recorded into one command stream; nothing is read back until the caller reads `features`.
+ * `encodeSteps` is the same forward pausing between stages, so a caller can honour an abort there.
  *
  * `VisionTower.load(gpu, …)` runs on the WGSL kernels; `VisionTower.load(cpuOps, …)` is the same
  * assembly over the ops' CPU references (nn/ops.ts) — the tower's reference.
@@ -20,7 +21,7 @@ import type { Gpu } from '../runtime/gpu.js';
 import type { Tensor } from '../runtime/tensor.js';
 import type { Checkpoint } from '../weights/checkpoint.js';
 import { expectedVisionTensors, visionNames } from '../weights/names.js';
-import { sequential } from '../nn/chunks.js';
+import { runToEnd, sequential, sequentialSteps } from '../nn/chunks.js';
 import { ConvNextBlock, type BlockOptions } from '../nn/convnext-block.js';
 import { LayerNorm, PatchConv } from '../nn/layers.js';
 import { WeightLoader, type WeightLoadOptions, type WeightReader } from '../nn/loader.js';
@@ -36,15 +37,21 @@ export interface EncodeOptions extends BlockOptions {
 
 export type StageName = 'stem' | `stage${number}`;
 
-/** Stem: p×p stride-p conv, then LayerNorm over channels.   (R, R, 3) → (R/p, R/p, C1) */
+export interface Encoded<T> {
+  features: T; //                          (T, C)
+  stages?: Record<StageName, T>; //       each (H, W, C), with keepStages
+}
+
+/** Stem: channels-last, p×p stride-p conv, then LayerNorm over channels.   (3, R, R) → (R, R, 3) → (R/p, R/p, C1) */
 class Stem<T> {
   constructor(
     readonly conv: PatchConv<T>, //  (C1, 3, p, p)
     readonly norm: LayerNorm<T>, //  (C1)
   ) {}
 
-  forward(image: T): T {
-    return this.conv.ops.tidy(() => this.norm.forward(this.conv.forward(image)));
+  forward(pixelValues: T): T {
+    const { ops } = this.conv;
+    return ops.tidy(() => this.norm.forward(this.conv.forward(ops.nchwToNhwc(pixelValues))));
   }
 }
 
@@ -117,7 +124,15 @@ export class VisionTower<T = Tensor> {
    * pixel_values [3, R, R] (f32, R a multiple of the stride) → features [T, C] with T = (R/stride)².
    * On the GPU this records the forward pass; read `features` (or call gpu.sync) to run it.
    */
-  encode(pixelValues: T, opts: EncodeOptions = {}): { features: T; stages?: Record<StageName, T> } {
+  encode(pixelValues: T, opts: EncodeOptions = {}): Encoded<T> {
+    return runToEnd(this.encodeSteps(pixelValues, opts));
+  }
+
+  /**
+   * The same forward, pausing after the stem and after each stage but the last (where llm/backend.ts
+   * submits the work so far and checks an abort signal). Broken off, it frees the maps it made.
+   */
+  *encodeSteps(pixelValues: T, opts: EncodeOptions = {}): Generator<number, Encoded<T>> {
     const { ops, config } = this;
     const [c, h, w] = ops.shape(pixelValues);
     const stride = towerStride(config);
@@ -129,15 +144,14 @@ export class VisionTower<T = Tensor> {
     }
     const maps: Partial<Record<StageName, T>> = {};
     const named = (name: StageName, f: (x: T) => T) => (x: T) => (maps[name] = f(x));
-    const x = sequential(
+    const x = yield* sequentialSteps(
       ops,
       pixelValues,
       [
-        (p) => ops.nchwToNhwc(p), //                                                   (3, R, R) → (R, R, 3)
-        named('stem', (image) => this.stem.forward(image)), //                          (R/4, R/4, C1)
+        named('stem', (p) => this.stem.forward(p)), //                                  (3, R, R) → (R/4, R/4, C1)
         ...this.stages.map((stage, s) => named(`stage${s + 1}`, (m) => stage.forward(m, opts))), // (R/2^(s+2), …, C_s)
       ],
-      (step) => !!opts.keepStages && step > 0, // the stage maps the caller keeps are not freed
+      () => !!opts.keepStages, // the stage maps the caller keeps are not freed
     );
     // (H, W, C) is already the token matrix (H·W, C), row-major as the reference's flatten.
     const [H, W, C] = ops.shape(x);

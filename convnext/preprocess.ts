@@ -13,7 +13,7 @@
  * reference's float32 tensor bit for bit. (It is a few million operations per image; the GPU would
  * not pay for the upload.)
  */
-import { decodeImage, rawToRgb, type RawImage } from './decode.js';
+import { decodeImage, MAX_IMAGE_BYTES, rawToRgb, type RawImage } from './decode.js';
 import { materialize, resizeBicubic, type PaddedImage } from './resample.js';
 
 export type { RawImage } from './decode.js';
@@ -52,10 +52,12 @@ export async function loadImage(input: string | Uint8Array | RawImage): Promise<
   if (typeof input === 'string') {
     let bytes: Uint8Array;
     try {
-      const { readFile } = await import('node:fs/promises'); // Node only: browsers pass bytes or pixels
-      bytes = await readFile(input);
+      // Node only (browsers pass bytes or pixels). Regular files only: a FIFO or /dev/zero is refused
+      // by type, without blocking; larger than MAX_IMAGE_BYTES is refused by size.
+      const { readRegularFile } = await import('../weights/node-files.js');
+      bytes = await readRegularFile(input, MAX_IMAGE_BYTES, 'an image file', `'${input}'`);
     } catch (e) {
-      throw new Error(`cannot read image '${input}': ${(e as Error).message}`);
+      throw new Error(`cannot read image: ${(e as Error).message}`);
     }
     return decodeImage(bytes, input);
   }

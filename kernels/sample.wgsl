@@ -9,6 +9,8 @@
 //          (= HF's "smallest set of most probable tokens with mass ≥ p"; skipped when p ≥ 1)
 //   token = the first kept index i (in index order) with Σ_{kept j ≤ i} w_j > u · Σ_{kept} w_j
 //
+// Logits holding a NaN or +Inf give token = NON_FINITE (flagged in the first sweep, no extra pass).
+//
 // Thresholds are found without sorting: each z maps to a u32 key that orders like the float
 // (`orderKey`), and the threshold key is built bit by bit from the top (radix select): keep bit b
 // if "count (or mass) of keys ≥ prefix | b" still meets the target. That is 32 counting passes
@@ -32,6 +34,7 @@ struct Params {
 }
 
 override WG: u32 = 256;   // a power of two
+override NON_FINITE: u32;  // ops/argmax.ts NON_FINITE_ID
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> logits: array<f32>;
@@ -43,6 +46,13 @@ var<workgroup> redF: array<f32, WG>;
 var<workgroup> redU: array<u32, WG>;
 var<workgroup> firstCrossing: atomic<u32>;
 var<workgroup> lastKeptPlusOne: atomic<u32>;
+var<workgroup> nonFinite: atomic<u32>;   // workgroup memory starts zeroed
+
+/** NaN or +Inf, from the bits (a compiler may fold `v != v` away). */
+fn nanOrPosInf(v: f32) -> bool {
+  let b = bitcast<u32>(v);
+  return (b & 0x7fffffffu) > 0x7f800000u || b == 0x7f800000u;
+}
 
 /** A u32 that orders like the f32: flip all bits of negatives, set the sign bit of positives. */
 fn orderKey(f: f32) -> u32 {
@@ -99,7 +109,11 @@ fn massAtLeast(lid: u32, threshold: u32, m: f32) -> f32 {
 @compute @workgroup_size(WG)
 fn main(@builtin(local_invocation_index) lid: u32) {
   // 1. penalty and temperature
-  for (var i = lid; i < p.n; i += WG) { z[i] = logits[i] / p.temperature; }
+  for (var i = lid; i < p.n; i += WG) {
+    let l = logits[i];
+    if (nanOrPosInf(l)) { atomicOr(&nonFinite, 1u); }
+    z[i] = l / p.temperature;
+  }
   storageBarrier();
   for (var j = lid; j < p.nRecent; j += WG) {
     let id = recent[j];
@@ -189,6 +203,7 @@ fn main(@builtin(local_invocation_index) lid: u32) {
   if (lid == 0u) {
     let first = atomicLoad(&firstCrossing);
     // rounding can leave u · total just above the last partial sum: take the last kept token
-    token[0] = select(first, atomicLoad(&lastKeptPlusOne) - 1u, first == 0xffffffffu);
+    let picked = select(first, atomicLoad(&lastKeptPlusOne) - 1u, first == 0xffffffffu);
+    token[0] = select(picked, NON_FINITE, atomicLoad(&nonFinite) != 0u);
   }
 }

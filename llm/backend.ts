@@ -10,7 +10,8 @@ import type { Gpu } from '../runtime/gpu.js';
 import type { Tensor } from '../runtime/tensor.js';
 import type { Checkpoint } from '../weights/checkpoint.js';
 import { gpuOps, type Nd } from '../nn/ops.js';
-import { GpuSteps, type TokenSteps } from './generate.js';
+import { runToEnd } from '../nn/chunks.js';
+import { abortError, GpuSteps, type TokenSteps } from './generate.js';
 import { Llava } from './llava.js';
 import type { LlamaDecoder } from './llama.js';
 
@@ -20,6 +21,8 @@ export type ImageRows = Tensor | Nd;
 export interface PrefillOptions {
   maxNewTokens: number;
   repetitionPenalty: number;
+  /** Checked between dispatch batches (after each decoder layer); aborting rejects with its reason. */
+  signal?: AbortSignal;
 }
 
 export interface ModelBackend<Rows extends ImageRows = ImageRows> {
@@ -28,13 +31,18 @@ export interface ModelBackend<Rows extends ImageRows = ImageRows> {
   readonly maxContext: number;
   /** Positions currently in the KV cache. */
   readonly cacheLength: number;
-  /** pixel_values [3, size, size] (CHW) → the image's projected rows [Tv, hidden]. */
-  encodeImage(pixelValues: Float32Array, size: number): Promise<Rows>;
+  /**
+   * pixel_values [3, size, size] (CHW) → the image's projected rows [Tv, hidden]. With a signal, the
+   * tower runs stage by stage and the signal is checked between stages.
+   */
+  encodeImage(pixelValues: Float32Array, size: number, signal?: AbortSignal): Promise<Rows>;
   /**
    * Keeps the first `keep` cached positions, appends `ids` (the image's rows where −200 is) and
-   * returns the decode steps starting from the last position's logits.
+   * returns the decode steps starting from the last position's logits. Without a signal the whole
+   * prefill is recorded at once (one submission with the first pick); with one, it runs layer by
+   * layer, checking the signal between layers, and the steps come as a Promise.
    */
-  prefill(ids: readonly number[], image: Rows | null, keep: number, opts: PrefillOptions): TokenSteps;
+  prefill(ids: readonly number[], image: Rows | null, keep: number, opts: PrefillOptions): TokenSteps | Promise<TokenSteps>;
   releaseImage(image: Rows): void;
   dispose(): Promise<void>;
 }
@@ -57,10 +65,34 @@ export abstract class LlavaBackend<Rows extends ImageRows> implements ModelBacke
     return this.decoder.length;
   }
 
-  abstract encodeImage(pixelValues: Float32Array, size: number): Promise<Rows>;
-  abstract prefill(ids: readonly number[], image: Rows | null, keep: number, opts: PrefillOptions): TokenSteps;
+  abstract encodeImage(pixelValues: Float32Array, size: number, signal?: AbortSignal): Promise<Rows>;
+  abstract prefill(ids: readonly number[], image: Rows | null, keep: number, opts: PrefillOptions): TokenSteps | Promise<TokenSteps>;
   abstract releaseImage(image: Rows): void;
   abstract dispose(): Promise<void>;
+
+  /** Waits for the work recorded so far (GPU: a submission and its completion). */
+  protected abstract settle(): Promise<void>;
+
+  /**
+   * Drives a forward recorded in steps (Llava's encodeImageSteps / prefillSteps). Without a signal,
+   * all steps are recorded at once (no round trip). With one, each step's work is run and waited
+   * for, and the signal checked, so an abort stops a long image encode or prefill within one step.
+   */
+  protected async runSteps<R>(steps: Generator<unknown, R>, signal?: AbortSignal): Promise<R> {
+    if (!signal) return runToEnd(steps);
+    try {
+      for (;;) {
+        if (signal.aborted) throw abortError(signal);
+        const step = steps.next();
+        if (step.done) return step.value;
+        await this.settle();
+      }
+    } catch (e) {
+      steps.return(undefined as never); // frees the tensors in flight (a no-op once finished)
+      this.model.ops.flush(); // what was recorded is submitted (ordered before later writes into recycled buffers)
+      throw e;
+    }
+  }
 }
 
 export interface GpuBackendOptions {
@@ -83,10 +115,10 @@ export class GpuBackend extends LlavaBackend<Tensor> {
     return new GpuBackend(gpu, await Llava.load(gpuOps(gpu), ckpt, options));
   }
 
-  async encodeImage(pixelValues: Float32Array, size: number): Promise<Tensor> {
-    const pixels = this.gpu.upload([3, size, size], pixelValues); //  [3, R, R]
+  async encodeImage(pixelValues: Float32Array, size: number, signal?: AbortSignal): Promise<Tensor> {
+    const pixels = this.gpu.upload([3, size, size], pixelValues); //               [3, R, R]
     try {
-      const rows = this.model.encodeImage(pixels); //                  [Tv, H]
+      const rows = await this.runSteps(this.model.encodeImageSteps(pixels), signal); // [Tv, H]
       await this.gpu.sync();
       return rows;
     } finally {
@@ -94,9 +126,10 @@ export class GpuBackend extends LlavaBackend<Tensor> {
     }
   }
 
-  prefill(ids: readonly number[], image: Tensor | null, keep: number, opts: PrefillOptions): TokenSteps {
-    const logits = this.model.prefill(ids, image, keep); //             [1, vocab]
-    return new GpuSteps(this.decoder, logits, opts.maxNewTokens, opts.repetitionPenalty);
+  prefill(ids: readonly number[], image: Tensor | null, keep: number, opts: PrefillOptions): TokenSteps | Promise<TokenSteps> {
+    const steps = (logits: Tensor) => new GpuSteps(this.decoder, logits, opts.maxNewTokens, opts.repetitionPenalty); // logits [1, vocab]
+    const prefill = this.model.prefillSteps(ids, image, keep);
+    return opts.signal ? this.runSteps(prefill, opts.signal).then(steps) : steps(runToEnd(prefill));
   }
 
   releaseImage(image: Tensor): void {
@@ -105,5 +138,9 @@ export class GpuBackend extends LlavaBackend<Tensor> {
 
   async dispose(): Promise<void> {
     this.model.dispose();
+  }
+
+  protected settle(): Promise<void> {
+    return this.gpu.sync();
   }
 }

@@ -7,13 +7,14 @@
 import ndarray from 'ndarray';
 import { sampleRef } from '../ops/sample.js';
 import type { Checkpoint } from '../weights/checkpoint.js';
+import { runToEnd } from '../nn/chunks.js';
 import { cpuOps, type Nd } from '../nn/ops.js';
 import type { PickOptions, TokenSteps } from './generate.js';
 import type { LlamaDecoder } from './llama.js';
 import { Llava } from './llava.js';
-import { LlavaBackend } from './backend.js';
+import { LlavaBackend, type PrefillOptions } from './backend.js';
 
-/** Sampling on the CPU with the same semantics and the same seeded draws as the GPU sampler. */
+/** Sampling on the CPU with the same semantics and the same seeded draws as the GPU sampler (NaN / +Inf logits give NON_FINITE_ID, as the kernels flag them). */
 class CpuSteps implements TokenSteps {
   private readonly answer: number[] = [];
 
@@ -53,15 +54,22 @@ export class CpuBackend extends LlavaBackend<Nd> {
     return new CpuBackend(model);
   }
 
-  async encodeImage(pixelValues: Float32Array, size: number): Promise<Nd> {
-    return this.model.encodeImage(ndarray(pixelValues, [3, size, size])); // [Tv, H]
+  async encodeImage(pixelValues: Float32Array, size: number, signal?: AbortSignal): Promise<Nd> {
+    return this.runSteps(this.model.encodeImageSteps(ndarray(pixelValues, [3, size, size])), signal); // [Tv, H]
   }
 
-  prefill(ids: readonly number[], image: Nd | null, keep: number): TokenSteps {
-    return new CpuSteps(this.decoder, this.model.prefill(ids, image, keep).data);
+  prefill(ids: readonly number[], image: Nd | null, keep: number, opts: PrefillOptions): TokenSteps | Promise<TokenSteps> {
+    const steps = (logits: Nd) => new CpuSteps(this.decoder, logits.data); // logits [1, vocab]
+    const prefill = this.model.prefillSteps(ids, image, keep);
+    return opts.signal ? this.runSteps(prefill, opts.signal).then(steps) : steps(runToEnd(prefill));
   }
 
   releaseImage(): void {}
 
   async dispose(): Promise<void> {}
+
+  /** Nothing is pending on the CPU; yielding to the event loop lets an abort (a timer, a closed request) fire. */
+  protected settle(): Promise<void> {
+    return new Promise((resolve) => setImmediate(resolve));
+  }
 }

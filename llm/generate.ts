@@ -13,7 +13,7 @@
  * sequences are held back) and never include (a prefix of) a stop string.
  */
 import { Tensor } from '../runtime/tensor.js';
-import { argmax } from '../ops/argmax.js';
+import { argmax, NON_FINITE_ID } from '../ops/argmax.js';
 import { sample } from '../ops/sample.js';
 import type { LlamaDecoder } from './llama.js';
 import { StreamDecoder, type TextTokenizer } from './tokenizer.js';
@@ -81,7 +81,9 @@ export function samplingDefaults(o: SamplingOptions): Required<Omit<SamplingOpti
   if (!Number.isInteger(opts.topK) || opts.topK < 0) bad(`topK must be an integer ≥ 0, got ${opts.topK}`);
   if (!(opts.topP > 0 && opts.topP <= 1)) bad(`topP must be in (0, 1], got ${opts.topP}`);
   if (!(opts.repetitionPenalty > 0)) bad(`repetitionPenalty must be > 0, got ${opts.repetitionPenalty}`);
-  if (!Number.isInteger(opts.seed)) bad(`seed must be an integer, got ${opts.seed}`);
+  if (!Number.isInteger(opts.seed) || opts.seed < 0 || opts.seed > 0xffffffff) {
+    bad(`seed must be an integer in 0 … 4294967295 (the sampler's 32-bit state; larger seeds would wrap), got ${opts.seed}`);
+  }
   if (opts.stop.some((s) => s.length === 0)) bad('stop strings must not be empty');
   return opts;
 }
@@ -209,7 +211,8 @@ function pendingStopLength(text: string, stops: readonly string[]): number {
   return longest;
 }
 
-function abortError(signal: AbortSignal): unknown {
+/** The rejection an aborted signal gives: its reason, or an AbortError. */
+export function abortError(signal: AbortSignal): unknown {
   return signal.reason ?? new DOMException('generation aborted', 'AbortError');
 }
 
@@ -258,6 +261,13 @@ export async function* generateWith(
     for (;;) {
       if (opts.signal?.aborted) throw abortError(opts.signal);
       const id = await steps.pick({ ...choice, u: uniform() });
+      if (id === NON_FINITE_ID) {
+        const step = ids.length === 0 ? "the prefill (the prompt's last position)" : `decode step ${ids.length} (after ${ids.length} generated tokens)`;
+        throw new Error(
+          `non-finite logits (NaN or +Inf) at ${step}: the weights or activations overflowed or hold NaN, so no token can be chosen; ` +
+            `check the weights with 'convllava inspect --check-values', or try --dtype f32`,
+        );
+      }
       if (ids.length === 0) firstAt = performance.now();
       if (eosIds.includes(id)) {
         finishReason = 'eos';
@@ -296,11 +306,20 @@ export async function* generateWith(
   };
 }
 
-/** Drains a token stream, calling `onToken` for each event; returns the generation result. */
+/**
+ * Drains a token stream, calling `onToken` for each event; returns the generation result. A
+ * callback that throws ends the stream (its finally blocks free the GPU and release the model) and
+ * its error reaches the caller.
+ */
 export async function collect<R>(stream: AsyncGenerator<TokenEvent, R>, onToken?: (e: TokenEvent) => void): Promise<R> {
   for (;;) {
     const step = await stream.next();
     if (step.done) return step.value;
-    onToken?.(step.value);
+    try {
+      onToken?.(step.value);
+    } catch (e) {
+      await stream.return(undefined as never);
+      throw e;
+    }
   }
 }

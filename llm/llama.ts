@@ -22,7 +22,7 @@ import type { Gpu } from '../runtime/gpu.js';
 import type { Tensor } from '../runtime/tensor.js';
 import type { LlavaConfig } from '../weights/config.js';
 import { decoderTensorShapes, lmHeadName, llmNames, type DecoderShapeConfig } from '../weights/names.js';
-import { sequential } from '../nn/chunks.js';
+import { runToEnd, sequentialSteps } from '../nn/chunks.js';
 import { DecoderLayer } from '../nn/decoder-layer.js';
 import { Embedding, Linear, RMSNorm } from '../nn/layers.js';
 import { WeightLoader, type WeightLoadOptions, type WeightReader } from '../nn/loader.js';
@@ -142,13 +142,22 @@ export class LlamaDecoder<T = Tensor> {
    * Returns the final-norm hidden states [T, H] (x is not disposed).
    */
   forward(x: T): T {
+    return runToEnd(this.forwardSteps(x));
+  }
+
+  /**
+   * The same, pausing after each layer (where llm/backend.ts submits the work so far and checks an
+   * abort signal). Broken off, it frees its hidden state and leaves `length` as it was (the
+   * positions it wrote lie beyond it, so they count as empty).
+   */
+  *forwardSteps(x: T): Generator<number, T> {
     const T = this.ops.shape(x)[0];
     if (this.length + T > this.dims.maxContext) {
       throw new Error(`LLM context full: ${this.length} cached + ${T} new positions > ${this.dims.maxContext}`);
     }
     const pos = this.length;
     const steps = [...this.layers.map((layer) => (h: T) => layer.forward(h, pos)), (h: T) => this.norm.forward(h)];
-    const out = sequential(this.ops, x, steps); // every layer, then the final RMSNorm
+    const out = yield* sequentialSteps(this.ops, x, steps); // every layer, then the final RMSNorm
     this.length += T;
     return out;
   }

@@ -10,6 +10,7 @@
  */
 import type { Checkpoint } from '../weights/checkpoint.js';
 import { VisionTower } from '../convnext/model.js';
+import { runToEnd } from '../nn/chunks.js';
 import type { TensorOps } from '../nn/ops.js';
 import type { WeightDType } from '../nn/loader.js';
 import { Projector } from '../nn/projector.js';
@@ -80,7 +81,17 @@ export class Llava<T> {
 
   /** pixel_values [3, R, R] → the image's rows in the LLM's embedding space [Tv, H]. */
   encodeImage(pixelValues: T): T {
-    return this.ops.tidy(() => this.projector.forward(this.tower.encode(pixelValues).features));
+    return runToEnd(this.encodeImageSteps(pixelValues));
+  }
+
+  /** The same, pausing between the tower's stages (llm/backend.ts checks an abort signal there). */
+  *encodeImageSteps(pixelValues: T): Generator<number, T> {
+    const { features } = yield* this.tower.encodeSteps(pixelValues); // [Tv, C]
+    try {
+      return this.projector.forward(features); //                      [Tv, H]
+    } finally {
+      this.ops.dispose(features);
+    }
   }
 
   /**
@@ -88,9 +99,25 @@ export class Llava<T> {
    * decoder into the KV cache and returns the last position's logits [1, vocab].
    */
   prefill(ids: readonly number[], image: T | null, keep: number): T {
-    const { decoder } = this;
+    return runToEnd(this.prefillSteps(ids, image, keep));
+  }
+
+  /** The same, pausing after each decoder layer (llm/backend.ts checks an abort signal there). */
+  *prefillSteps(ids: readonly number[], image: T | null, keep: number): Generator<number, T> {
+    const { decoder, ops } = this;
     decoder.truncate(keep);
-    return this.ops.tidy(() => decoder.lastLogits(decoder.forward(inputsEmbeds(decoder, ids, image)))); // [T, H] → [1, vocab]
+    const x = inputsEmbeds(decoder, ids, image); //                       [T, H]
+    let hidden: T;
+    try {
+      hidden = yield* decoder.forwardSteps(x); //                         [T, H], appended to the KV cache
+    } finally {
+      ops.dispose(x);
+    }
+    try {
+      return decoder.lastLogits(hidden); //                               [1, vocab]
+    } finally {
+      ops.dispose(hidden);
+    }
   }
 
   dispose(): void {

@@ -21,8 +21,8 @@ import type { Checkpoint } from '../weights/checkpoint.js';
 import { towerStride, visionTowerConfig } from '../convnext/config.js';
 import { loadImage, preprocess, preprocessorFor, type RawImage } from '../convnext/preprocess.js';
 import { GpuBackend, type ImageRows, type ModelBackend } from './backend.js';
-import { collect, generateWith, samplingDefaults, type FinishReason, type SamplingOptions, type TokenEvent } from './generate.js';
-import { conversationIds, followUpIds, IMAGE_TOKEN_INDEX, type Turn } from './prompt.js';
+import { abortError, collect, generateWith, samplingDefaults, type FinishReason, type GenerationResult, type SamplingOptions, type TokenEvent } from './generate.js';
+import { checkQuestion, conversationIds, followUpIds, imageQuestionIds, IMAGE_TOKEN_INDEX, type Turn } from './prompt.js';
 import { LlamaTokenizer, type TextTokenizer } from './tokenizer.js';
 
 export type ImageInput = string | Uint8Array | RawImage;
@@ -89,8 +89,24 @@ export interface GenerateResult {
   timings: Timings;
 }
 
+/**
+ * The generation that holds a model (it has one KV cache, so one generation at a time). The rule
+ * for an abandoned stream: a generation suspended at a token, waiting for its consumer to ask for
+ * the next one, is *idle*; a new request on the model cancels an idle generation (its consumer gets
+ * a "cancelled" error if it ever comes back) instead of failing with "already running". A
+ * generation that is computing is never cancelled that way: the new request fails.
+ */
+export interface Hold {
+  idle: boolean;
+  /** Set when a newer request cancelled this generation; thrown when its consumer comes back. */
+  cancelled: Error | null;
+  /** Ends the generation from outside: frees its GPU steps, settles its history, releases the model. */
+  cancel(): Promise<void>;
+}
+
 export class ConvLlava {
-  private busy = false;
+  private holder: Hold | null = null;
+  private disposed = false;
   /** The session whose conversation the KV cache currently holds. */
   cacheOwner: ChatSession | null = null;
   /** Ids that end an answer: config.json's and generation_config.json's eos_token_id (number or list). */
@@ -165,6 +181,7 @@ export class ConvLlava {
   /** The same as generate, as an async iterator of token events whose return value is the result. */
   async *stream(request: GenerateRequest): AsyncGenerator<TokenEvent, GenerateResult> {
     const session = this.chat({ image: request.image, history: request.history, system: request.system });
+    session.oneShot = true;
     try {
       return yield* session.stream(request.prompt, request);
     } finally {
@@ -177,21 +194,86 @@ export class ConvLlava {
     return new ChatSession(this, options.image, options);
   }
 
-  /** Marks the model busy for one generation (one KV cache: generations cannot interleave). */
-  acquire(): void {
-    if (this.busy) throw new Error('ConvLlava: a generation is already running on this model; await it first');
-    this.busy = true;
+  /** Fails when the model was disposed. */
+  checkUsable(): void {
+    if (this.disposed) throw new Error('ConvLlava: this model was disposed (its GPU buffers are freed); load it again');
   }
 
-  release(): void {
-    this.busy = false;
+  /**
+   * Gives the model to one generation (one KV cache: generations cannot interleave). An idle
+   * generation (suspended at a token; see Hold) is cancelled first; a computing one makes this fail.
+   */
+  async acquire(hold: Hold): Promise<void> {
+    this.checkUsable();
+    const current = this.holder;
+    if (current?.idle) {
+      current.cancelled = new Error(
+        'ConvLlava: this generation was cancelled: its consumer stopped asking for tokens and a newer request took the model',
+      );
+      await current.cancel();
+    }
+    if (this.holder) throw new Error('ConvLlava: a generation is already running on this model; await it first');
+    this.checkUsable();
+    this.holder = hold;
   }
 
-  /** Releases every GPU buffer (and the GPU context if load created it) and closes the weight files. */
+  release(hold: Hold): void {
+    if (this.holder === hold) this.holder = null;
+  }
+
+  /**
+   * Releases every GPU buffer (and the GPU context if load created it) and closes the weight files.
+   * An idle generation is cancelled first; while one is computing, dispose fails (abort it first).
+   */
   async dispose(): Promise<void> {
+    if (this.disposed) return;
+    if (this.holder?.idle) {
+      this.holder.cancelled = new Error('ConvLlava: this generation was cancelled: the model was disposed');
+      await this.holder.cancel();
+    }
+    if (this.holder) throw new Error('ConvLlava.dispose: a generation is running; abort it (signal) or await it first');
+    this.disposed = true;
     await this.backend.dispose();
     await this.checkpoint.close();
     this.ownedGpu?.destroy();
+  }
+}
+
+/** Refuses a turn that would not fit the KV cache, with the counts. */
+function checkContext(cached: number, text: number, visual: number, newTokens: number, context: number, maxPositions: number): void {
+  const needed = cached + text + visual + newTokens;
+  if (needed > context) {
+    throw new Error(
+      `prompt too long: ${cached} cached + ${text} text tokens + ${visual} visual tokens + ${newTokens} new tokens = ${needed} ` +
+        `> context ${context} (max_position_embeddings ${maxPositions}); ask for fewer new tokens or start a new chat`,
+    );
+  }
+}
+
+/**
+ * Everything about a first question that can be checked from the configs alone, before any weight
+ * is loaded (the CLI calls it so that a bad option or an over-long prompt fails in milliseconds, not
+ * after minutes of loading): the sampling options, a typed "<image>", and the context length.
+ */
+export function checkFirstTurn(
+  ckpt: Checkpoint,
+  question: string,
+  options: SamplingOptions & { hasImage: boolean; maxContext?: number; tokenizer?: TextTokenizer },
+): void {
+  const opts = samplingDefaults(options);
+  checkQuestion(question);
+  const stride = towerStride(visionTowerConfig(ckpt.config, ckpt.visionConfig));
+  const visual = options.hasImage ? (ckpt.config.mm_vision_resolution / stride) ** 2 : 0;
+  const ids = imageQuestionIds(options.tokenizer ?? new LlamaTokenizer(), question, options.hasImage);
+  const maxPositions = ckpt.config.max_position_embeddings;
+  checkContext(0, ids.length - (options.hasImage ? 1 : 0), visual, opts.maxNewTokens, options.maxContext ?? maxPositions, maxPositions);
+}
+
+/** A failure to read, decode or encode a chat's image (the CLI clears the image and goes on). */
+export class ImageInputError extends Error {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'ImageInputError';
   }
 }
 
@@ -204,6 +286,8 @@ export class ChatSession {
   private imageRows: ImageRows | null = null;
   private imagePending: boolean;
   private disposed = false;
+  /** A one-shot generate/stream session: disposed with its turn, also when that turn is cancelled. */
+  oneShot = false;
 
   constructor(
     readonly model: ConvLlava,
@@ -220,41 +304,67 @@ export class ChatSession {
   async *stream(question: string, options: GenerateOptions = {}): AsyncGenerator<TokenEvent, GenerateResult> {
     if (this.disposed) throw new Error('ChatSession: used after dispose()');
     const { model } = this;
+    model.checkUsable();
+    checkQuestion(question);
     const { backend, tokenizer } = model;
     const opts = samplingDefaults(options);
     const requestStart = performance.now();
-    const firstTurn = this.history.length === 0;
-    const turnIds = firstTurn
-      ? conversationIds(tokenizer, [...(this.opening.history ?? []), { user: question }], this.image !== undefined, this.opening.system)
-      : followUpIds(tokenizer, question);
 
-    // What must be prefilled: only the new ids if the cache still holds this conversation, else all of it.
-    const cacheIsOurs = !firstTurn && model.cacheOwner === this;
-    const prefillIds = cacheIsOurs ? [...this.uncached, ...turnIds] : [...this.history, ...turnIds];
-    const cachedRows = cacheIsOurs ? backend.cacheLength : 0;
-    const imageRowsIn = prefillIds.includes(IMAGE_TOKEN_INDEX) ? model.visualTokens : 0;
-    const textTokens = prefillIds.length - (imageRowsIn ? 1 : 0);
-    const prefillRows = textTokens + imageRowsIn;
-    const needed = cachedRows + prefillRows + opts.maxNewTokens;
-    if (needed > backend.maxContext) {
-      throw new Error(
-        `prompt too long: ${cachedRows} cached + ${textTokens} text tokens + ${imageRowsIn} visual tokens ` +
-          `+ ${opts.maxNewTokens} new tokens = ${needed} > context ${backend.maxContext} ` +
-          `(max_position_embeddings ${model.checkpoint.config.max_position_embeddings}); ask for fewer new tokens or start a new chat`,
-      );
-    }
-
-    model.acquire();
-    let preprocessMs = 0;
-    let imageEncodeMs = 0;
+    let tokens: AsyncGenerator<TokenEvent, GenerationResult> | null = null;
+    let result: GenerationResult | undefined;
     const generated: number[] = [];
+    let lengthBefore = 0;
+    let settled = true; // nothing to settle until the prefill has run
+    // However the turn ends (done, broken off, aborted, failed, cancelled from outside), the answer so
+    // far joins the conversation once; the cache holds those of its ids that were fed back.
+    const settle = () => {
+      if (settled) return;
+      settled = true;
+      const answer = result ? result.ids : generated;
+      this.history.push(...answer);
+      this.uncached = answer.slice(backend.cacheLength - lengthBefore);
+    };
+    const hold: Hold = {
+      idle: false,
+      cancelled: null,
+      cancel: async () => {
+        await tokens?.return(undefined as never); // suspended at its yield: its finally frees the GPU steps
+        settle();
+        if (model.cacheOwner === this) model.cacheOwner = null;
+        model.release(hold);
+        if (this.oneShot) this.dispose();
+      },
+    };
+    await model.acquire(hold);
     try {
+      const firstTurn = this.history.length === 0;
+      const turnIds = firstTurn
+        ? conversationIds(tokenizer, [...(this.opening.history ?? []), { user: question }], this.image !== undefined, this.opening.system)
+        : followUpIds(tokenizer, question);
+
+      // What must be prefilled: only the new ids if the cache still holds this conversation, else all of it.
+      const cacheIsOurs = !firstTurn && model.cacheOwner === this;
+      const prefillIds = cacheIsOurs ? [...this.uncached, ...turnIds] : [...this.history, ...turnIds];
+      const cachedRows = cacheIsOurs ? backend.cacheLength : 0;
+      const imageRowsIn = prefillIds.includes(IMAGE_TOKEN_INDEX) ? model.visualTokens : 0;
+      const textTokens = prefillIds.length - (imageRowsIn ? 1 : 0);
+      const prefillRows = textTokens + imageRowsIn;
+      checkContext(cachedRows, textTokens, imageRowsIn, opts.maxNewTokens, backend.maxContext, model.checkpoint.config.max_position_embeddings);
+
+      let preprocessMs = 0;
+      let imageEncodeMs = 0;
       if (this.imagePending) {
         const t0 = performance.now();
         const { preprocessorConfig, config } = model.checkpoint;
-        const pixels = preprocess(await loadImage(this.image!), preprocessorFor(preprocessorConfig, config.mm_vision_resolution)); // [3, R, R]
+        let pixels;
+        try {
+          pixels = preprocess(await loadImage(this.image!), preprocessorFor(preprocessorConfig, config.mm_vision_resolution)); // [3, R, R]
+        } catch (e) {
+          throw new ImageInputError((e as Error).message, { cause: e });
+        }
         const t1 = performance.now();
-        this.imageRows = await backend.encodeImage(pixels.pixelValues, pixels.size); //               [Tv, H]
+        if (opts.signal?.aborted) throw abortError(opts.signal);
+        this.imageRows = await backend.encodeImage(pixels.pixelValues, pixels.size, opts.signal); //  [Tv, H]
         preprocessMs = t1 - t0;
         imageEncodeMs = performance.now() - t1;
         this.imagePending = false;
@@ -263,13 +373,13 @@ export class ChatSession {
       // Prefill: the new rows go through every layer at once, appending to the KV cache.
       const prefillStart = performance.now();
       model.cacheOwner = this;
-      const steps = backend.prefill(prefillIds, imageRowsIn ? this.imageRows : null, cachedRows, opts);
+      const steps = await backend.prefill(prefillIds, imageRowsIn ? this.imageRows : null, cachedRows, opts);
       this.history.push(...turnIds);
       this.uncached = [];
-      const lengthBefore = backend.cacheLength;
+      lengthBefore = backend.cacheLength;
+      settled = false;
 
-      const tokens = generateWith(steps, tokenizer, opts, model.eosIds);
-      let result;
+      tokens = generateWith(steps, tokenizer, opts, model.eosIds);
       try {
         for (;;) {
           const step = await tokens.next();
@@ -278,15 +388,17 @@ export class ChatSession {
             break;
           }
           generated.push(step.value.id);
-          yield step.value;
+          hold.idle = true;
+          try {
+            yield step.value;
+          } finally {
+            hold.idle = false;
+          }
+          if (hold.cancelled) throw hold.cancelled;
         }
       } finally {
         await tokens.return(undefined as never); // the consumer stopped early: release the steps' buffers
-        // However the turn ended (done, broken off by the consumer, aborted, failed), the answer so far
-        // is part of the conversation; the cache holds those of its ids that were fed back.
-        const answer = result ? result.ids : generated;
-        this.history.push(...answer);
-        this.uncached = answer.slice(backend.cacheLength - lengthBefore);
+        settle();
       }
       const prefillMs = performance.now() - prefillStart - result.decodeMs;
       return {
@@ -309,7 +421,7 @@ export class ChatSession {
       if (model.cacheOwner === this) model.cacheOwner = null;
       throw e;
     } finally {
-      model.release();
+      model.release(hold);
     }
   }
 

@@ -62,6 +62,17 @@ export function conversationIds(tokenizer: TextTokenizer, turns: readonly Turn[]
   return ids;
 }
 
+/**
+ * Refuses a question that contains the image placeholder: the image goes before the first question
+ * by itself, and a typed "<image>" would splice a second image slot into the prompt.
+ */
+export function checkQuestion(question: string): void {
+  if (typeof question !== 'string') throw new Error(`the question must be a string, got ${typeof question}`);
+  if (question.includes(IMAGE_PLACEHOLDER)) {
+    throw new Error(`the question contains '${IMAGE_PLACEHOLDER}', the placeholder where the image goes; remove it (the image is placed before the question automatically)`);
+  }
+}
+
 /** Prompt ids for a first question about an image: what `convllava run` feeds the model. */
 export function imageQuestionIds(tokenizer: TextTokenizer, question: string, withImage = true): number[] {
   return tokenizerImageToken(tokenizer, vicunaV1Prompt([{ user: question }], withImage));

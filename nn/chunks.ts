@@ -26,11 +26,36 @@ export function forEachRowChunk<T>(ops: TensorOps<T>, a: T, b: T, rowsPerChunk: 
  * (never x itself, nor an output `keep(i)` claims for the caller). Peak memory: two steps' outputs.
  */
 export function sequential<T>(ops: TensorOps<T>, x: T, steps: readonly ((x: T) => T)[], keep: (step: number) => boolean = () => false): T {
+  return runToEnd(sequentialSteps(ops, x, steps, keep));
+}
+
+/**
+ * The same chain, pausing after every step but the last (yielding its index): where a caller may
+ * submit the work recorded so far, wait for it and check an abort signal (llm/backend.ts). Broken
+ * off with `return()`, or failing, it frees what it made (the kept outputs too), never x.
+ */
+export function* sequentialSteps<T>(ops: TensorOps<T>, x: T, steps: readonly ((x: T) => T)[], keep: (step: number) => boolean = () => false): Generator<number, T> {
+  const kept: T[] = [];
   let h = x;
-  steps.forEach((step, i) => {
-    const next = step(h);
-    if (i > 0 && !keep(i - 1)) ops.dispose(h);
-    h = next;
-  });
-  return h;
+  let finished = false;
+  try {
+    for (const [i, step] of steps.entries()) {
+      const next = step(h);
+      if (i > 0) (keep(i - 1) ? kept.push(h) : ops.dispose(h));
+      h = next;
+      if (i + 1 < steps.length) yield i;
+    }
+    finished = true;
+    return h;
+  } finally {
+    if (!finished) for (const t of h === x ? kept : [...kept, h]) ops.dispose(t);
+  }
+}
+
+/** Runs a stepwise computation through without pausing. */
+export function runToEnd<R>(steps: Generator<unknown, R>): R {
+  for (;;) {
+    const step = steps.next();
+    if (step.done) return step.value;
+  }
 }

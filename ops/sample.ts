@@ -14,7 +14,7 @@
  */
 import { params, type Gpu } from '../runtime/gpu.js';
 import type { Tensor } from '../runtime/tensor.js';
-import { argmax } from './argmax.js';
+import { argmax, nanOrPosInf, NON_FINITE_ID } from './argmax.js';
 import { assertDType, check } from './util.js';
 
 /**
@@ -83,7 +83,7 @@ export function sample(gpu: Gpu, logits: Tensor, o: SampleOptions): Tensor {
   const token = gpu.empty([1], 'u32');
   gpu.dispatch({
     kernel: 'sample',
-    constants: { WG: workgroupSize(gpu) },
+    constants: { WG: workgroupSize(gpu), NON_FINITE: NON_FINITE_ID },
     params: params(
       ['u32', n],
       ['u32', penalised ? recentCount : 0],
@@ -150,9 +150,10 @@ export function samplingDistribution(logits: ArrayLike<number>, o: Omit<SampleOp
   return w;
 }
 
-/** CPU reference: the token the GPU sampler picks for the same inputs and u. */
+/** CPU reference: the token the GPU sampler picks for the same inputs and u (NON_FINITE_ID for NaN / +Inf logits). */
 export function sampleRef(logits: ArrayLike<number>, o: Omit<SampleOptions, 'recentIds'> & { recentIds?: ArrayLike<number> }): number {
   checkOptions('sampleRef', logits.length, o);
+  for (let i = 0; i < logits.length; i++) if (nanOrPosInf(logits[i])) return NON_FINITE_ID;
   const probs = samplingDistribution(logits, o);
   const u = o.temperature === 0 ? 0 : o.u;
   let run = 0;

@@ -29,9 +29,9 @@ import {
   type PreprocessorConfig,
 } from './config.js';
 import { bytesPerElement, isFloatDType, toF16Bits, toF32, type FloatDType } from './convert.js';
-import { CheckpointError, WeightsError } from './errors.js';
+import { CheckpointError, named, quote, truncated, WeightsError } from './errors.js';
 import { insideFolder, joinRel, type ModelFolderReader } from './folder.js';
-import { findDuplicateKey } from './json-keys.js';
+import { findDuplicateKey, parseJsonChecked } from './json-keys.js';
 import { expectedLlmTensors, expectedVisionTensors, type ExpectedTensor } from './names.js';
 import { SafetensorsError, SafetensorsFile, type StDType, type TensorInfo } from './safetensors.js';
 
@@ -86,7 +86,7 @@ export class TensorSet implements WeightSource {
     const dir = reader.nameOf(subdir);
     const single = joinRel(subdir, 'model.safetensors');
     const index = joinRel(subdir, 'model.safetensors.index.json');
-    const [hasSingle, hasIndex] = await Promise.all([reader.exists(single), reader.exists(index)]);
+    const [hasSingle, hasIndex] = await Promise.all([exists(reader, single), exists(reader, index)]);
     if (hasIndex) {
       if (hasSingle) warnings.push(`${dir}: both model.safetensors and an index exist; using the index`);
       return openSharded(reader, subdir, index, warnings);
@@ -96,7 +96,7 @@ export class TensorSet implements WeightSource {
       return new TensorSet(file.path, [file], new Map([...file.tensors.keys()].map((n) => [n, file])));
     }
     const pickle =
-      (await reader.exists(joinRel(subdir, 'pytorch_model.bin'))) || (await reader.exists(joinRel(subdir, 'pytorch_model.bin.index.json')));
+      (await exists(reader, joinRel(subdir, 'pytorch_model.bin'))) || (await exists(reader, joinRel(subdir, 'pytorch_model.bin.index.json')));
     throw new CheckpointError(
       pickle
         ? `${dir}: has PyTorch pickle weights (pytorch_model.bin), which convllava does not read (pickles can run code); convert them to safetensors`
@@ -111,7 +111,7 @@ export class TensorSet implements WeightSource {
 
   info(name: string): TensorInfo & { file: string } {
     const file = this.byName.get(name);
-    if (!file) throw new CheckpointError(`no tensor '${name}' in ${this.where}`, this.where, name);
+    if (!file) throw new CheckpointError(`no tensor ${named(name)} in ${this.where}`, this.where, name);
     return { ...file.tensors.get(name)!, file: file.path };
   }
 
@@ -146,7 +146,7 @@ export class TensorSet implements WeightSource {
     const gpuBytes = dtype === 'f16' ? Math.ceil(numel / 2) * 4 : numel * 4;
     if (gpuBytes > maxBuffer) {
       throw new CheckpointError(
-        `tensor '${name}' [${shape}] needs ${gpuBytes} bytes as ${dtype} but this adapter's maxBufferSize is ${maxBuffer}` +
+        `tensor ${named(name)} [${shape}] needs ${gpuBytes} bytes as ${dtype} but this adapter's maxBufferSize is ${maxBuffer}` +
           (dtype === 'f32' ? '; load the weights as f16' : ''),
         file.path,
         name,
@@ -186,6 +186,33 @@ export class TensorSet implements WeightSource {
     return tensor;
   }
 
+  /**
+   * Counts the NaN and ±Inf values of a float tensor, reading it in CHUNK_ELEMENTS pieces (bounded
+   * memory) and testing the stored bits (an all-ones exponent), so it is exact for every dtype.
+   */
+  async scanValues(name: string): Promise<{ nan: number; inf: number; first: number }> {
+    const { dtype, numel, file } = this.floatTensor(name);
+    const size = bytesPerElement(dtype);
+    const [exponent, mantissa] = dtype === 'F32' ? [0x7f800000, 0x007fffff] : dtype === 'F16' ? [0x7c00, 0x03ff] : [0x7f80, 0x007f];
+    const staging = alignedBytes(Math.min(numel, CHUNK_ELEMENTS) * size);
+    let nan = 0;
+    let inf = 0;
+    let first = -1;
+    for (let start = 0; start < numel; start += CHUNK_ELEMENTS) {
+      const count = Math.min(CHUNK_ELEMENTS, numel - start);
+      const bytes = await file.readRange(name, start * size, count * size, staging);
+      const words = size === 4 ? new Uint32Array(bytes.buffer, bytes.byteOffset, count) : new Uint16Array(bytes.buffer, bytes.byteOffset, count);
+      for (let i = 0; i < count; i++) {
+        const w = words[i];
+        if ((w & exponent) !== exponent) continue;
+        if (w & mantissa) nan++;
+        else inf++;
+        if (first < 0) first = start + i;
+      }
+    }
+    return { nan, inf, first };
+  }
+
   /** Lets the queue consume pending writes, so their staging copies are freed before we queue more. */
   private async drain(gpu: Gpu): Promise<void> {
     this.bytesSinceDrain = 0;
@@ -197,7 +224,7 @@ export class TensorSet implements WeightSource {
     const info = this.info(name);
     const file = this.byName.get(name)!;
     if (!isFloatDType(info.dtype)) {
-      throw new CheckpointError(`${info.file}: tensor '${name}' is ${info.dtype}; only F32, F16 and BF16 weights can be loaded`, info.file, name);
+      throw new CheckpointError(`${info.file}: tensor ${named(name)} is ${info.dtype}; only F32, F16 and BF16 weights can be loaded`, info.file, name);
     }
     const numel = info.shape.reduce((a, b) => a * b, 1);
     return { dtype: info.dtype, numel, file, shape: [...info.shape] };
@@ -239,7 +266,7 @@ export class Checkpoint {
     const at = (rel: string) => reader.nameOf(rel);
     const config = parseLlavaConfig(await readJson(reader, 'config.json'), at('config.json'));
     const generationPath = 'generation_config.json';
-    const generationConfig = (await reader.exists(generationPath)) ? ((await readJson(reader, generationPath)) as Record<string, unknown>) : undefined;
+    const generationConfig = (await exists(reader, generationPath)) ? ((await readJson(reader, generationPath)) as Record<string, unknown>) : undefined;
     const visionConfigPath = 'vision_tower/config.json';
     const visionConfig = parseConvNextConfig(await readJson(reader, visionConfigPath), at(visionConfigPath), config);
     const preprocessorPath = 'vision_tower/preprocessor_config.json';
@@ -321,32 +348,34 @@ async function openSharded(reader: ModelFolderReader, subdir: string, indexRel: 
   const fail = (message: string, tensor?: string): never => {
     throw new CheckpointError(`${indexPath}: ${message}`, indexPath, tensor);
   };
-  const text = await reader.readText(indexRel);
+  const text = await readText(reader, indexRel);
   let index: unknown;
   try {
-    index = JSON.parse(text);
+    index = parseJsonChecked(text);
   } catch (e) {
-    return fail(`not valid JSON (${(e as Error).message})`);
+    return fail((e as Error).message);
   }
   const duplicate = findDuplicateKey(text);
-  if (duplicate) return fail(`lists '${duplicate.key}' twice`, duplicate.key);
+  if (duplicate) return fail(`lists ${named(duplicate.key)} twice`, duplicate.key);
   const weightMap = (index as { weight_map?: unknown } | null)?.weight_map;
   if (typeof weightMap !== 'object' || weightMap === null || Array.isArray(weightMap)) {
     return fail(`needs a "weight_map" object {tensor name: shard file}`);
   }
 
-  // Every shard path must stay inside the folder and exist.
-  const shardNames = new Map<string, string>(); // as written in the index → path relative to the reader's root
+  // Every shard path must stay inside the folder and exist. Shards are keyed by their normalised
+  // path, so './a' and 'sub/../a' are one shard (not "a tensor in two shards").
+  const shardOf = new Map<string, string>(); // tensor → normalised shard path (relative to `subdir`)
   for (const [tensor, shard] of Object.entries(weightMap as Record<string, unknown>)) {
-    if (typeof shard !== 'string' || shard === '') return fail(`tensor '${tensor}' maps to ${JSON.stringify(shard)}, not a file name`, tensor);
+    if (typeof shard !== 'string' || shard === '') return fail(`tensor ${named(tensor)} maps to ${quote(shard)}, not a file name`, tensor);
     const rel = insideFolder(shard);
-    if (rel === null) return fail(`shard path '${shard}' (for '${tensor}') leaves the model folder`, tensor);
-    shardNames.set(shard, joinRel(subdir, rel));
+    if (rel === null) return fail(`shard path ${named(shard)} (for ${named(tensor)}) leaves the model folder`, tensor);
+    shardOf.set(tensor, rel);
   }
-  const files = new Map<string, SafetensorsFile>();
+  const files = new Map<string, SafetensorsFile>(); // normalised shard path → file
   try {
-    for (const [shard, rel] of shardNames) {
-      if (!(await reader.exists(rel))) fail(`shard '${shard}' is missing (${reader.nameOf(rel)} does not exist)`);
+    for (const shard of new Set(shardOf.values())) {
+      const rel = joinRel(subdir, shard);
+      if (!(await exists(reader, rel))) fail(`shard ${named(shard)} is missing (${reader.nameOf(rel)} does not exist)`);
       files.set(shard, await openSafetensors(reader, rel));
     }
 
@@ -355,15 +384,15 @@ async function openSharded(reader: ModelFolderReader, subdir: string, indexRel: 
     for (const [shard, file] of files) {
       for (const name of file.tensors.keys()) {
         const other = holder.get(name);
-        if (other !== undefined) fail(`tensor '${name}' is in two shards: '${other}' and '${shard}'`, name);
+        if (other !== undefined) fail(`tensor ${named(name)} is in two shards: ${named(other)} and ${named(shard)}`, name);
         holder.set(name, shard);
       }
     }
     const byName = new Map<string, SafetensorsFile>();
-    for (const [tensor, shard] of Object.entries(weightMap as Record<string, string>)) {
+    for (const [tensor, shard] of shardOf) {
       const actual = holder.get(tensor);
-      if (actual === undefined) fail(`tensor '${tensor}' is listed in shard '${shard}' but no shard contains it`, tensor);
-      if (actual !== shard) fail(`tensor '${tensor}' is listed in shard '${shard}' but is in '${actual}'`, tensor);
+      if (actual === undefined) fail(`tensor ${named(tensor)} is listed in shard ${named(shard)} but no shard contains it`, tensor);
+      if (actual !== shard) fail(`tensor ${named(tensor)} is listed in shard ${named(shard)} but is in ${named(actual!)}`, tensor);
       byName.set(tensor, files.get(shard)!);
     }
     const unlisted = [...holder.keys()].filter((n) => !byName.has(n));
@@ -390,23 +419,47 @@ async function openSafetensors(reader: ModelFolderReader, relPath: string): Prom
     source = await reader.open(relPath);
   } catch (e) {
     const path = reader.nameOf(relPath);
-    throw new SafetensorsError(`${path}: cannot open (${(e as Error).message})`, path);
+    if ((e as { code?: string }).code === 'CONVLLAVA_REFUSED') throw new SafetensorsError((e as Error).message, path);
+    throw new SafetensorsError(`${path}: cannot open (${truncated((e as Error).message)})`, path);
   }
   return SafetensorsFile.fromSource(source);
 }
 
 async function readJson(reader: ModelFolderReader, relPath: string): Promise<unknown> {
   const path = reader.nameOf(relPath);
-  let text: string;
+  const text = await readText(reader, relPath);
   try {
-    text = await reader.readText(relPath);
-  } catch {
-    throw new CheckpointError(`${path}: missing (a ConvLLaVA folder needs config.json and vision_tower/{config,preprocessor_config}.json)`, path);
-  }
-  try {
-    return JSON.parse(text);
+    return parseJsonChecked(text);
   } catch (e) {
-    throw new CheckpointError(`${path}: not valid JSON (${(e as Error).message})`, path);
+    throw new CheckpointError(`${path}: ${(e as Error).message}`, path);
+  }
+}
+
+/** A reader refusal (code CONVLLAVA_REFUSED: outside the folder, not a regular file, over a cap) as a CheckpointError. */
+function asCheckpointError(e: unknown, path: string): unknown {
+  const { code, message } = e as { code?: string; message?: string };
+  if (code === 'CONVLLAVA_REFUSED') return new CheckpointError(message ?? String(e), path);
+  if (code && code !== 'ENOENT') return new CheckpointError(`${path}: cannot read (${truncated(message ?? String(e))})`, path);
+  return null;
+}
+
+async function readText(reader: ModelFolderReader, relPath: string): Promise<string> {
+  const path = reader.nameOf(relPath);
+  try {
+    return await reader.readText(relPath);
+  } catch (e) {
+    throw (
+      asCheckpointError(e, path) ??
+      new CheckpointError(`${path}: missing (a ConvLLaVA folder needs config.json and vision_tower/{config,preprocessor_config}.json)`, path)
+    );
+  }
+}
+
+async function exists(reader: ModelFolderReader, relPath: string): Promise<boolean> {
+  try {
+    return await reader.exists(relPath);
+  } catch (e) {
+    throw asCheckpointError(e, reader.nameOf(relPath)) ?? e;
   }
 }
 

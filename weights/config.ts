@@ -8,7 +8,8 @@
  * Optional fields get the defaults of the reference code (transformers' LlamaConfig / ConvNextConfig),
  * so model code reads every hyperparameter from here and never hard-codes one.
  */
-import { CheckpointError } from './errors.js';
+import { CheckpointError, quote } from './errors.js';
+import { preprocessorFor } from '../convnext/preprocess.js';
 
 export interface LlavaConfig {
   architectures?: string[];
@@ -98,7 +99,7 @@ class Fields {
   ) {}
 
   private fail(key: string, want: string): never {
-    throw new CheckpointError(`${this.file}: '${key}' must be ${want}, got ${JSON.stringify(this.json[key])}`, this.file);
+    throw new CheckpointError(`${this.file}: '${key}' must be ${want}, got ${quote(this.json[key])}`, this.file);
   }
 
   has(key: string): boolean {
@@ -114,6 +115,13 @@ class Fields {
   num(key: string, fallback?: number): number {
     const v = this.json[key] ?? fallback;
     if (typeof v !== 'number' || !Number.isFinite(v)) this.fail(key, 'a number');
+    return v as number;
+  }
+
+  /** A finite number > 0 (epsilons, rope_theta, scale factors: 0 or a negative gives NaN or nonsense). */
+  positive(key: string, fallback?: number): number {
+    const v = this.json[key] ?? fallback;
+    if (typeof v !== 'number' || !Number.isFinite(v) || v <= 0) this.fail(key, 'a finite number > 0');
     return v as number;
   }
 
@@ -143,6 +151,13 @@ class Fields {
       this.fail(key, `an array of ${length} numbers`);
     }
     return [...(v as number[])];
+  }
+
+  /** `length` finite non-zero numbers (divisors: a std of 0 would turn every pixel into ±Inf/NaN). */
+  nonZeros(key: string, length: number): number[] {
+    const v = this.nums(key, length);
+    if (v.some((x) => x === 0)) this.fail(key, `an array of ${length} non-zero numbers`);
+    return v;
   }
 
   object(key: string): Fields {
@@ -191,9 +206,9 @@ export function parseLlavaConfig(json: unknown, file: string): LlavaConfig {
     num_hidden_layers: f.int('num_hidden_layers'),
     num_key_value_heads: kvHeads,
     head_dim: f.int('head_dim', defaultHeadDim),
-    rms_norm_eps: f.num('rms_norm_eps', 1e-6),
+    rms_norm_eps: f.positive('rms_norm_eps', 1e-6),
     rope_scaling: rope as Record<string, unknown> | null,
-    rope_theta: f.num('rope_theta', 10000),
+    rope_theta: f.positive('rope_theta', 10000),
     tie_word_embeddings: f.bool('tie_word_embeddings', false),
     torch_dtype: f.has('torch_dtype') ? f.str('torch_dtype') : undefined,
     vocab_size: f.int('vocab_size'),
@@ -240,7 +255,7 @@ export function parseConvNextConfig(json: unknown, file: string, llava?: LlavaCo
     hidden_sizes: hidden,
     depths,
     hidden_act: f.str('hidden_act', 'gelu'),
-    layer_norm_eps: f.num('layer_norm_eps', 1e-12),
+    layer_norm_eps: f.positive('layer_norm_eps', 1e-12),
     layer_scale_init_value: f.num('layer_scale_init_value', 1e-6),
     image_size: f.int('image_size', 224),
     five_stage_from_llava: fromLlava,
@@ -259,9 +274,9 @@ export function parsePreprocessorConfig(json: unknown, file: string): Preprocess
     do_rescale: f.bool('do_rescale', true),
     do_resize: f.bool('do_resize', true),
     image_mean: f.nums('image_mean', 3) as [number, number, number],
-    image_std: f.nums('image_std', 3) as [number, number, number],
+    image_std: f.nonZeros('image_std', 3) as [number, number, number],
     resample: f.int('resample', 3, 0),
-    rescale_factor: f.num('rescale_factor', 1 / 255),
+    rescale_factor: f.positive('rescale_factor', 1 / 255),
     size: { shortest_edge: size.int('shortest_edge') },
     image_processor_type: f.has('image_processor_type') ? f.str('image_processor_type') : undefined,
   };
@@ -285,6 +300,17 @@ export function checkConfigsAgree(llava: LlavaConfig, vision: ConvNextConfig, pr
   }
   if (prep.crop_size.height !== prep.crop_size.width) {
     throw new CheckpointError(`${dir}: vision_tower/preprocessor_config.json crop_size must be square`, dir);
+  }
+  // The reference encodes whatever crop its processor makes (set to mm_vision_resolution only above
+  // 256 px) and splices every resulting row; the visual-token count and the context check here are
+  // sized from mm_vision_resolution, so the two must agree.
+  const crop = preprocessorFor(prep, llava.mm_vision_resolution).crop_size.height;
+  if (crop !== llava.mm_vision_resolution) {
+    throw new CheckpointError(
+      `${dir}: vision_tower/preprocessor_config.json crop_size ${crop} ≠ config.json mm_vision_resolution ${llava.mm_vision_resolution} ` +
+        `(the image would be encoded at ${crop}² into ${(crop / stride) ** 2} visual tokens, not ${(llava.mm_vision_resolution / stride) ** 2}); make them equal`,
+      dir,
+    );
   }
 }
 

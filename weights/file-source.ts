@@ -4,6 +4,7 @@
  */
 import { open, rename, rm, type FileHandle } from 'node:fs/promises';
 import type { ByteSink, ByteSource } from './byte-source.js';
+import { openRegularFile } from './node-files.js';
 
 /** Node rejects single reads over 2 GiB − 1; larger reads are split into pieces of this size. */
 const MAX_READ = 1 << 30;
@@ -15,16 +16,13 @@ export class FileByteSource implements ByteSource {
     private handle: FileHandle | null,
   ) {}
 
-  static async open(path: string): Promise<FileByteSource> {
-    const handle = await open(path, 'r');
-    try {
-      const stat = await handle.stat();
-      if (!stat.isFile()) throw new Error(`${path} is not a regular file`);
-      return new FileByteSource(path, stat.size, handle);
-    } catch (e) {
-      await handle.close();
-      throw e;
-    }
+  /**
+   * Opens a regular file (a FIFO or device is refused without blocking, see node-files.ts); `name`
+   * labels messages (default `path`; a model folder passes the entry's name, not its real path).
+   */
+  static async open(path: string, name = path): Promise<FileByteSource> {
+    const { handle, size } = await openRegularFile(path, name);
+    return new FileByteSource(name, size, handle);
   }
 
   async read(offset: number, length: number, into?: Uint8Array): Promise<Uint8Array> {

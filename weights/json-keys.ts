@@ -52,3 +52,32 @@ function endOfString(s: string, start: number): number {
 function isJsonSpace(c: string): boolean {
   return c === ' ' || c === '\t' || c === '\n' || c === '\r';
 }
+
+/** Deepest nesting of objects / arrays accepted in a header, index or config (they need 3). */
+export const MAX_JSON_DEPTH = 64;
+
+/**
+ * JSON.parse with the checks an untrusted file needs first: nesting depth at most MAX_JSON_DEPTH
+ * (a deeply nested 20 MB header would otherwise overflow the parser's stack with "Maximum call
+ * stack size exceeded"), and the parser's own message cut short (V8 quotes the input).
+ * Throws Error with a message ready to follow "<file>: ".
+ */
+export function parseJsonChecked(text: string): unknown {
+  let depth = 0;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (c === 0x22) {
+      i = endOfString(text, i) - 1; // brackets inside strings do not nest
+    } else if (c === 0x7b || c === 0x5b) {
+      if (++depth > MAX_JSON_DEPTH) throw new Error(`JSON nested deeper than ${MAX_JSON_DEPTH} levels (at character ${i}); refused`);
+    } else if (c === 0x7d || c === 0x5d) {
+      depth--;
+    }
+  }
+  try {
+    return JSON.parse(text);
+  } catch (e) {
+    const message = (e as Error).message;
+    throw new Error(`not valid JSON (${message.length > 120 ? `${message.slice(0, 120)}…` : message})`);
+  }
+}

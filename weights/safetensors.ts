@@ -15,8 +15,8 @@
  * Tensors are read by offset through a ByteSource, never by loading the file.
  */
 import type { ByteSink, ByteSource } from './byte-source.js';
-import { SafetensorsError } from './errors.js';
-import { findDuplicateKey } from './json-keys.js';
+import { named, quote, SafetensorsError } from './errors.js';
+import { findDuplicateKey, parseJsonChecked } from './json-keys.js';
 
 export { SafetensorsError } from './errors.js';
 
@@ -98,16 +98,16 @@ export function parseHeader(headerBytes: Uint8Array, dataLength: number, file: s
   }
   let json: unknown;
   try {
-    json = JSON.parse(text); // leading / trailing JSON whitespace (writers pad with spaces) is allowed
+    json = parseJsonChecked(text); // leading / trailing JSON whitespace (writers pad with spaces) is allowed
   } catch (e) {
-    return fail(`the header is not valid JSON (${(e as Error).message})`);
+    return fail(`the header is ${(e as Error).message}`);
   }
   if (typeof json !== 'object' || json === null || Array.isArray(json)) {
     return fail('the header must be a JSON object of tensor descriptions');
   }
   const duplicate = findDuplicateKey(text);
   if (duplicate) {
-    const what = duplicate.objectPath === '$' ? `tensor name '${duplicate.key}'` : `key '${duplicate.key}' in ${duplicate.objectPath}`;
+    const what = duplicate.objectPath === '$' ? `tensor name ${named(duplicate.key)}` : `key ${named(duplicate.key)} in ${duplicate.objectPath}`;
     return fail(`the header lists ${what} twice`, duplicate.objectPath === '$' ? duplicate.key : undefined);
   }
 
@@ -118,7 +118,7 @@ export function parseHeader(headerBytes: Uint8Array, dataLength: number, file: s
       if (value === null) continue;
       if (typeof value !== 'object' || Array.isArray(value)) return fail('__metadata__ must be an object of strings');
       for (const [k, v] of Object.entries(value as Record<string, unknown>)) {
-        if (typeof v !== 'string') return fail(`__metadata__['${k}'] must be a string, got ${JSON.stringify(v)}`);
+        if (typeof v !== 'string') return fail(`__metadata__[${named(k)}] must be a string, got ${quote(v)}`);
         metadata[k] = v;
       }
       continue;
@@ -132,11 +132,11 @@ export function parseHeader(headerBytes: Uint8Array, dataLength: number, file: s
   let previous: TensorInfo | null = null;
   for (const t of ordered) {
     if (t.begin > cursor) {
-      const after = previous ? `after '${previous.name}' (ends at ${cursor})` : 'at the start of the data section';
-      return fail(`gap of ${t.begin - cursor} bytes ${after} before tensor '${t.name}' (begins at ${t.begin})`, t.name);
+      const after = previous ? `after ${named(previous.name)} (ends at ${cursor})` : 'at the start of the data section';
+      return fail(`gap of ${t.begin - cursor} bytes ${after} before tensor ${named(t.name)} (begins at ${t.begin})`, t.name);
     }
     if (t.begin < cursor) {
-      return fail(`tensor '${t.name}' (bytes ${t.begin}–${t.end}) overlaps '${previous!.name}' (ends at ${cursor})`, t.name);
+      return fail(`tensor ${named(t.name)} (bytes ${t.begin}–${t.end}) overlaps ${named(previous!.name)} (ends at ${cursor})`, t.name);
     }
     cursor = t.end;
     previous = t;
@@ -144,7 +144,7 @@ export function parseHeader(headerBytes: Uint8Array, dataLength: number, file: s
   if (cursor > dataLength) {
     return fail(
       `the tensors need ${cursor} bytes of data but the file holds only ${dataLength} after the header ` +
-        `(truncated by ${cursor - dataLength} bytes; '${previous!.name}' ends at ${cursor})`,
+        `(truncated by ${cursor - dataLength} bytes; ${named(previous!.name)} ends at ${cursor})`,
       previous!.name,
     );
   }
@@ -155,23 +155,23 @@ export function parseHeader(headerBytes: Uint8Array, dataLength: number, file: s
 }
 
 function parseTensorInfo(name: string, value: unknown, fail: (m: string, t?: string) => never): TensorInfo {
-  const where = `tensor '${name}'`;
+  const where = `tensor ${named(name)}`;
   if (typeof value !== 'object' || value === null || Array.isArray(value)) {
-    return fail(`${where}: expected {dtype, shape, data_offsets}, got ${JSON.stringify(value)}`, name);
+    return fail(`${where}: expected {dtype, shape, data_offsets}, got ${quote(value)}`, name);
   }
   const { dtype, shape, data_offsets: offsets } = value as Record<string, unknown>;
   if (!isStDType(dtype)) {
-    return fail(`${where}: unknown dtype ${JSON.stringify(dtype)} (known: ${Object.keys(DTYPE_BITS).join(', ')})`, name);
+    return fail(`${where}: unknown dtype ${quote(dtype)} (known: ${Object.keys(DTYPE_BITS).join(', ')})`, name);
   }
   if (!Array.isArray(shape) || !shape.every((d) => Number.isSafeInteger(d) && d >= 0)) {
-    return fail(`${where}: shape must be an array of non-negative integers, got ${JSON.stringify(shape)}`, name);
+    return fail(`${where}: shape must be an array of non-negative integers, got ${quote(shape)}`, name);
   }
   if (
     !Array.isArray(offsets) ||
     offsets.length !== 2 ||
     !offsets.every((o) => Number.isSafeInteger(o) && o >= 0)
   ) {
-    return fail(`${where}: data_offsets must be two non-negative integers [begin, end], got ${JSON.stringify(offsets)}`, name);
+    return fail(`${where}: data_offsets must be two non-negative integers [begin, end], got ${quote(offsets)}`, name);
   }
   const [begin, end] = offsets as number[];
   if (end < begin) return fail(`${where}: data_offsets [${begin}, ${end}] end before they begin`, name);
@@ -226,11 +226,12 @@ export class SafetensorsFile {
       const prefix = await source.read(0, 8);
       const n = new DataView(prefix.buffer, prefix.byteOffset, 8).getBigUint64(0, true);
       if (n > BigInt(MAX_HEADER_BYTES)) {
-        throw new SafetensorsError(`${file}: header length ${n} exceeds the ${MAX_HEADER_BYTES}-byte limit (not a safetensors file?)`, file);
+        // The length is not printed: in a file that is not safetensors these are its first 8 bytes.
+        throw new SafetensorsError(`${file}: the 8-byte header length exceeds the ${MAX_HEADER_BYTES}-byte limit (not a safetensors file?)`, file);
       }
       const headerLength = Number(n);
       if (8 + headerLength > source.size) {
-        throw new SafetensorsError(`${file}: header length ${headerLength} runs past the end of the ${source.size}-byte file`, file);
+        throw new SafetensorsError(`${file}: the 8-byte header length runs past the end of the ${source.size}-byte file (truncated, or not a safetensors file?)`, file);
       }
       const header = await source.read(8, headerLength);
       const { tensors, metadata } = parseHeader(header, source.size - 8 - headerLength, file);
@@ -243,7 +244,7 @@ export class SafetensorsFile {
 
   info(name: string): TensorInfo {
     const t = this.tensors.get(name);
-    if (!t) throw new SafetensorsError(`${this.path}: no tensor '${name}'`, this.path, name);
+    if (!t) throw new SafetensorsError(`${this.path}: no tensor ${named(name)}`, this.path, name);
     return t;
   }
 
@@ -257,12 +258,12 @@ export class SafetensorsFile {
   async readRange(name: string, offset: number, length: number, into?: Uint8Array): Promise<Uint8Array> {
     const t = this.info(name);
     if (offset < 0 || length < 0 || offset + length > t.end - t.begin) {
-      throw new SafetensorsError(`${this.path}: byte range ${offset}+${length} is outside tensor '${name}' (${t.end - t.begin} bytes)`, this.path, name);
+      throw new SafetensorsError(`${this.path}: byte range ${offset}+${length} is outside tensor ${named(name)} (${t.end - t.begin} bytes)`, this.path, name);
     }
     try {
       return await this.source.read(this.dataStart + t.begin + offset, length, into);
     } catch (e) {
-      throw new SafetensorsError(`${this.path}: reading tensor '${name}' failed (${(e as Error).message})`, this.path, name);
+      throw new SafetensorsError(`${this.path}: reading tensor ${named(name)} failed (${(e as Error).message})`, this.path, name);
     }
   }
 
@@ -355,7 +356,7 @@ async function writeTensorData(sink: ByteSink, position: number, t: TensorToWrit
   }
   const expected = info.end - info.begin;
   if (written !== expected) {
-    throw new SafetensorsError(`${path}: tensor '${t.name}': [${t.shape}] ${t.dtype} is ${expected} bytes but its data has ${written}`, path, t.name);
+    throw new SafetensorsError(`${path}: tensor ${named(t.name)}: [${t.shape}] ${t.dtype} is ${expected} bytes but its data has ${written}`, path, t.name);
   }
   return written;
 }
@@ -372,7 +373,7 @@ export function encodeHeader(
   file = '(writer)',
 ): { header: Uint8Array; infos: TensorInfo[]; dataLength: number } {
   const fail = (message: string, tensor: string): never => {
-    throw new SafetensorsError(`${file}: tensor '${tensor}': ${message}`, file, tensor);
+    throw new SafetensorsError(`${file}: tensor ${named(tensor)}: ${message}`, file, tensor);
   };
   const json: Record<string, unknown> = {};
   if (metadata && Object.keys(metadata).length) json.__metadata__ = metadata;

@@ -75,10 +75,10 @@ describe('library API (index.ts: ConvLlava)', function () {
   it('chat: a follow-up turn prefills only its new tokens and matches re-prefilling the whole history', async () => {
     const prefillRows: number[] = [];
     const decoder = (model.backend as GpuBackend).decoder;
-    const forward = decoder.forward.bind(decoder);
-    decoder.forward = (x) => {
+    const forwardSteps = decoder.forwardSteps.bind(decoder); // what forward and a (layer-by-layer) prefill run
+    decoder.forwardSteps = (x) => {
       if (x.shape[0] > 1) prefillRows.push(x.shape[0]);
-      return forward(x);
+      return forwardSteps(x);
     };
     try {
       const chat = model.chat({ image: imagePath(0) });
@@ -98,7 +98,7 @@ describe('library API (index.ts: ConvLlava)', function () {
       expect(replayed.ids).to.deep.equal(followUp.ids);
       [chat, replay, other].forEach((s) => s.dispose());
     } finally {
-      decoder.forward = forward;
+      decoder.forwardSteps = forwardSteps;
     }
   });
 

@@ -8,6 +8,7 @@ import { expect } from 'chai';
 import { readFileSync } from 'node:fs';
 import OpenAI from 'openai';
 import type { ConvLlava } from '../../llm/pipeline.js';
+import type { TokenSteps } from '../../llm/generate.js';
 import { FifoQueue, QueueFullError } from '../../server/queue.js';
 import { dataUrl, IMAGES, loadModel, MAX_CONTEXT, QUESTION, startServer, until } from './fixture.js';
 
@@ -80,10 +81,13 @@ describe('server: queue, disconnects and shutdown over HTTP (server/server.ts)',
     const { backend } = model;
     const prefill = backend.prefill.bind(backend);
     backend.prefill = (...args) => {
-      const steps = prefill(...args);
-      const pick = steps.pick.bind(steps);
-      steps.pick = async (choice) => (await new Promise((r) => setTimeout(r, STEP_DELAY_MS)), picks++, pick(choice));
-      return steps;
+      const slow = (steps: TokenSteps) => {
+        const pick = steps.pick.bind(steps);
+        steps.pick = async (choice) => (await new Promise((r) => setTimeout(r, STEP_DELAY_MS)), picks++, pick(choice));
+        return steps;
+      };
+      const steps = prefill(...args); // a Promise when the request has an abort signal (layer-by-layer prefill)
+      return steps instanceof Promise ? steps.then(slow) : slow(steps);
     };
     for (const image of ['png', 'otherPng'] as const) {
       answers[image] = (await model.generate({ image: readFileSync(IMAGES[image]), prompt: QUESTION, maxNewTokens: 4 })).text;
