@@ -9,7 +9,7 @@
  *   const server = await serve({ model, port: 8080 });   // OpenAI-compatible HTTP: POST /v1/chat/completions
  *   await model.dispose();
  */
-export { ConvLlava, ChatSession } from './llm/pipeline.js';
+export { ConvLlava, ChatSession, EncodedImage } from './llm/pipeline.js';
 export type { ChatOptions, GenerateOptions, GenerateRequest, GenerateResult, ImageInput, LoadOptions, LoadProgress, Timings } from './llm/pipeline.js';
 export type { FinishReason, SamplingOptions, TokenEvent } from './llm/generate.js';
 export { LlamaTokenizer, StreamDecoder, type TextTokenizer } from './llm/tokenizer.js';

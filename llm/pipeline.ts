@@ -56,8 +56,9 @@ export interface GenerateOptions extends SamplingOptions {
 
 /** How a conversation opens: its image, earlier exchanges and system message (all optional). */
 export interface ChatOptions {
-  /** A PNG/JPEG path, its bytes, or raw RGB/RGBA pixels. Optional: text-only when absent. */
-  image?: ImageInput;
+  /** A PNG/JPEG path, its bytes, raw RGB/RGBA pixels, or an image `encodeImage` already encoded.
+   * Optional: text-only when absent. */
+  image?: ImageInput | EncodedImage;
   /** Exchanges before the first question (the image goes in front of the first user message, as in LLaVA). */
   history?: Turn[];
   /** Replaces the vicuna_v1 system message. */
@@ -222,6 +223,36 @@ export class ConvLlava {
   }
 
   /**
+   * Preprocesses and encodes an image once (vision tower + projector), for several independent
+   * questions: `generate({ image: encoded, prompt })` then skips the encode. The caller disposes it.
+   */
+  async encodeImage(image: ImageInput, options: { signal?: AbortSignal } = {}): Promise<EncodedImage> {
+    const hold: Hold = { idle: false, cancelled: null, cancel: async () => {} };
+    await this.acquire(hold);
+    try {
+      const pixels = await this.preprocessImage(image);
+      return new EncodedImage(this, await this.backend.encodeImage(pixels.pixelValues, pixels.size, options.signal));
+    } finally {
+      this.release(hold);
+    }
+  }
+
+  /** Decoded and preprocessed pixels [3, R, R]; an image that cannot be used is an ImageInputError. */
+  async preprocessImage(image: ImageInput) {
+    const { preprocessorConfig, config } = this.checkpoint;
+    try {
+      return preprocess(await loadImage(image), preprocessorFor(preprocessorConfig, config.mm_vision_resolution));
+    } catch (e) {
+      throw new ImageInputError((e as Error).message, { cause: e });
+    }
+  }
+
+  /** Whether dispose() has run. */
+  get isDisposed(): boolean {
+    return this.disposed;
+  }
+
+  /**
    * Releases every GPU buffer (and the GPU context if load created it) and closes the weight files.
    * An idle generation is cancelled first; while one is computing, dispose fails (abort it first).
    */
@@ -291,10 +322,16 @@ export class ChatSession {
 
   constructor(
     readonly model: ConvLlava,
-    private readonly image: ImageInput | undefined,
+    private readonly image: ImageInput | EncodedImage | undefined,
     private readonly opening: Pick<ChatOptions, 'history' | 'system'> = {},
   ) {
-    this.imagePending = image !== undefined;
+    if (image instanceof EncodedImage && image.model !== model) throw new Error('ChatSession: the EncodedImage belongs to another model');
+    this.imagePending = image !== undefined && !(image instanceof EncodedImage);
+  }
+
+  /** The image rows to prefill: this session's own, or the borrowed EncodedImage's. */
+  private rows(): ImageRows | null {
+    return this.image instanceof EncodedImage ? this.image.rows : this.imageRows;
   }
 
   send(question: string, options: GenerateOptions = {}): Promise<GenerateResult> {
@@ -355,13 +392,7 @@ export class ChatSession {
       let imageEncodeMs = 0;
       if (this.imagePending) {
         const t0 = performance.now();
-        const { preprocessorConfig, config } = model.checkpoint;
-        let pixels;
-        try {
-          pixels = preprocess(await loadImage(this.image!), preprocessorFor(preprocessorConfig, config.mm_vision_resolution)); // [3, R, R]
-        } catch (e) {
-          throw new ImageInputError((e as Error).message, { cause: e });
-        }
+        const pixels = await model.preprocessImage(this.image as ImageInput); // [3, R, R]
         const t1 = performance.now();
         if (opts.signal?.aborted) throw abortError(opts.signal);
         this.imageRows = await backend.encodeImage(pixels.pixelValues, pixels.size, opts.signal); //  [Tv, H]
@@ -373,7 +404,7 @@ export class ChatSession {
       // Prefill: the new rows go through every layer at once, appending to the KV cache.
       const prefillStart = performance.now();
       model.cacheOwner = this;
-      const steps = await backend.prefill(prefillIds, imageRowsIn ? this.imageRows : null, cachedRows, opts);
+      const steps = await backend.prefill(prefillIds, imageRowsIn ? this.rows() : null, cachedRows, opts);
       this.history.push(...turnIds);
       this.uncached = [];
       lengthBefore = backend.cacheLength;
@@ -430,5 +461,27 @@ export class ChatSession {
     if (this.imageRows) this.model.backend.releaseImage(this.imageRows);
     this.imageRows = null;
     if (this.model.cacheOwner === this) this.model.cacheOwner = null;
+  }
+}
+
+/** An image encoded once by `ConvLlava.encodeImage`: its projected rows [Tv, H], reusable by any number of turns. */
+export class EncodedImage {
+  private released = false;
+
+  constructor(
+    readonly model: ConvLlava,
+    private readonly imageRows: ImageRows,
+  ) {}
+
+  get rows(): ImageRows {
+    if (this.released) throw new Error('EncodedImage: used after dispose()');
+    return this.imageRows;
+  }
+
+  /** Frees the rows (a no-op once the model itself is disposed: its buffers are gone with it). */
+  dispose(): void {
+    if (this.released) return;
+    this.released = true;
+    if (!this.model.isDisposed) this.model.backend.releaseImage(this.imageRows);
   }
 }
