@@ -68,8 +68,9 @@ async function main(): Promise<number> {
       const bytes = await encodeScene(scene);
       const file = join(dir, `scene${String(i).padStart(4, '0')}.${scene.format === 'jpeg' ? 'jpg' : 'png'}`);
       writeFileSync(file, bytes);
+      const encoded = await model.encodeImage(bytes); // once per image: every question below reuses its rows
       for (const q of source.questions(scene)) {
-        const result = await model.generate({ image: bytes, prompt: q.question, temperature: 0, maxNewTokens: 24 });
+        const result = await model.generate({ image: encoded, prompt: q.question, temperature: 0, maxNewTokens: 24 });
         rows.push({
           image: i,
           file,
@@ -81,6 +82,7 @@ async function main(): Promise<number> {
           text: result.text,
         });
       }
+      encoded.dispose();
       const done = i + 1;
       const s = (performance.now() - start) / 1000;
       process.stderr.write(`\r${done}/${images} images, ${rows.length} questions, ${s.toFixed(0)} s (${(s / done).toFixed(2)} s/image)   `);

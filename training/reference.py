@@ -87,7 +87,7 @@ def golden(args):
     for c, item in enumerate(man['items']):
         px = pixel_values(item['image'], res).double()
         tokens, stages = tower(px, return_stages=True)
-        acts = {'pixel_values': px, 'stem': stages[0]}
+        acts = {'stem': stages[0]}
         for i, s in enumerate(stages[1:]):
             acts[f'stage{i + 1}'] = s
         acts['image_features'] = tokens

@@ -33,14 +33,18 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 from checkpoint_io import save_safetensors  # noqa: E402
 from modules import ConvNextTower, Llava  # noqa: E402
-from shapes_data import MEAN, STD, PAIRS, normalize, questions  # noqa: E402
+from shapes_data import MEAN, PAIRS, STD, normalize, questions  # noqa: E402
 
 RES = 256
 WIDTHS = [16, 32, 64, 128, 192]
 DEPTHS = [1, 1, 2, 2, 2]
 LLM = dict(vocab_size=32000, hidden_size=128, intermediate_size=352, num_hidden_layers=4, num_attention_heads=4,
            rms_norm_eps=1e-6, rope_theta=10000.0, mm_hidden_size=WIDTHS[-1])
-KIND_WEIGHT = {'count': 1.0, 'color': 1.0, 'shape': 1.0, 'yesno': 1.5, 'describe': 2.0}
+KIND_WEIGHT = {'count': 1.0, 'color': 1.0, 'shape': 1.5, 'yesno': 2.0, 'describe': 1.5}
+# Phase 2 of the language stage: the same mix with "Is there a …?" five times as frequent. Phase 1 learns
+# every other kind but leaves yes/no at the prior (a constant answer, 50 %): the answer needs the colour
+# AND the shape of the question matched against the image, the longest route the decoder has to learn.
+KIND_WEIGHT_2 = {'count': 1.0, 'color': 1.0, 'shape': 1.5, 'yesno': 10.0, 'describe': 1.5}
 
 
 def log(*a):
@@ -112,7 +116,8 @@ def features(tower, pixels):
 class Batcher:
     """(image index, prompt-after-image ids, answer ids) samples, question kinds weighted."""
 
-    def __init__(self, scenes, tokens, seed):
+    def __init__(self, scenes, tokens, seed, weights=None):
+        self.weights = weights or KIND_WEIGHT
         self.rng = random.Random(seed)
         self.scenes = scenes
         self.prompts = {q: ids for q, ids in tokens['prompts'].items()}
@@ -122,7 +127,7 @@ class Batcher:
         i = self.rng.randrange(len(self.scenes))
         qa = questions(self.scenes[i], self.rng)
         kinds = sorted({k for k, _, _ in qa})
-        kind = self.rng.choices(kinds, [KIND_WEIGHT[k] for k in kinds])[0]
+        kind = self.rng.choices(kinds, [self.weights[k] for k in kinds])[0]
         _, q, a = self.rng.choice([x for x in qa if x[0] == kind])
         p = self.prompts[q]
         cut = p.index(-200)
@@ -181,18 +186,19 @@ def make_batch(llava, feats, batcher, n, prefix_ids):
     return E(torch.tensor(prefix_ids)), suffix, target, samples
 
 
-def train_llm(llava, feats, val_feats, train_scenes, val_scenes, tokens, steps, batch, curve):
+def train_llm(llava, feats, val_feats, train_scenes, val_scenes, tokens, steps, batch, curve,
+              weights=KIND_WEIGHT, peak=2e-3, seed=2, stage='llm'):
     prompt0 = next(iter(tokens['prompts'].values()))
     prefix_ids = prompt0[:prompt0.index(-200)]
     text_ids = sorted({i for p in tokens['prompts'].values() for i in p if i >= 0} |
                       {i for a in tokens['answers'].values() for i in a})
-    opt = torch.optim.AdamW(llava.parameters(), lr=2e-3, weight_decay=0.01)
-    batcher = Batcher(train_scenes, tokens, seed=2)
-    g = torch.Generator().manual_seed(3)
+    opt = torch.optim.AdamW(llava.parameters(), lr=peak, weight_decay=0.01)
+    batcher = Batcher(train_scenes, tokens, seed=seed, weights=weights)
+    g = torch.Generator().manual_seed(seed + 1)
     t0 = time.time()
     for step in range(steps):
         for group in opt.param_groups:
-            group['lr'] = lr_at(step, steps, 2e-3, 100)
+            group['lr'] = lr_at(step, steps, peak, 100)
         pre, suf, target, _ = make_batch(llava, feats, batcher, batch, prefix_ids)
         h = prefixed_hidden(llava, pre, suf)
         sel = target >= 0
@@ -206,7 +212,7 @@ def train_llm(llava, feats, val_feats, train_scenes, val_scenes, tokens, steps, 
         torch.nn.utils.clip_grad_norm_(llava.parameters(), 1.0)
         opt.step()
         if step % 50 == 0 or step == steps - 1:
-            msg = {'stage': 'llm', 'step': step, 'loss': round(loss.item(), 5), 'min': round((time.time() - t0) / 60, 2)}
+            msg = {'stage': stage, 'step': step, 'loss': round(loss.item(), 5), 'min': round((time.time() - t0) / 60, 2)}
             if step % 250 == 0 or step == steps - 1:
                 msg['val_teacher_forced'] = llm_accuracy(llava, val_feats, val_scenes, tokens, prefix_ids)
             curve.append(msg)
@@ -287,9 +293,13 @@ def main():
     ap.add_argument('--out', default=os.path.join(HERE, '..', 'models', 'convllava-shapes'))
     ap.add_argument('--data', default=os.path.join(HERE, 'data'))
     ap.add_argument('--threads', type=int, default=2)
-    ap.add_argument('--tower-steps', type=int, default=2000)
-    ap.add_argument('--llm-steps', type=int, default=2000)
+    ap.add_argument('--tower-steps', type=int, default=1500)
+    ap.add_argument('--llm-steps', type=int, default=6000)
+    ap.add_argument('--llm-steps-2', type=int, default=3000, help='phase 2: yes/no-weighted mix')
+    ap.add_argument('--llm2-cycles', type=int, default=2, help='phase 2: cosine cycles of --llm-steps-2 steps')
+    ap.add_argument('--resume-cycle', type=int, help='continue after this phase-2 cycle of an earlier run')
     ap.add_argument('--resume-tower', action='store_true', help='reuse data/tower.pt from an earlier run')
+    ap.add_argument('--resume-llm', action='store_true', help='start at phase 2 from data/llm-phase1.pt of an earlier run')
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -325,9 +335,32 @@ def main():
         for name, p in llava.named_parameters():
             if p.dim() == 2:
                 p.normal_(0, 0.02)
-    log(f'stage B: projector + LLM, {sum(p.numel() for p in llava.parameters())} parameters')
-    train_llm(llava, feats, val_feats, train[2], val[2], tokens, args.llm_steps, 64, curve)
-    round_f16_(llava)
+    llm_path = os.path.join(args.data, 'llm-phase1.pt')
+    if args.resume_llm:
+        saved = torch.load(llm_path)
+        llava.load_state_dict(saved['llava'])
+        curve = saved['curve']
+        log('phase 1 LLM from', llm_path)
+    else:
+        log(f'stage B: projector + LLM, {sum(p.numel() for p in llava.parameters())} parameters')
+        train_llm(llava, feats, val_feats, train[2], val[2], tokens, args.llm_steps, 64, curve)
+        round_f16_(llava)
+        torch.save({'llava': llava.state_dict(), 'curve': curve}, llm_path)
+    # Phase 2: cosine cycles (warm restarts) of the yes/no-weighted mix, each from the f16-rounded result of
+    # the one before; every cycle's result is kept so a run can resume at the next cycle.
+    first = 0
+    if args.resume_cycle is not None:
+        saved = torch.load(os.path.join(args.data, f'llm-phase2-cycle{args.resume_cycle}.pt'))
+        llava.load_state_dict(saved['llava'])
+        curve = saved['curve']
+        first = args.resume_cycle + 1
+        log(f'phase 2 cycle {args.resume_cycle} from an earlier run')
+    for cycle in range(first, args.llm2_cycles):
+        log(f'stage B, phase 2 cycle {cycle}: yes/no-weighted')
+        train_llm(llava, feats, val_feats, train[2], val[2], tokens, args.llm_steps_2, 64, curve,
+                  weights=KIND_WEIGHT_2, peak=1e-3, seed=12 + 10 * cycle, stage=f'llm2.{cycle}')
+        round_f16_(llava)
+        torch.save({'llava': llava.state_dict(), 'curve': curve}, os.path.join(args.data, f'llm-phase2-cycle{cycle}.pt'))
     export(args.out, tower, llava, curve, (time.time() - t_start) / 60)
     log(f'done in {(time.time() - t_start) / 60:.1f} min -> {args.out}')
 
