@@ -3,11 +3,11 @@
  * some aborted mid-answer, against one model; reports throughput, latency, time to first token,
  * refusals, and whether GPU memory and RSS stay flat.
  *
- *   npm run bench:serve [-- --model DIR] [--clients 8] [--requests 25] [--max-tokens 8]
+ *   npm run bench:serve [-- --model DIR] [--clients 8] [--requests 25] [--max-tokens 16]
  *                        [--abort-rate 0.15] [--max-queue 4] [--max-seconds 300] [--dtype f16|f32] [--json]
  *
- * Default model: the tiny fixture (random weights; its answers are meaningless but deterministic).
- * Each client alternates the fixture's PNG and a JPEG of it, always greedy, and checks every complete
+ * Default model: the trained shapes model (models/convllava-shapes), asked to describe a 256×256 scene.
+ * Each client alternates the scene's PNG and its JPEG, always greedy, and checks every complete
  * answer against the model's own answer for that image (asked once before the run): a mismatch is
  * counted as wrong. A client told 429 waits the Retry-After seconds and moves on to its next request.
  * An aborted request stops reading after its first content chunk (the server must stop generating).
@@ -25,10 +25,10 @@ import { serve } from '../server/server.js';
 
 const ROOT = new URL('..', import.meta.url);
 const IMAGES = [
-  { name: 'case0.png', url: `data:image/png;base64,${readFileSync(new URL('spec/fixtures/convllava-tiny/case0.png', ROOT)).toString('base64')}` },
-  { name: 'case0.jpg', url: `data:image/jpeg;base64,${readFileSync(new URL('spec/server/case0.jpg', ROOT)).toString('base64')}` },
+  { name: 'shapes.png', url: `data:image/png;base64,${readFileSync(new URL('spec/server/shapes.png', ROOT)).toString('base64')}` },
+  { name: 'shapes.jpg', url: `data:image/jpeg;base64,${readFileSync(new URL('spec/server/shapes.jpg', ROOT)).toString('base64')}` },
 ];
-const QUESTION = 'What is shown in this image?';
+const QUESTION = 'Describe the image.';
 
 interface Sample {
   outcome: 'ok' | 'aborted' | 'rejected' | 'error' | 'wrong';
@@ -54,10 +54,10 @@ function memory(model: ConvLlava, done: number) {
 async function main(): Promise<void> {
   const { values } = parseArgs({
     options: {
-      model: { type: 'string', default: fileURLToPath(new URL('spec/fixtures/convllava-tiny/model', ROOT)) },
+      model: { type: 'string', default: fileURLToPath(new URL('models/convllava-shapes', ROOT)) },
       clients: { type: 'string', default: '8' },
       requests: { type: 'string', default: '25' },
-      'max-tokens': { type: 'string', default: '8' },
+      'max-tokens': { type: 'string', default: '16' },
       'abort-rate': { type: 'string', default: '0.15' },
       'max-queue': { type: 'string', default: '4' },
       'max-seconds': { type: 'string', default: '300' },

@@ -10,13 +10,22 @@ const run = promisify(execFile);
 const BIN = fileURLToPath(new URL('../../bin/convllava.mjs', import.meta.url));
 
 describe('convllava demo and bench (the CLI, as a user runs it)', () => {
-  it('demo runs the whole pipeline and says the weights are random', async () => {
+  it('demo: the trained shapes model answers questions about its two sample images, correctly', async () => {
     const { stdout } = await run(process.execPath, [BIN, 'demo']);
-    expect(stdout).to.match(/RANDOM weights/);
+    expect(stdout).to.match(/trained only on a toy world/);
+    expect(stdout).to.match(/374×450, padded to 450×450/);
+    expect(stdout).to.match(/486×277, padded to 486×486/);
     expect(stdout).to.match(/visual tokens:\s+16/);
-    expect(stdout).to.match(/256×192/);
-    expect(stdout).to.match(/generated ids:\s+\[(\d+, ){11}\d+\]/);
+    const answers = [...stdout.matchAll(/^answer:\s+(.*)$/gm)].map((m) => m[1]);
+    expect(answers).to.deep.equal(['Three.', 'A blue circle, a green square and a green triangle.', 'Triangle.', 'No.']);
     expect(stdout).to.match(/timings:.*image encode.*decode/);
+  });
+
+  it('demo --image FILE --prompt: your own picture and question', async () => {
+    const image = fileURLToPath(new URL('../server/shapes.jpg', import.meta.url));
+    const { stdout } = await run(process.execPath, [BIN, 'demo', '--image', image, '--prompt', 'What color is the triangle?']);
+    expect(stdout).to.match(/256×256, square, no padding/);
+    expect(stdout).to.match(/^answer:\s+Yellow\.$/m);
   });
 
   it('bench --preset tiny --json prints llama-bench fields, and --report writes an HTML page', async () => {

@@ -2,9 +2,8 @@
  * What every server spec runs against: one model folder, its images and question, one loaded model.
  *
  * The specs check the server against the library: the greedy answer over HTTP (plain and streamed, PNG
- * and JPEG) must equal ConvLlava.generate on the same image and prompt, with the same token counts.
- * That holds for any model, including the tiny random-weight fixture used here, whose answers are
- * meaningless but deterministic.
+ * and JPEG) must equal ConvLlava.generate on the same image and prompt, with the same token counts —
+ * and, since the model is the trained shapes model (models/convllava-shapes), be the right answer.
  */
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
@@ -12,32 +11,26 @@ import { ConvLlava } from '../../llm/pipeline.js';
 import { serve, type ConvLlavaServer, type ServeOptions } from '../../server/server.js';
 import { testGpu } from '../helpers.js';
 
-const TINY = new URL('../fixtures/convllava-tiny/', import.meta.url);
-
-/** The model folder every server spec loads (one constant). */
-export const MODEL_DIR = fileURLToPath(new URL('model', TINY));
+/** The model folder every server spec loads (one constant): the trained shapes model. */
+export const MODEL_DIR = fileURLToPath(new URL('../../models/convllava-shapes', import.meta.url));
 /** KV cache positions: small, so that a context overflow is cheap to provoke. */
 export const MAX_CONTEXT = 160;
 /** The question asked about each image. */
-export const QUESTION: string = JSON.parse(readFileSync(new URL('golden.json', TINY), 'utf8')).question;
-/** Images as files: a PNG, and a JPEG made from it (`cjpeg -quality 90`, libjpeg-turbo 2.1.5). */
+export const QUESTION = 'Describe the image.';
+/**
+ * Images as files: a 256×256 shapes scene as PNG and as JPEG (quality 90) — the same picture (scene 0
+ * of shapes/scene.ts seeded 68, cropped to 256×256) — and a 256×192 picture from outside the family.
+ */
 export const IMAGES = {
-  png: fileURLToPath(new URL('case0.png', TINY)),
-  jpeg: fileURLToPath(new URL('./case0.jpg', import.meta.url)),
-  otherPng: fileURLToPath(new URL('case1.png', TINY)),
+  png: fileURLToPath(new URL('./shapes.png', import.meta.url)),
+  jpeg: fileURLToPath(new URL('./shapes.jpg', import.meta.url)),
+  otherPng: fileURLToPath(new URL('../fixtures/convllava-tiny/case1.png', import.meta.url)),
 };
 
-// ==== For a trained model ===========================================================================
-// With a model whose answers mean something (models/convllava-shapes), point MODEL_DIR at it (and
-// QUESTION, IMAGES and MAX_CONTEXT at what it was trained on: IMAGES.jpeg must show the same picture
-// as IMAGES.png), and return the known answer per image here: the openai-client spec then also checks
-// the served answer against it, besides the equality with ConvLlava.generate it always checks. The
-// tiny fixture's answers are random text, so it returns undefined.
+/** The right answer to QUESTION per image (the picture outside the family has none). */
 export function expectedAnswer(image: keyof typeof IMAGES): RegExp | undefined {
-  void image;
-  return undefined;
+  return image === 'otherPng' ? undefined : /^A green square and a yellow triangle\.$/;
 }
-// ====================================================================================================
 
 /** The image file as a data URL, as an OpenAI client sends it. */
 export function dataUrl(path: string): string {
