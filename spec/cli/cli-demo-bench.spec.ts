@@ -23,9 +23,9 @@ describe('convllava demo and bench (the CLI, as a user runs it)', () => {
 
   it('demo --image FILE --prompt: your own picture and question', async () => {
     const image = fileURLToPath(new URL('../server/shapes.jpg', import.meta.url));
-    const { stdout } = await run(process.execPath, [BIN, 'demo', '--image', image, '--prompt', 'What color is the triangle?']);
+    const { stdout } = await run(process.execPath, [BIN, 'demo', '--image', image, '--prompt', 'What color is the circle?']);
     expect(stdout).to.match(/256×256, square, no padding/);
-    expect(stdout).to.match(/^answer:\s+Yellow\.$/m);
+    expect(stdout).to.match(/^answer:\s+Red\.$/m);
   });
 
   it('bench --preset tiny --json prints llama-bench fields, and --report writes an HTML page', async () => {

@@ -19,7 +19,7 @@ export const MAX_CONTEXT = 160;
 export const QUESTION = 'Describe the image.';
 /**
  * Images as files: a 256×256 shapes scene as PNG and as JPEG (quality 90) — the same picture (scene 0
- * of shapes/scene.ts seeded 68, cropped to 256×256) — and a 256×192 picture from outside the family.
+ * of shapes/scene.ts seeded 139, cropped to 256×256) — and a 256×192 picture from outside the family.
  */
 export const IMAGES = {
   png: fileURLToPath(new URL('./shapes.png', import.meta.url)),
@@ -29,7 +29,7 @@ export const IMAGES = {
 
 /** The right answer to QUESTION per image (the picture outside the family has none). */
 export function expectedAnswer(image: keyof typeof IMAGES): RegExp | undefined {
-  return image === 'otherPng' ? undefined : /^A green square and a yellow triangle\.$/;
+  return image === 'otherPng' ? undefined : /^A red circle and a yellow square\.$/;
 }
 
 /** The image file as a data URL, as an OpenAI client sends it. */

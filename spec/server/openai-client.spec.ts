@@ -10,7 +10,7 @@ import type { ChatCompletionMessageParam } from 'openai/resources/chat/completio
 import type { ConvLlava, GenerateRequest } from '../../llm/pipeline.js';
 import { dataUrl, expectedAnswer, IMAGES, loadModel, QUESTION, startServer } from './fixture.js';
 
-const MAX_TOKENS = 8;
+const MAX_TOKENS = 16;
 
 describe('server: the openai client (server/server.ts)', function () {
   let model: ConvLlava;
@@ -41,9 +41,9 @@ describe('server: the openai client (server/server.ts)', function () {
 
   it('lists the model and reports health', async () => {
     const models = await client.models.list();
-    expect(models.data.map((m) => m.id)).to.deep.equal(['model']);
+    expect(models.data.map((m) => m.id)).to.deep.equal(['convllava-shapes']);
     const health = await (await fetch(`${server.url}/health`)).json();
-    expect(health).to.include({ status: 'ok', model: 'model', busy: false, queued: 0 });
+    expect(health).to.include({ status: 'ok', model: 'convllava-shapes', busy: false, queued: 0 });
   });
 
   for (const kind of ['png', 'jpeg'] as const) {
