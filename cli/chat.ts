@@ -5,8 +5,8 @@
  */
 import { createInterface } from 'node:readline';
 import { loadImage, type RawImage } from '../convnext/preprocess.js';
-import { ConvLlava, ImageInputError } from '../llm/pipeline.js';
-import { GENERATION_USAGE, parseGenerationArgs, prepare, progressBar, streamAnswer } from './generation-args.js';
+import { ImageInputError } from '../llm/pipeline.js';
+import { GENERATION_USAGE, loadPrepared, parseGenerationArgs, prepare, streamAnswer } from './generation-args.js';
 
 const USAGE = `usage: convllava chat --model DIR [--image FILE] [options]
 
@@ -34,13 +34,7 @@ export async function run(argv: string[]): Promise<number> {
       process.stderr.write(`convllava chat: ${(e as Error).message}\nconvllava chat: the image is cleared; the chat goes on without it\n`);
     }
   }
-  let model: ConvLlava;
-  try {
-    model = await ConvLlava.load(ckpt, { dtype: args.dtype, backend: args.backend, maxContext: args.maxContext, onProgress: progressBar() });
-  } catch (e) {
-    await ckpt.close();
-    throw e;
-  }
+  const model = await loadPrepared(ckpt, args);
   let session = model.chat({ image });
   const interactive = process.stdin.isTTY;
   const lines = createInterface({ input: process.stdin, terminal: interactive });

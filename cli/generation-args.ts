@@ -5,7 +5,7 @@
 import { parseArgs } from 'node:util';
 import { loadImage, type RawImage } from '../convnext/preprocess.js';
 import { Checkpoint } from '../weights/checkpoint.js';
-import type { LoadProgress } from '../llm/pipeline.js';
+import { ConvLlava, type LoadProgress } from '../llm/pipeline.js';
 import { samplingDefaults, type SamplingOptions, type TokenEvent } from '../llm/generate.js';
 
 export const GENERATION_USAGE = `  --model DIR              ConvLLaVA model folder (config.json, weights, vision_tower/)
@@ -158,6 +158,16 @@ export async function prepare(args: GenerationArgs, check: (ckpt: Checkpoint) =>
     const image = args.image !== undefined ? await loadImage(args.image) : undefined;
     check(ckpt);
     return { ckpt, image };
+  } catch (e) {
+    await ckpt.close();
+    throw e;
+  }
+}
+
+/** Loads the weights of a prepared checkpoint (closing it if the load fails), with the progress bar. */
+export async function loadPrepared(ckpt: Checkpoint, args: GenerationArgs): Promise<ConvLlava> {
+  try {
+    return await ConvLlava.load(ckpt, { dtype: args.dtype, backend: args.backend, maxContext: args.maxContext, onProgress: progressBar() });
   } catch (e) {
     await ckpt.close();
     throw e;

@@ -3,8 +3,8 @@
  * an image, streaming the answer to stdout. With --json the last stdout line is a JSON record of the
  * prompt ids, generated ids, text, visual token count and timings.
  */
-import { checkFirstTurn, ConvLlava } from '../llm/pipeline.js';
-import { GENERATION_USAGE, parseGenerationArgs, prepare, progressBar, streamAnswer } from './generation-args.js';
+import { checkFirstTurn } from '../llm/pipeline.js';
+import { GENERATION_USAGE, loadPrepared, parseGenerationArgs, prepare, streamAnswer } from './generation-args.js';
 
 const USAGE = `usage: convllava run --model DIR --image FILE --prompt "question" [options]
 
@@ -25,13 +25,7 @@ export async function run(argv: string[]): Promise<number> {
 
   // Configs, image and prompt length first (milliseconds); then the weights (minutes for a 7B).
   const { ckpt, image } = await prepare(args, (c) => checkFirstTurn(c, prompt, { ...args.sampling, hasImage: true, maxContext: args.maxContext }));
-  let model: ConvLlava;
-  try {
-    model = await ConvLlava.load(ckpt, { dtype: args.dtype, backend: args.backend, maxContext: args.maxContext, onProgress: progressBar() });
-  } catch (e) {
-    await ckpt.close();
-    throw e;
-  }
+  const model = await loadPrepared(ckpt, args);
   try {
     for (const w of model.checkpoint.warnings) process.stderr.write(`warning: ${w}\n`);
     const result = await model.generate({ ...args.sampling, image, prompt, onToken: streamAnswer() });

@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import { decodeImage } from '../../convnext/decode.js';
 import { loadImage } from '../../convnext/preprocess.js';
 import { makeJpeg, makePng } from './crafted.js';
+import { rejection } from './helpers.js';
 
 let tmp: string;
 before(async () => {
@@ -20,16 +21,6 @@ after(async () => {
   await rm(tmp, { recursive: true, force: true });
 });
 
-/** The rejection of `promise`, failing the spec if it resolves or is still pending after `ms`. */
-async function rejection(promise: Promise<unknown>, ms = 5000): Promise<Error> {
-  const timeout = new Promise<never>((_, reject) => setTimeout(() => reject(new Error(`still pending after ${ms} ms (a hang)`)), ms).unref());
-  try {
-    await Promise.race([promise, timeout]);
-  } catch (e) {
-    return e as Error;
-  }
-  throw new Error('expected a rejection, but it resolved');
-}
 
 describe('reliability: image files', () => {
   it('/dev/zero is refused by type at once (it used to be read without end)', async () => {

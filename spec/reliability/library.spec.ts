@@ -11,6 +11,7 @@ import { ConvLlava } from '../../index.js';
 import type { GpuBackend } from '../../llm/backend.js';
 import type { CpuBackend } from '../../llm/cpu-backend.js';
 import { testGpu } from '../helpers.js';
+import { rejection } from './helpers.js';
 
 const TINY = new URL('../fixtures/convllava-tiny/', import.meta.url);
 const MODEL = fileURLToPath(new URL('model', TINY));
@@ -18,16 +19,6 @@ const golden = JSON.parse(readFileSync(new URL('golden.json', TINY), 'utf8'));
 const image = fileURLToPath(new URL('case0.png', TINY));
 const expected = golden.cases[0].generated as number[];
 
-/** The rejection of `promise` (fails the spec if it resolves, or hangs for `ms`). */
-async function rejection(promise: Promise<unknown>, ms = 60_000): Promise<Error> {
-  const timeout = new Promise<never>((_, reject) => setTimeout(() => reject(new Error(`still pending after ${ms} ms (a hang)`)), ms).unref());
-  try {
-    await Promise.race([promise, timeout]);
-  } catch (e) {
-    return e as Error;
-  }
-  throw new Error('expected a rejection, but it resolved');
-}
 
 describe('reliability: the library under faults', function () {
   let model: ConvLlava;

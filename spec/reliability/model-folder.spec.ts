@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import { Checkpoint, TensorSet } from '../../weights/checkpoint.js';
 import { WeightsError } from '../../weights/errors.js';
 import { SafetensorsFile } from '../../weights/safetensors.js';
+import { rejection } from './helpers.js';
 
 const FIXTURE = 'spec/fixtures/convllava-tiny/model';
 let tmp: string;
@@ -36,16 +37,6 @@ async function secretFile(): Promise<string> {
   return path;
 }
 
-/** Fails unless `promise` rejects within `ms` (a hang fails the spec instead of blocking mocha). */
-async function rejection(promise: Promise<unknown>, ms = 5000): Promise<Error> {
-  const timeout = new Promise<never>((_, reject) => setTimeout(() => reject(new Error(`still pending after ${ms} ms (a hang)`)), ms).unref());
-  try {
-    await Promise.race([promise, timeout]);
-  } catch (e) {
-    return e as Error;
-  }
-  throw new Error('expected a rejection, but it resolved');
-}
 
 async function refusedFolder(dir: string, pattern: RegExp): Promise<WeightsError> {
   const err = await rejection(Checkpoint.open(dir).then((c) => c.close()));

@@ -17,6 +17,7 @@ import { argmax, argmaxRef, NON_FINITE_ID } from '../../ops/argmax.js';
 import { sample, sampleRef } from '../../ops/sample.js';
 import { SafetensorsFile, writeSafetensors, type TensorToWrite } from '../../weights/safetensors.js';
 import { testGpu } from '../helpers.js';
+import { rejection } from './helpers.js';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const TINY = new URL('../fixtures/convllava-tiny/', import.meta.url);
@@ -66,14 +67,6 @@ function fillNaN(bytes: Uint8Array, dtype: string, from = 0, to = Infinity): voi
   }
 }
 
-async function rejection(promise: Promise<unknown>): Promise<Error> {
-  try {
-    await promise;
-  } catch (e) {
-    return e as Error;
-  }
-  throw new Error('expected a rejection, but it resolved');
-}
 
 describe('reliability: non-finite logits are flagged by the kernels that pick the token', () => {
   it('argmax: a row with a NaN or +Inf gives NON_FINITE_ID (−Inf is an ordinary value); other rows are untouched', async () => {
