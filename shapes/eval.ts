@@ -119,7 +119,8 @@ async function main(): Promise<number> {
     };
   });
   if (values.json) {
-    console.log(JSON.stringify({ images, seed, dtype: values.dtype, seconds, table, wrong: rows.filter((r) => r.text !== r.expected) }));
+    const answers = rows.map(({ image, kind, question, expected, ids, text, torchIds }) => ({ image, kind, question, expected, ids, text, torchIds }));
+    console.log(JSON.stringify({ images, seed, dtype: values.dtype, seconds, table, answers }));
   } else {
     const pct = (x: number | undefined) => (x === undefined ? '' : `${(100 * x).toFixed(1)} %`);
     console.log(`${images} images (seed ${seed}), ${rows.length} questions, weights ${values.dtype}, ${seconds.toFixed(0)} s`);
