@@ -1,7 +1,7 @@
 """Trains models/convllava-shapes: a micro ConvLLaVA that answers questions about the shapes world.
 
 usage: python3 training/train_shapes.py [--out models/convllava-shapes] [--threads 2]
-       (npm run train:shapes; needs Debian's python3-torch python3-pil libopenblas0-pthread)
+       (npm run train:shapes; needs Debian's python3-torch python3-pil libopenblas0-openmp)
 
 Recipe (why: an end-to-end start learns only the answer prior; see the model card):
   0. data      30 000 training scenes (seeds 1 000 000 …) and 1 024 validation scenes (seeds 9 000 000 …),
@@ -13,6 +13,10 @@ Recipe (why: an end-to-end start learns only the answer prior; see the model car
                per image; the mlp2x_gelu projector and the LLaMA decoder learn the answers, loss on the
                answer tokens only, in the exact vicuna_v1 prompt. The 32000-way head is kept cheap: each
                step scores the tokens of the task's texts plus 1024 other tokens drawn at random.
+               Phase 1: every kind, 6000 steps. Phase 2: two cosine cycles of 3000 steps with yes/no ten
+               times as frequent (phase 1 leaves it at a constant answer).
+Each segment saves its state under --data, so a run can resume at the next one (--resume-tower,
+--resume-llm, --resume-cycle), continuing exactly where a single run would.
 Everything is seeded; step counts are fixed, so a rerun gives the same model up to floating-point
 reduction order in the CPU kernels.
 """
