@@ -2,6 +2,10 @@
  * Shared spec helpers: one GPU device for the whole run, seeded random inputs, and the tolerance
  * check every kernel spec uses: |a − b| ≤ atol + rtol·|ref|, failing with the first mismatches.
  */
+import { cp, mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import ndarray, { type NdArray } from 'ndarray';
 import { Gpu } from '../runtime/gpu.js';
 import { uniformStream } from '../llm/generate.js';
@@ -81,4 +85,32 @@ export function relL2(actual: ArrayLike<number>, expected: ArrayLike<number>): n
     den += expected[i] ** 2;
   }
   return Math.sqrt(num / Math.max(den, 1e-30));
+}
+
+/** The tiny fixture model folder (random weights, the official layout). */
+export const TINY_FIXTURE_MODEL = fileURLToPath(new URL('./fixtures/convllava-tiny/model', import.meta.url));
+
+/**
+ * A scratch folder for one spec file, made before its specs and removed after them: `fresh(stem, ext)`
+ * is a new path in it, `file(name)` a fixed one, `copyFixture()` a fresh copy of the tiny fixture model.
+ */
+export function scratchFolder(prefix: string) {
+  let dir = '';
+  let n = 0;
+  before(async () => {
+    dir = await mkdtemp(join(tmpdir(), prefix));
+  });
+  after(async () => {
+    await rm(dir, { recursive: true, force: true });
+  });
+  const fresh = (stem: string, ext = '') => join(dir, `${stem}-${n++}${ext}`);
+  return {
+    fresh,
+    file: (name: string) => join(dir, name),
+    async copyFixture(): Promise<string> {
+      const copy = fresh('m');
+      await cp(TINY_FIXTURE_MODEL, copy, { recursive: true });
+      return copy;
+    },
+  };
 }

@@ -5,34 +5,20 @@
  */
 import { expect } from 'chai';
 import { execFileSync } from 'node:child_process';
-import { cp, mkdir, mkdtemp, readFile, rename, rm, symlink, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { cp, mkdir, readFile, rename, rm, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Checkpoint, TensorSet } from '../../weights/checkpoint.js';
 import { WeightsError } from '../../weights/errors.js';
 import { SafetensorsFile } from '../../weights/safetensors.js';
 import { rejection } from './helpers.js';
+import { scratchFolder } from '../helpers.js';
 
 const FIXTURE = 'spec/fixtures/convllava-tiny/model';
-let tmp: string;
-let n = 0;
-
-before(async () => {
-  tmp = await mkdtemp(join(tmpdir(), 'convllava-hostile-'));
-});
-after(async () => {
-  await rm(tmp, { recursive: true, force: true });
-});
-
-async function copyFixture(): Promise<string> {
-  const dir = join(tmp, `m${n++}`);
-  await cp(FIXTURE, dir, { recursive: true });
-  return dir;
-}
+const scratch = scratchFolder('convllava-hostile-');
 
 /** A secret outside every model folder: its bytes must never be read into a message. */
 async function secretFile(): Promise<string> {
-  const path = join(tmp, `secret-${n++}.txt`);
+  const path = scratch.fresh('secret', '.txt');
   await writeFile(path, 'TOPSECRET-api-key-0123456789abcdef\n');
   return path;
 }
@@ -52,7 +38,7 @@ function mkfifo(path: string): void {
 
 describe('reliability: a model folder cannot reach outside itself', () => {
   it('a shard that is a symlink to a file outside the folder is refused, naming the entry and its target', async () => {
-    const dir = await copyFixture();
+    const dir = await scratch.copyFixture();
     const secret = await secretFile();
     const shard = join(dir, 'model-00002-of-00002.safetensors');
     await rm(shard);
@@ -62,7 +48,7 @@ describe('reliability: a model folder cannot reach outside itself', () => {
   });
 
   it('a config.json symlinked outside is refused before it is parsed (its content is never quoted)', async () => {
-    const dir = await copyFixture();
+    const dir = await scratch.copyFixture();
     const secret = await secretFile();
     await rm(join(dir, 'config.json'));
     await symlink(secret, join(dir, 'config.json'));
@@ -70,31 +56,31 @@ describe('reliability: a model folder cannot reach outside itself', () => {
   });
 
   it('a relative symlink climbing out (../../), and a vision_tower/ directory symlinked elsewhere', async () => {
-    const dir = await copyFixture();
+    const dir = await scratch.copyFixture();
     const secret = await secretFile();
     await rm(join(dir, 'vision_tower', 'preprocessor_config.json'));
     await symlink(join('..', '..', secret.split('/').pop()!), join(dir, 'vision_tower', 'preprocessor_config.json'));
     await refusedFolder(dir, /preprocessor_config\.json: resolves to .*outside the model folder/);
 
-    const dir2 = await copyFixture();
-    const elsewhere = join(tmp, `tower-${n++}`);
+    const dir2 = await scratch.copyFixture();
+    const elsewhere = scratch.fresh('tower');
     await rename(join(dir2, 'vision_tower'), elsewhere);
     await symlink(elsewhere, join(dir2, 'vision_tower'));
     await refusedFolder(dir2, /vision_tower.*config\.json: resolves to .*outside the model folder/);
   });
 
   it('symlinks that stay inside the folder still work; a dangling one and a loop are named', async () => {
-    const dir = await copyFixture();
+    const dir = await scratch.copyFixture();
     await rename(join(dir, 'config.json'), join(dir, 'real-config.json'));
     await symlink('real-config.json', join(dir, 'config.json'));
     (await Checkpoint.open(dir)).close();
 
-    const dangling = await copyFixture();
+    const dangling = await scratch.copyFixture();
     await rm(join(dangling, 'config.json'));
     await symlink('nowhere.json', join(dangling, 'config.json'));
     await refusedFolder(dangling, /config\.json: a symbolic link to nowhere\.json, which does not exist/);
 
-    const loop = await copyFixture();
+    const loop = await scratch.copyFixture();
     await rm(join(loop, 'config.json'));
     await symlink('config.json', join(loop, 'config.json'));
     await refusedFolder(loop, /config\.json: a loop of symbolic links/);
@@ -102,7 +88,7 @@ describe('reliability: a model folder cannot reach outside itself', () => {
 
   it('a Hugging Face cache snapshot (files are symlinks into the repo\'s blobs/) loads', async () => {
     // models--org--name/{blobs/<hash>, snapshots/<rev>/<file> → ../../blobs/<hash>}
-    const repo = join(tmp, `hub-${n++}`, 'models--org--ConvLLaVA-tiny');
+    const repo = join(scratch.fresh('hub'), 'models--org--ConvLLaVA-tiny');
     const snapshot = join(repo, 'snapshots', 'abc123');
     await mkdir(join(repo, 'blobs'), { recursive: true });
     await mkdir(join(snapshot, 'vision_tower'), { recursive: true });
@@ -129,17 +115,17 @@ describe('reliability: a model folder cannot reach outside itself', () => {
 
 describe('reliability: only regular files are read, with bounded sizes', () => {
   it('a FIFO as config.json, as a shard, and as `inspect`\'s file is refused at once (no hang)', async () => {
-    const dir = await copyFixture();
+    const dir = await scratch.copyFixture();
     await rm(join(dir, 'config.json'));
     mkfifo(join(dir, 'config.json'));
     await refusedFolder(dir, /config\.json: is a FIFO \(named pipe\), not a regular file/);
 
-    const dir2 = await copyFixture();
+    const dir2 = await scratch.copyFixture();
     await rm(join(dir2, 'model-00001-of-00002.safetensors'));
     mkfifo(join(dir2, 'model-00001-of-00002.safetensors'));
     await refusedFolder(dir2, /model-00001-of-00002\.safetensors: is a FIFO/);
 
-    const fifo = join(tmp, `fifo-${n++}`);
+    const fifo = scratch.fresh('fifo');
     mkfifo(fifo);
     const err = await rejection(SafetensorsFile.open(fifo));
     expect(err.message).to.match(/is a FIFO \(named pipe\), not a regular file/);
@@ -147,7 +133,7 @@ describe('reliability: only regular files are read, with bounded sizes', () => {
   });
 
   it('a shard that is a directory, or a device, is named as such (not "does not exist")', async () => {
-    const dir = await copyFixture();
+    const dir = await scratch.copyFixture();
     await rm(join(dir, 'model-00002-of-00002.safetensors'));
     await mkdir(join(dir, 'model-00002-of-00002.safetensors'));
     await refusedFolder(dir, /model-00002-of-00002\.safetensors: is a directory, not a regular file/);
@@ -156,7 +142,7 @@ describe('reliability: only regular files are read, with bounded sizes', () => {
   });
 
   it('a device node inside the folder, as a shard, is refused by type (needs root to create; skipped otherwise)', async function () {
-    const dir = await copyFixture();
+    const dir = await scratch.copyFixture();
     const shard = join(dir, 'model-00001-of-00002.safetensors');
     await rm(shard);
     try {
@@ -168,7 +154,7 @@ describe('reliability: only regular files are read, with bounded sizes', () => {
   });
 
   it('a config over the JSON size cap is refused by its size (not reported as "missing")', async () => {
-    const dir = await copyFixture();
+    const dir = await scratch.copyFixture();
     const config = JSON.parse(await readFile(join(dir, 'config.json'), 'utf8'));
     config.padding = 'x'.repeat(17 << 20);
     await writeFile(join(dir, 'config.json'), JSON.stringify(config));
@@ -177,12 +163,12 @@ describe('reliability: only regular files are read, with bounded sizes', () => {
 
   it('a deeply nested header or config is refused by depth (not "Maximum call stack size exceeded")', async () => {
     const deep = '['.repeat(200_000) + ']'.repeat(200_000);
-    const dir = await copyFixture();
+    const dir = await scratch.copyFixture();
     await writeFile(join(dir, 'config.json'), `{"x": ${deep}}`);
     await refusedFolder(dir, /config\.json: JSON nested deeper than 64 levels/);
 
     const header = Buffer.from(`{"t": ${deep}}`);
-    const file = join(tmp, `deep-${n++}.safetensors`);
+    const file = scratch.fresh('deep', '.safetensors');
     const prefix = Buffer.alloc(8);
     prefix.writeBigUInt64LE(BigInt(header.length));
     await writeFile(file, Buffer.concat([prefix, header]));
@@ -199,7 +185,7 @@ describe('reliability: untrusted values in messages', () => {
     const asNumber = Buffer.from('TOPSECRET-api-key-0123456789abcdef').readBigUInt64LE(0).toString();
     expect(err.message).not.to.include(asNumber);
     // A small length prefix that runs past the end: not printed either.
-    const file = join(tmp, `short-${n++}.safetensors`);
+    const file = scratch.fresh('short', '.safetensors');
     await writeFile(file, Buffer.from([0x39, 0x30, 0, 0, 0, 0, 0, 0, 0x7b]));
     const short = await rejection(SafetensorsFile.open(file));
     expect(short.message).to.match(/header length runs past the end of the 9-byte file/);
@@ -211,7 +197,7 @@ describe('reliability: untrusted values in messages', () => {
     const header = Buffer.from(JSON.stringify({ t: { dtype: big, shape: [1], data_offsets: [0, 4] } }));
     const prefix = Buffer.alloc(8);
     prefix.writeBigUInt64LE(BigInt(header.length));
-    const file = join(tmp, `bigvalue-${n++}.safetensors`);
+    const file = scratch.fresh('bigvalue', '.safetensors');
     await writeFile(file, Buffer.concat([prefix, header, Buffer.alloc(4)]));
     const err = await rejection(SafetensorsFile.open(file), 20000);
     expect(err.message).to.match(/unknown dtype "A+… \(52428802 characters\)/);
@@ -227,14 +213,14 @@ describe('reliability: untrusted values in messages', () => {
   });
 
   it('invalid JSON in config.json: the parser\'s quote of the content is cut short', async () => {
-    const dir = await copyFixture();
+    const dir = await scratch.copyFixture();
     await writeFile(join(dir, 'config.json'), `{"secret": "${'s'.repeat(10_000)}" oops}`);
     const err = await refusedFolder(dir, /config\.json: not valid JSON/);
     expect(err.message.length).to.be.lessThan(400);
   });
 
   it('"./shard" and "sub/../shard" in an index are one shard, not "a tensor in two shards"', async () => {
-    const dir = await copyFixture();
+    const dir = await scratch.copyFixture();
     const indexPath = join(dir, 'model.safetensors.index.json');
     const index = JSON.parse(await readFile(indexPath, 'utf8'));
     // Both spellings within each shard (a per-shard counter: the fixture's index interleaves its shards).

@@ -4,8 +4,7 @@
  * warnings; weights stream to the GPU in small chunks with exact conversions.
  */
 import { expect } from 'chai';
-import { cp, mkdtemp, readFile, rm, unlink, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readFile, unlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { bf16BitsToF32, f16BitsToF32, f32ToF16Bits } from '../../runtime/half.js';
 import { Checkpoint, TensorSet } from '../../weights/checkpoint.js';
@@ -14,24 +13,10 @@ import { parseConvNextConfig, parseLlavaConfig, visualTokens } from '../../weigh
 import { CheckpointError, WeightsError } from '../../weights/errors.js';
 import { expectedLlmTensors, expectedVisionTensors, llmNames, visionNames } from '../../weights/names.js';
 import { SafetensorsFile, writeSafetensors, type TensorToWrite } from '../../weights/safetensors.js';
-import { testGpu } from '../helpers.js';
+import { testGpu, scratchFolder } from '../helpers.js';
 
 const FIXTURE = 'spec/fixtures/convllava-tiny/model';
-let tmp: string;
-let n = 0;
-
-before(async () => {
-  tmp = await mkdtemp(join(tmpdir(), 'convllava-ckpt-'));
-});
-after(async () => {
-  await rm(tmp, { recursive: true, force: true });
-});
-
-async function copyFixture(): Promise<string> {
-  const dir = join(tmp, `m${n++}`);
-  await cp(FIXTURE, dir, { recursive: true });
-  return dir;
-}
+const scratch = scratchFolder('convllava-ckpt-');
 
 /** Rewrites a safetensors file after editing its tensor list (data read into memory: tiny files). */
 async function rewrite(path: string, edit: (list: TensorToWrite[]) => TensorToWrite[]): Promise<void> {
@@ -141,7 +126,7 @@ describe('WeightSource: chunked conversion to the GPU', () => {
   }
   let set: TensorSet;
   before(async () => {
-    const path = join(tmp, 'dtypes.safetensors');
+    const path = scratch.file('dtypes.safetensors');
     await writeSafetensors(path, [
       { name: 'f32', dtype: 'F32', shape: [37], data: values },
       { name: 'bf16', dtype: 'BF16', shape: [37, 1], data: bf16 },
@@ -220,7 +205,7 @@ describe('WeightSource: chunked conversion to the GPU', () => {
 
 describe('Checkpoint: index errors are hard errors naming the index', () => {
   it('a missing shard', async () => {
-    const dir = await copyFixture();
+    const dir = await scratch.copyFixture();
     await unlink(join(dir, SHARD2));
     const err = await expectRefused(dir, new RegExp(`shard '${SHARD2}' is missing`));
     expect(err.file).to.equal(join(dir, 'model.safetensors.index.json'));
@@ -228,32 +213,32 @@ describe('Checkpoint: index errors are hard errors naming the index', () => {
 
   it('a shard path escaping the folder', async () => {
     for (const evil of ['../model-00001-of-00002.safetensors', '/etc/passwd', 'sub/../../x.safetensors']) {
-      const dir = await copyFixture();
+      const dir = await scratch.copyFixture();
       await editJson(join(dir, 'model.safetensors.index.json'), (j) => (j.weight_map['model.norm.weight'] = evil));
       await expectRefused(dir, /leaves the model folder/, 'model.norm.weight');
     }
   });
 
   it('a tensor listed but absent from every shard', async () => {
-    const dir = await copyFixture();
+    const dir = await scratch.copyFixture();
     await editJson(join(dir, 'model.safetensors.index.json'), (j) => (j.weight_map['model.layers.7.ghost.weight'] = SHARD1));
     await expectRefused(dir, /listed in shard .* but no shard contains it/, 'model.layers.7.ghost.weight');
   });
 
   it('a tensor listed in the wrong shard', async () => {
-    const dir = await copyFixture();
+    const dir = await scratch.copyFixture();
     await editJson(join(dir, 'model.safetensors.index.json'), (j) => (j.weight_map['model.norm.weight'] = SHARD2));
     await expectRefused(dir, new RegExp(`listed in shard '${SHARD2}' but is in '${SHARD1}'`), 'model.norm.weight');
   });
 
   it('a tensor in two shards', async () => {
-    const dir = await copyFixture();
+    const dir = await scratch.copyFixture();
     await rewrite(join(dir, SHARD2), (list) => [...list, { name: 'model.norm.weight', dtype: 'F16', shape: [64], data: new Uint16Array(64) }]);
     await expectRefused(dir, /tensor 'model.norm.weight' is in two shards/, 'model.norm.weight');
   });
 
   it('an index that is not JSON, lacks weight_map, or repeats a tensor', async () => {
-    const dir = await copyFixture();
+    const dir = await scratch.copyFixture();
     const index = join(dir, 'model.safetensors.index.json');
     await writeFile(index, '{"weight_map": ');
     await expectRefused(dir, /index.json: not valid JSON/);
@@ -264,7 +249,7 @@ describe('Checkpoint: index errors are hard errors naming the index', () => {
   });
 
   it('a broken shard is reported by its own file', async () => {
-    const dir = await copyFixture();
+    const dir = await scratch.copyFixture();
     const shard = join(dir, SHARD1);
     const bytes = await readFile(shard);
     await writeFile(shard, bytes.subarray(0, bytes.length - 10));
@@ -275,14 +260,14 @@ describe('Checkpoint: index errors are hard errors naming the index', () => {
 
 describe('Checkpoint: the tensors must be the ones the configs imply', () => {
   it('a missing tensor is named', async () => {
-    const dir = await copyFixture();
+    const dir = await scratch.copyFixture();
     const victim = visionNames.block(4, 1).pwconv2Weight;
     await rewrite(join(dir, 'vision_tower/model.safetensors'), (list) => list.filter((t) => t.name !== victim));
     await expectRefused(dir, /missing tensor 'encoder.stages.4.layers.1.pwconv2.weight' \(required by the config/, victim);
   });
 
   it('a wrong shape is named with both shapes', async () => {
-    const dir = await copyFixture();
+    const dir = await scratch.copyFixture();
     await rewrite(join(dir, 'vision_tower/model.safetensors'), (list) =>
       list.map((t) => (t.name === visionNames.stem.weight ? { ...t, shape: [16, 3, 16] } : t)),
     );
@@ -290,13 +275,13 @@ describe('Checkpoint: the tensors must be the ones the configs imply', () => {
   });
 
   it('a config that disagrees with the weights (more layers) names the first missing layer', async () => {
-    const dir = await copyFixture();
+    const dir = await scratch.copyFixture();
     await editJson(join(dir, 'config.json'), (j) => (j.num_hidden_layers = 3));
     await expectRefused(dir, /missing tensors 'model.layers.2.input_layernorm.weight'/, 'model.layers.2.input_layernorm.weight');
   });
 
   it('unexpected extra tensors and unindexed tensors are warnings, not errors', async () => {
-    const dir = await copyFixture();
+    const dir = await scratch.copyFixture();
     await rewrite(join(dir, 'vision_tower/model.safetensors'), (list) => [...list, { name: 'head.fc.weight', dtype: 'F32', shape: [2], data: new Float32Array(2) }]);
     await rewrite(join(dir, SHARD1), (list) => [...list, { name: 'model.unlisted', dtype: 'F32', shape: [1], data: new Float32Array(1) }]);
     const ckpt = await Checkpoint.open(dir);
@@ -306,7 +291,7 @@ describe('Checkpoint: the tensors must be the ones the configs imply', () => {
   });
 
   it('a weight with an integer dtype is refused', async () => {
-    const dir = await copyFixture();
+    const dir = await scratch.copyFixture();
     await rewrite(join(dir, 'vision_tower/model.safetensors'), (list) =>
       list.map((t) => (t.name === visionNames.stem.bias ? { ...t, dtype: 'I16' } : t)),
     );
@@ -314,7 +299,7 @@ describe('Checkpoint: the tensors must be the ones the configs imply', () => {
   });
 
   it('a single model.safetensors works as well as shards', async () => {
-    const dir = await copyFixture();
+    const dir = await scratch.copyFixture();
     const list: TensorToWrite[] = [];
     for (const shard of [SHARD1, SHARD2]) {
       const f = await SafetensorsFile.open(join(dir, shard));
@@ -332,9 +317,9 @@ describe('Checkpoint: the tensors must be the ones the configs imply', () => {
 
 describe('Checkpoint: folder and config errors', () => {
   it('no folder, a file instead of a folder, no weights, pickle weights', async () => {
-    await expectRefused(join(tmp, 'does-not-exist'), /no such folder/);
+    await expectRefused(scratch.file('does-not-exist'), /no such folder/);
     await expectRefused(join(FIXTURE, 'config.json'), /expected a model folder/);
-    const dir = await copyFixture();
+    const dir = await scratch.copyFixture();
     for (const f of [SHARD1, SHARD2, 'model.safetensors.index.json']) await unlink(join(dir, f));
     await expectRefused(dir, /no model.safetensors or model.safetensors.index.json/);
     await writeFile(join(dir, 'pytorch_model.bin'), 'x');
@@ -342,19 +327,19 @@ describe('Checkpoint: folder and config errors', () => {
   });
 
   it('missing or invalid configs name the file and field', async () => {
-    let dir = await copyFixture();
+    let dir = await scratch.copyFixture();
     await unlink(join(dir, 'vision_tower/preprocessor_config.json'));
     await expectRefused(dir, /preprocessor_config.json: missing/);
-    dir = await copyFixture();
+    dir = await scratch.copyFixture();
     await writeFile(join(dir, 'config.json'), '{');
     await expectRefused(dir, /config.json: not valid JSON/);
-    dir = await copyFixture();
+    dir = await scratch.copyFixture();
     await editJson(join(dir, 'config.json'), (j) => (j.hidden_size = '64'));
     await expectRefused(dir, /config.json: 'hidden_size' must be an integer ≥ 1, got "64"/);
-    dir = await copyFixture();
+    dir = await scratch.copyFixture();
     await editJson(join(dir, 'config.json'), (j) => (j.mm_hidden_size = 64));
     await expectRefused(dir, /mm_hidden_size 64 ≠ the last vision stage width 96/);
-    dir = await copyFixture();
+    dir = await scratch.copyFixture();
     await editJson(join(dir, 'vision_tower/config.json'), (j) => (j.depths = [1, 1, 2]));
     await expectRefused(dir, /'depths' must be an array of 5 positive integers/);
   });
