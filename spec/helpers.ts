@@ -2,6 +2,7 @@
  * Shared spec helpers: one GPU device for the whole run, seeded random inputs, and the tolerance
  * check every kernel spec uses: |a − b| ≤ atol + rtol·|ref|, failing with the first mismatches.
  */
+import { spawn } from 'node:child_process';
 import { cp, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -113,4 +114,34 @@ export function scratchFolder(prefix: string) {
       return copy;
     },
   };
+}
+
+/** What a CLI child process did. */
+export interface CliRun {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+/**
+ * `convllava ARGS` as a child process from the repository root, `stdin` piped in. With
+ * `closeStdoutAfterFirstByte`, its stdout is closed after the first chunk (as `| head -c1` does).
+ */
+export function runCli(args: string[], options: { stdin?: string; closeStdoutAfterFirstByte?: boolean } = {}): Promise<CliRun> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, ['--import', 'tsx', 'cli/main.ts', ...args], {
+      cwd: fileURLToPath(new URL('..', import.meta.url)),
+      env: { ...process.env, XDG_RUNTIME_DIR: process.env.XDG_RUNTIME_DIR ?? '/tmp' },
+    });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d) => {
+      stdout += d;
+      if (options.closeStdoutAfterFirstByte) child.stdout.destroy();
+    });
+    child.stderr.on('data', (d) => (stderr += d));
+    child.on('error', reject);
+    child.on('close', (code) => resolve({ code, stdout, stderr }));
+    child.stdin.end(options.stdin ?? '');
+  });
 }

@@ -2,29 +2,13 @@
  * `convllava run` and `convllava chat` as a user runs them: a child process on the tiny fixture model.
  */
 import { expect } from 'chai';
-import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
+import { runCli } from '../helpers.js';
 
-const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const TINY = 'spec/fixtures/convllava-tiny';
 const golden = JSON.parse(readFileSync(new URL(`../../${TINY}/golden.json`, import.meta.url), 'utf8'));
 
-function cli(args: string[], stdin = ''): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', 'cli/main.ts', ...args], {
-      cwd: ROOT,
-      env: { ...process.env, XDG_RUNTIME_DIR: process.env.XDG_RUNTIME_DIR ?? '/tmp' },
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d) => (stdout += d));
-    child.stderr.on('data', (d) => (stderr += d));
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code, stdout, stderr }));
-    child.stdin.end(stdin);
-  });
-}
+const cli = (args: string[], stdin = '') => runCli(args, { stdin });
 
 describe('convllava run / chat (cli/run.ts, cli/chat.ts)', () => {
   it("run --json: streams the answer, then a JSON line whose input_ids are the fixture's", async () => {

@@ -5,46 +5,21 @@
  * get messages and a non-zero exit.
  */
 import { expect } from 'chai';
-import { spawn } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { runCli, type CliRun } from '../helpers.js';
 
-const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const TINY = 'spec/fixtures/convllava-tiny';
 const MODEL = `${TINY}/model`;
 const IMAGE = `${TINY}/case0.png`;
 const golden = JSON.parse(readFileSync(new URL(`../../${TINY}/golden.json`, import.meta.url), 'utf8'));
 
-interface Run {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-function cli(args: string[], options: { stdin?: string; closeStdoutAfterFirstByte?: boolean } = {}): Promise<Run> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', 'cli/main.ts', ...args], {
-      cwd: ROOT,
-      env: { ...process.env, XDG_RUNTIME_DIR: process.env.XDG_RUNTIME_DIR ?? '/tmp' },
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d) => {
-      stdout += d;
-      if (options.closeStdoutAfterFirstByte) child.stdout.destroy(); // `| head -c1`
-    });
-    child.stderr.on('data', (d) => (stderr += d));
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code, stdout, stderr }));
-    child.stdin.end(options.stdin ?? '');
-  });
-}
+const cli = runCli;
 
 /** Fails with `pattern` on stderr, exit 1, one line, and no weight was loaded (no progress line). */
-function refusedBeforeLoad(r: Run, pattern: RegExp): void {
+function refusedBeforeLoad(r: CliRun, pattern: RegExp): void {
   expect(r.code, r.stderr).to.equal(1);
   expect(r.stderr).to.match(pattern);
   expect(r.stderr, 'weights were loaded first').not.to.match(/loading/);
