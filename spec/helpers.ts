@@ -2,6 +2,7 @@
  * Shared spec helpers: one GPU device for the whole run, seeded random inputs, and the tolerance
  * check every kernel spec uses: |a − b| ≤ atol + rtol·|ref|, failing with the first mismatches.
  */
+import { expect } from 'chai';
 import { spawn } from 'node:child_process';
 import { cp, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -75,6 +76,13 @@ export function expectClose(
       `${label}: ${count} of ${expected.length} elements outside atol=${atol} rtol=${rtol} (worst ${worst.toFixed(1)}× tol); first mismatches:\n${bad.join('\n')}`,
     );
   }
+}
+
+/** Fails unless the relative L2 error of `actual` against `expected` is at most `tol`. */
+export function expectRelL2(actual: ArrayLike<number>, expected: ArrayLike<number>, label: string, tol = 1e-4): void {
+  expect(actual.length, `${label} length`).to.equal(expected.length);
+  const err = relL2(actual, expected);
+  expect(err, `${label}: relative L2 error ${err.toExponential(2)} > ${tol}`).to.be.at.most(tol);
 }
 
 /** Relative L2 error ‖a − b‖ / ‖b‖ (the fixture comparisons use this). */

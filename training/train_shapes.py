@@ -292,6 +292,18 @@ def export(out, tower, llava, curve, minutes):
         f.write('\n')
 
 
+def load_segment(path, key, module):
+    """Restores a module saved by save_segment; returns the learning curve up to that point."""
+    saved = torch.load(path)
+    module.load_state_dict(saved[key])
+    log('resumed from', path)
+    return saved['curve']
+
+
+def save_segment(path, key, module, curve):
+    torch.save({key: module.state_dict(), 'curve': curve}, path)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument('--out', default=os.path.join(HERE, '..', 'models', 'convllava-shapes'))
@@ -319,14 +331,11 @@ def main():
     tower = ConvNextTower(WIDTHS, DEPTHS, layer_scale=0.5)
     tower_path = os.path.join(args.data, 'tower.pt')
     if args.resume_tower and os.path.exists(tower_path):
-        saved = torch.load(tower_path)
-        tower.load_state_dict(saved['tower'])
-        curve = saved['curve']
-        log('tower from', tower_path)
+        curve = load_segment(tower_path, 'tower', tower)
     else:
         log(f'stage A: tower {WIDTHS} {DEPTHS}, {sum(p.numel() for p in tower.parameters())} parameters')
         train_tower(tower, train, val, args.tower_steps, 32, curve)
-        torch.save({'tower': tower.state_dict(), 'curve': curve}, tower_path)
+        save_segment(tower_path, 'tower', tower, curve)
     tower.eval()
     round_f16_(tower)
     for p in tower.parameters():
@@ -341,30 +350,25 @@ def main():
                 p.normal_(0, 0.02)
     llm_path = os.path.join(args.data, 'llm-phase1.pt')
     if args.resume_llm:
-        saved = torch.load(llm_path)
-        llava.load_state_dict(saved['llava'])
-        curve = saved['curve']
-        log('phase 1 LLM from', llm_path)
+        curve = load_segment(llm_path, 'llava', llava)
     else:
         log(f'stage B: projector + LLM, {sum(p.numel() for p in llava.parameters())} parameters')
         train_llm(llava, feats, val_feats, train[2], val[2], tokens, args.llm_steps, 64, curve)
         round_f16_(llava)
-        torch.save({'llava': llava.state_dict(), 'curve': curve}, llm_path)
+        save_segment(llm_path, 'llava', llava, curve)
     # Phase 2: cosine cycles (warm restarts) of the yes/no-weighted mix, each from the f16-rounded result of
     # the one before; every cycle's result is kept so a run can resume at the next cycle.
+    cycle_path = lambda c: os.path.join(args.data, f'llm-phase2-cycle{c}.pt')  # noqa: E731
     first = 0
     if args.resume_cycle is not None:
-        saved = torch.load(os.path.join(args.data, f'llm-phase2-cycle{args.resume_cycle}.pt'))
-        llava.load_state_dict(saved['llava'])
-        curve = saved['curve']
+        curve = load_segment(cycle_path(args.resume_cycle), 'llava', llava)
         first = args.resume_cycle + 1
-        log(f'phase 2 cycle {args.resume_cycle} from an earlier run')
     for cycle in range(first, args.llm2_cycles):
         log(f'stage B, phase 2 cycle {cycle}: yes/no-weighted')
         train_llm(llava, feats, val_feats, train[2], val[2], tokens, args.llm_steps_2, 64, curve,
                   weights=KIND_WEIGHT_2, peak=1e-3, seed=12 + 10 * cycle, stage=f'llm2.{cycle}')
         round_f16_(llava)
-        torch.save({'llava': llava.state_dict(), 'curve': curve}, os.path.join(args.data, f'llm-phase2-cycle{cycle}.pt'))
+        save_segment(cycle_path(cycle), 'llava', llava, curve)
     export(args.out, tower, llava, curve, (time.time() - t_start) / 60)
     log(f'done in {(time.time() - t_start) / 60:.1f} min -> {args.out}')
 

@@ -13,16 +13,10 @@ import { cpuOps } from '../../nn/ops.js';
 import { SyntheticWeights } from '../../synthetic/checkpoint.js';
 import { collect, generateTokens } from '../../llm/generate.js';
 import { LlamaTokenizer } from '../../llm/tokenizer.js';
-import { relL2, testGpu } from '../helpers.js';
+import { expectRelL2, relL2, testGpu } from '../helpers.js';
 
 const TINY = new URL('../fixtures/convllava-tiny/', import.meta.url);
 const golden = JSON.parse(readFileSync(new URL('golden.json', TINY), 'utf8'));
-
-function expectRelL2(actual: ArrayLike<number>, expected: ArrayLike<number>, label: string, tol = 1e-4): void {
-  expect(actual.length, `${label} length`).to.equal(expected.length);
-  const err = relL2(actual, expected);
-  expect(err, `${label}: relative L2 error ${err.toExponential(2)} > ${tol}`).to.be.at.most(tol);
-}
 
 describe('LLaMA decoder (llm/llama.ts) vs the fixture', function () {
   let gpu: Gpu;

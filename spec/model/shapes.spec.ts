@@ -18,7 +18,7 @@ import { ConvLlava } from '../../llm/pipeline.js';
 import type { Gpu } from '../../runtime/gpu.js';
 import { COLORS, describe as describeScene, SceneSource, SHAPES } from '../../shapes/scene.js';
 import { Checkpoint, TensorSet } from '../../weights/checkpoint.js';
-import { relL2, testGpu } from '../helpers.js';
+import { expectRelL2, testGpu } from '../helpers.js';
 import { readFixture } from '../vision-fixtures.js';
 
 const MODEL = fileURLToPath(new URL('../../models/convllava-shapes', import.meta.url));
@@ -28,12 +28,6 @@ const golden = JSON.parse(readFileSync(`${FIX}golden.json`, 'utf8')) as {
 };
 const EXPECTED = ['A blue circle, a green square and a green triangle.', 'Triangle.', 'One.'];
 const STAGES = ['stem', 'stage1', 'stage2', 'stage3', 'stage4', 'stage5', 'image_features', 'projected'];
-
-function expectRelL2(actual: ArrayLike<number>, expected: ArrayLike<number>, label: string, tol = 1e-4): void {
-  expect(actual.length, `${label} length`).to.equal(expected.length);
-  const err = relL2(actual, expected);
-  expect(err, `${label}: relative L2 error ${err.toExponential(2)} > ${tol}`).to.be.at.most(tol);
-}
 
 describe('convllava-shapes (the trained model) vs its PyTorch reference', function () {
   let gpu: Gpu;
