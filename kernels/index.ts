@@ -14,6 +14,7 @@ export const KERNELS = [
   'attention_decode',
   'attention_combine',
   'sample',
+  'append_id',
   'gelu',
   'swiglu',
   'layer_scale_residual',

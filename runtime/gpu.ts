@@ -196,9 +196,12 @@ export class Gpu {
     this.recorder.flush();
   }
 
-  /** Throws the first GPU error recorded since the last check (validation, OOM, device loss). */
-  private async checkErrors(): Promise<void> {
-    const errors = (await Promise.all(this.recorder.takeErrorScopes())).filter((e): e is GPUError => e !== null);
+  /**
+   * Throws the first GPU error recorded since the last check (validation, OOM, device loss): in the
+   * given error scopes (default: those of every submission so far) or uncaptured.
+   */
+  private async checkErrors(scopes = this.recorder.takeErrorScopes()): Promise<void> {
+    const errors = (await Promise.all(scopes)).filter((e): e is GPUError => e !== null);
     errors.push(...this.uncaptured.splice(0));
     if (this.lostReason) throw new Error(this.lostReason);
     if (errors.length) throw new Error(`WebGPU error: ${errors[0].message}`);
@@ -212,31 +215,56 @@ export class Gpu {
   }
 
   /** Copies a tensor back to the CPU (submitting pending work first). */
-  async read(t: Tensor): Promise<Float32Array | Uint32Array | Int32Array> {
-    if (t.isDisposed) throw new Error(`read: tensor [${t.shape}] was disposed`);
+  read(t: Tensor): Promise<Float32Array | Uint32Array | Int32Array> {
+    return this.readLater(t);
+  }
+
+  /**
+   * Starts a read now and lets the caller await it later: the copy to a staging buffer is recorded
+   * and submitted with the pending work, and the mapping requested, before this returns. Work
+   * recorded and submitted afterwards runs on the GPU while the caller waits (the pipelined decode
+   * loop records step N+1 while token N is on its way back). The promise checks only the errors of
+   * work submitted up to this read, so awaiting it never waits for later submissions. A read that
+   * is never awaited (a discarded speculative step) raises no unhandled rejection.
+   */
+  readLater(t: Tensor): Promise<Float32Array | Uint32Array | Int32Array> {
+    if (t.isDisposed) return Promise.reject(new Error(`read: tensor [${t.shape}] was disposed`));
     const bytes = Math.ceil(t.byteLength / 4) * 4;
     // Small reads (token ids in the decode loop) reuse staging buffers; big ones get their own.
     const small = bytes <= SMALL_READ_BYTES;
     const staging =
       (small && this.smallStaging.pop()) ||
       this.device.createBuffer({ size: small ? SMALL_READ_BYTES : Math.max(4, bytes), usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
-    let reusable = false;
+    let mapped: Promise<unknown>;
+    let scopes: Promise<GPUError | null>[];
     try {
       if (bytes > 0) this.recorder.copy(t.buffer, 0, staging, 0, bytes);
       this.flush();
-      await Promise.race([staging.mapAsync(GPUMapMode.READ), this.lostPromise]);
-      await this.checkErrors();
-      const raw = staging.getMappedRange(0, Math.max(4, bytes)).slice(0, bytes);
-      staging.unmap();
-      reusable = small;
-      if (t.dtype === 'f32') return new Float32Array(raw, 0, t.size);
-      if (t.dtype === 'u32') return new Uint32Array(raw, 0, t.size);
-      if (t.dtype === 'i32') return new Int32Array(raw, 0, t.size);
-      return f16ToF32Array(new Uint16Array(raw, 0, t.size));
-    } finally {
-      if (reusable) this.smallStaging.push(staging);
-      else staging.destroy();
+      scopes = this.recorder.takeErrorScopes(); // this read's and earlier submissions' only
+      mapped = Promise.race([staging.mapAsync(GPUMapMode.READ), this.lostPromise]);
+    } catch (e) {
+      staging.destroy();
+      return Promise.reject(e);
     }
+    const result = (async () => {
+      let reusable = false;
+      try {
+        await mapped;
+        await this.checkErrors(scopes);
+        const raw = staging.getMappedRange(0, Math.max(4, bytes)).slice(0, bytes);
+        staging.unmap();
+        reusable = small;
+        if (t.dtype === 'f32') return new Float32Array(raw, 0, t.size);
+        if (t.dtype === 'u32') return new Uint32Array(raw, 0, t.size);
+        if (t.dtype === 'i32') return new Int32Array(raw, 0, t.size);
+        return f16ToF32Array(new Uint16Array(raw, 0, t.size));
+      } finally {
+        if (reusable) this.smallStaging.push(staging);
+        else staging.destroy();
+      }
+    })();
+    result.catch(() => {}); // observed by whoever awaits it
+    return result;
   }
 
   /**
