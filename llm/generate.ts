@@ -8,6 +8,13 @@
  *     → stop at EOS, a stop string, max_new_tokens or an aborted signal
  *     → else embed the id (straight from the GPU tensor) and run one decode step through the KV cache
  *
+ * Pipelined (the default on the GPU): the token id never needs the CPU to feed the next step, so
+ * step N+1 (embed id N on the GPU, forward, logits, pick N+1) is recorded and submitted while id N
+ * is still on its way back, and the GPU always has the next step queued. The stop conditions are
+ * then seen one step late: when id N ends the answer, step N+1 is discarded (its tensors freed, the
+ * KV cache position rolled back as `truncate` does), so ids, text, finish reason and cache length
+ * are exactly what the plain loop (`pipelined: false`, and the CPU backend) gives.
+ *
  * The token stream is an async generator of TokenEvents whose return value is the GenerationResult;
  * `collect` drains it and calls an onToken callback. Text deltas are whole characters (partial UTF-8
  * sequences are held back) and never include (a prefix of) a stop string.
@@ -15,6 +22,7 @@
 import { Tensor } from '../runtime/tensor.js';
 import { argmax, NON_FINITE_ID } from '../ops/argmax.js';
 import { sample } from '../ops/sample.js';
+import { appendId } from '../ops/appendId.js';
 import type { LlamaDecoder } from './llama.js';
 import { StreamDecoder, type TextTokenizer } from './tokenizer.js';
 
@@ -38,6 +46,12 @@ export interface SamplingOptions {
   stop?: string[];
   /** Aborting rejects the generation with the signal's reason (an AbortError by default). */
   signal?: AbortSignal;
+  /**
+   * Record and submit decode step N+1 before token N is read back (default true; used where the
+   * backend can: WebGPU). The tokens and the KV cache are the same either way; false gives the
+   * plain loop (for comparison).
+   */
+  pipelined?: boolean;
 }
 
 export interface TokenEvent {
@@ -72,6 +86,7 @@ export function samplingDefaults(o: SamplingOptions): Required<Omit<SamplingOpti
     repetitionPenalty: o.repetitionPenalty ?? 1,
     stop: o.stop ?? [],
     signal: o.signal,
+    pipelined: o.pipelined ?? true,
   };
   const bad = (what: string) => {
     throw new Error(`generation options: ${what}`);
@@ -121,17 +136,42 @@ export interface TokenSteps {
   feed(): void;
   /** Frees whatever is still held (called once, however the loop ends). */
   close(): void;
+  /** Present where the loop can run one step ahead (WebGPU): then it pipelines, unless told not to. */
+  readonly ahead?: StepsAhead;
+}
+
+/**
+ * The pipelined loop's half of a backend: step N+1 is recorded and submitted before id N is known.
+ * At most one step is ahead at a time; `close()` discards it (and rolls the KV cache back) unless
+ * `keep()` was called.
+ */
+export interface StepsAhead {
+  /**
+   * Chooses the next token from the current logits (consuming them), submits the work and starts
+   * reading its id back; the promise resolves with the id (await it after recording the next step).
+   */
+  startPick(choice: PickOptions): Promise<number>;
+  /** Whether the KV cache has room for one more step (else only the plain `feed`, which refuses it). */
+  readonly hasRoom: boolean;
+  /** Feeds the last started pick's id through one decode step before the id is known (its logits become current). */
+  feedAhead(): void;
+  /** The id fed ahead continued the answer: the step it fed is kept. */
+  keep(): void;
 }
 
 /**
  * The WebGPU backend: logits, the choice and the next step's embedding never leave the GPU; only the
  * chosen id is read back. The answer so far lives in a u32 buffer allocated once (maxNewTokens long)
- * for the repetition penalty.
+ * for the repetition penalty: the plain loop writes each id into it from the CPU once read; the
+ * pipelined loop appends it on the GPU (ops/appendId.ts) as the step it feeds is recorded, since the
+ * next pick runs before the id reaches the CPU.
  */
-export class GpuSteps implements TokenSteps {
+export class GpuSteps implements TokenSteps, StepsAhead {
   private readonly recent: Tensor | null;
   private count = 0;
   private chosen: Tensor | null = null;
+  /** A step fed ahead and not kept: close() discards it. */
+  private unkept = false;
 
   constructor(
     private readonly decoder: LlamaDecoder,
@@ -142,7 +182,26 @@ export class GpuSteps implements TokenSteps {
     this.recent = repetitionPenalty !== 1 ? decoder.gpu.empty([maxNewTokens], 'u32', 'recent-ids') : null;
   }
 
+  get ahead(): StepsAhead {
+    return this;
+  }
+
   async pick(c: PickOptions): Promise<number> {
+    this.choose(c);
+    const id = (await this.chosen!.read())[0]; // submits the step; the only read-back
+    if (this.recent) this.decoder.gpu.write(this.recent, Uint32Array.of(id), this.count++);
+    return id;
+  }
+
+  startPick(c: PickOptions): Promise<number> {
+    this.choose(c);
+    const id = this.decoder.gpu.readLater(this.chosen!).then((ids) => ids[0]); // submitted now, awaited later
+    id.catch(() => {}); // a discarded step's read may fail unobserved
+    return id;
+  }
+
+  /** Records the pick (argmax, or sampling over the answer's ids so far) from the current logits, consuming them. */
+  private choose(c: PickOptions): void {
     const gpu = this.decoder.gpu;
     const logits = this.logits!;
     this.logits = null;
@@ -158,9 +217,20 @@ export class GpuSteps implements TokenSteps {
     } finally {
       logits.dispose(); // consumed, even when the op refused them
     }
-    const id = (await this.chosen.read())[0]; // submits the step; the only read-back
-    if (this.recent) gpu.write(this.recent, Uint32Array.of(id), this.count++);
-    return id;
+  }
+
+  get hasRoom(): boolean {
+    return this.decoder.length + 1 <= this.decoder.dims.maxContext;
+  }
+
+  feedAhead(): void {
+    if (this.recent) appendId(this.decoder.gpu, this.chosen!, this.recent, this.count++); // before the next pick reads it
+    this.feed();
+    this.unkept = true;
+  }
+
+  keep(): void {
+    this.unkept = false;
   }
 
   feed(): void {
@@ -178,6 +248,9 @@ export class GpuSteps implements TokenSteps {
   }
 
   close(): void {
+    // A step fed ahead whose id ended the answer: its position counts as empty again, as after truncate.
+    if (this.unkept) this.decoder.truncate(this.decoder.length - 1);
+    this.unkept = false;
     this.logits?.dispose();
     this.chosen?.dispose();
     this.recent?.dispose();
@@ -234,7 +307,11 @@ export async function* generateTokens(
   return yield* generateWith(new GpuSteps(decoder, promptLogits, opts.maxNewTokens, opts.repetitionPenalty), tokenizer, opts, eosIds);
 }
 
-/** The decode loop over any backend: choose, stop or stream, feed. */
+/**
+ * The decode loop over any backend: choose, stop or stream, feed. Pipelined (where the backend has
+ * `ahead` and `pipelined` is not false), step N+1 is fed with id N and submitted before id N is
+ * awaited; if id N ends the answer, `close()` discards that step.
+ */
 export async function* generateWith(
   steps: TokenSteps,
   tokenizer: TextTokenizer,
@@ -248,8 +325,10 @@ export async function* generateWith(
     steps.close();
     throw e;
   }
+  const ahead = opts.pipelined ? steps.ahead : undefined;
   const uniform = uniformStream(opts.seed);
-  const choice = { temperature: opts.temperature, topK: opts.topK, topP: opts.topP, repetitionPenalty: opts.repetitionPenalty };
+  // Each pick draws the next uniform, in step order (pipelined too: step N+1's draw follows step N's).
+  const draw = (): PickOptions => ({ temperature: opts.temperature, topK: opts.topK, topP: opts.topP, repetitionPenalty: opts.repetitionPenalty, u: uniform() });
   const detok = new StreamDecoder(tokenizer);
   const ids: number[] = [];
   let text = '';
@@ -257,10 +336,20 @@ export async function* generateWith(
   let finishReason: FinishReason = 'length';
   const start = performance.now();
   let firstAt = 0;
+  /** Pipelined: the id of the step already recorded and submitted ahead, on its way back. */
+  let pending: Promise<number> | null = null;
   try {
     for (;;) {
       if (opts.signal?.aborted) throw abortError(opts.signal);
-      const id = await steps.pick({ ...choice, u: uniform() });
+      const next = pending ?? (ahead ? ahead.startPick(draw()) : steps.pick(draw()));
+      pending = null;
+      // Pipelined: record and submit the following step now, fed with this id before it is known
+      // (unless this id is the last one allowed, or the cache is full: the plain feed below refuses that).
+      if (ahead && ids.length + 1 < opts.maxNewTokens && ahead.hasRoom) {
+        ahead.feedAhead();
+        pending = ahead.startPick(draw());
+      }
+      const id = await next;
       if (id === NON_FINITE_ID) {
         const step = ids.length === 0 ? "the prefill (the prompt's last position)" : `decode step ${ids.length} (after ${ids.length} generated tokens)`;
         throw new Error(
@@ -288,10 +377,11 @@ export async function* generateWith(
       emitted = Math.max(emitted, safe);
       if (ids.length >= opts.maxNewTokens) break;
       if (opts.signal?.aborted) throw abortError(opts.signal);
-      steps.feed();
+      if (pending) ahead!.keep(); // the step fed ahead with this id stands
+      else steps.feed();
     }
   } finally {
-    steps.close();
+    steps.close(); // discards a step fed ahead and not kept: however the loop ended, the cache is the plain loop's
   }
   if (finishReason !== 'stop') text = detok.text;
   const end = performance.now();
