@@ -170,6 +170,8 @@ export class GpuSteps implements TokenSteps, StepsAhead {
   private readonly recent: Tensor | null;
   private count = 0;
   private chosen: Tensor | null = null;
+  /** The chosen id was started with startPick: the feed appends it to `recent` on the GPU (the CPU has not seen it). */
+  private appendOnFeed = false;
   /** A step fed ahead and not kept: close() discards it. */
   private unkept = false;
 
@@ -188,6 +190,7 @@ export class GpuSteps implements TokenSteps, StepsAhead {
 
   async pick(c: PickOptions): Promise<number> {
     this.choose(c);
+    this.appendOnFeed = false;
     const id = (await this.chosen!.read())[0]; // submits the step; the only read-back
     if (this.recent) this.decoder.gpu.write(this.recent, Uint32Array.of(id), this.count++);
     return id;
@@ -195,6 +198,7 @@ export class GpuSteps implements TokenSteps, StepsAhead {
 
   startPick(c: PickOptions): Promise<number> {
     this.choose(c);
+    this.appendOnFeed = true;
     const id = this.decoder.gpu.readLater(this.chosen!).then((ids) => ids[0]); // submitted now, awaited later
     id.catch(() => {}); // a discarded step's read may fail unobserved
     return id;
@@ -224,7 +228,6 @@ export class GpuSteps implements TokenSteps, StepsAhead {
   }
 
   feedAhead(): void {
-    if (this.recent) appendId(this.decoder.gpu, this.chosen!, this.recent, this.count++); // before the next pick reads it
     this.feed();
     this.unkept = true;
   }
@@ -234,6 +237,8 @@ export class GpuSteps implements TokenSteps, StepsAhead {
   }
 
   feed(): void {
+    if (this.recent && this.appendOnFeed) appendId(this.decoder.gpu, this.chosen!, this.recent, this.count++); // before the next pick reads it
+    this.appendOnFeed = false;
     const x = this.decoder.embed(this.chosen!); //  [1, H], from the id where it already is (on the GPU)
     this.chosen!.dispose();
     this.chosen = null;

@@ -228,7 +228,7 @@ export class Gpu {
    * is never awaited (a discarded speculative step) raises no unhandled rejection.
    */
   readLater(t: Tensor): Promise<Float32Array | Uint32Array | Int32Array> {
-    if (t.isDisposed) return Promise.reject(new Error(`read: tensor [${t.shape}] was disposed`));
+    if (t.isDisposed) return observed(Promise.reject(new Error(`read: tensor [${t.shape}] was disposed`)));
     const bytes = Math.ceil(t.byteLength / 4) * 4;
     // Small reads (token ids in the decode loop) reuse staging buffers; big ones get their own.
     const small = bytes <= SMALL_READ_BYTES;
@@ -244,7 +244,7 @@ export class Gpu {
       mapped = Promise.race([staging.mapAsync(GPUMapMode.READ), this.lostPromise]);
     } catch (e) {
       staging.destroy();
-      return Promise.reject(e);
+      return observed(Promise.reject(e));
     }
     const result = (async () => {
       let reusable = false;
@@ -263,8 +263,7 @@ export class Gpu {
         else staging.destroy();
       }
     })();
-    result.catch(() => {}); // observed by whoever awaits it
-    return result;
+    return observed(result);
   }
 
   /**
@@ -301,6 +300,12 @@ export class Gpu {
     for (const b of this.smallStaging) b.destroy();
     this.device.destroy();
   }
+}
+
+/** The same promise, marked as handled: its rejection reaches whoever awaits it, and no one else. */
+function observed<T>(p: Promise<T>): Promise<T> {
+  p.catch(() => {});
+  return p;
 }
 
 function concatPad(bits: Uint16Array): Uint16Array {
