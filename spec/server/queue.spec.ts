@@ -84,6 +84,16 @@ describe('server: queue, disconnects and shutdown over HTTP (server/server.ts)',
       const slow = (steps: TokenSteps) => {
         const pick = steps.pick.bind(steps);
         steps.pick = async (choice) => (await new Promise((r) => setTimeout(r, STEP_DELAY_MS)), picks++, pick(choice));
+        // The pipelined loop's pick: recorded at once (the next step is fed from it), its id delayed.
+        const ahead = steps.ahead;
+        if (ahead) {
+          const startPick = ahead.startPick.bind(ahead);
+          ahead.startPick = (choice) => {
+            const id = startPick(choice).then(async (v) => (await new Promise((r) => setTimeout(r, STEP_DELAY_MS)), picks++, v));
+            id.catch(() => {}); // a discarded step's id is never awaited
+            return id;
+          };
+        }
         return steps;
       };
       const steps = prefill(...args); // a Promise when the request has an abort signal (layer-by-layer prefill)
