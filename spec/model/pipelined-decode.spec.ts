@@ -68,7 +68,7 @@ for (const [name, path, image, question] of [
         turn = await chat.send(question, {
           ...options,
           pipelined,
-          signal: controller.signal,
+          signal: abortAfter ? controller.signal : undefined, // (a signal also makes the prefill run layer by layer)
           onToken: (e) => {
             events.push(e.id);
             if (events.length === abortAfter) controller.abort();
