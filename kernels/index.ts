@@ -7,6 +7,8 @@ export const KERNELS = [
   'add',
   'linear_matvec',
   'linear_tiled',
+  'qkv_rope',
+  'gate_up_swiglu',
   'rope',
   'argmax',
   'embedding',

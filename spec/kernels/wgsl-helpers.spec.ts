@@ -26,6 +26,7 @@ const SHARED: { helper: string; kernels: string[] }[] = [
   { helper: 'weight', kernels: ['linear_matvec', 'linear_tiled', 'dwconv7', 'patch_conv'] }, // f16 / f32 weight element
   { helper: 'erfc_pos', kernels: ['linear_matvec', 'linear_tiled'] }, //                         the fused GELU's erfc
   { helper: 'gelu', kernels: ['linear_matvec', 'linear_tiled'] },
+  { helper: 'store', kernels: ['linear_matvec', 'linear_tiled'] }, //                           the epilogue
   { helper: 'segment_sum', kernels: ['layer_norm', 'rms_norm'] }, //                              row reductions
 ];
 
