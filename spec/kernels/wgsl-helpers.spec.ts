@@ -27,6 +27,8 @@ const SHARED: { helper: string; kernels: string[] }[] = [
   { helper: 'erfc_pos', kernels: ['linear_matvec', 'linear_tiled'] }, //                         the fused GELU's erfc
   { helper: 'gelu', kernels: ['linear_matvec', 'linear_tiled'] },
   { helper: 'store', kernels: ['linear_matvec', 'linear_tiled'] }, //                           the epilogue
+  { helper: 'sincos_accurate', kernels: ['rope', 'qkv_rope'] }, //                              RoPE's angles
+  { helper: 'weight8', kernels: ['qkv_rope', 'gate_up_swiglu'] }, //                          fused decode weight loads
   { helper: 'segment_sum', kernels: ['layer_norm', 'rms_norm'] }, //                              row reductions
 ];
 
