@@ -18,7 +18,6 @@ export const KERNELS = [
   'sample',
   'gelu',
   'swiglu',
-  'layer_scale_residual',
   'layer_norm',
   'rms_norm',
   'transpose',

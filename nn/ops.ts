@@ -19,7 +19,6 @@ import { dwconv7, dwconv7Ref } from '../ops/dwconv7.js';
 import { embedding, embeddingRef } from '../ops/embedding.js';
 import { gateUpSwiglu, gateUpSwigluRef } from '../ops/gateUpSwiglu.js';
 import { layerNorm, layerNormRef } from '../ops/layerNorm.js';
-import { layerScaleResidual, layerScaleResidualRef } from '../ops/layerScaleResidual.js';
 import { linear, linearRef, type LinearOptions } from '../ops/linear.js';
 import { patchConv, patchConvRef } from '../ops/patchConv.js';
 import { qkvRope, qkvRopeRef, type QkvOperands, type QkvRopeOptions } from '../ops/qkvRope.js';
@@ -59,7 +58,6 @@ export interface TensorOps<T> {
   dwconv7(x: T, w: T, bias: T): T;
   patchConv(x: T, w: T, bias: T, k: number): T;
   add(a: T, b: T): T;
-  layerScaleResidual(x: T, gamma: T, residual: T): T;
   swiglu(gate: T, up: T): T;
   rope(x: T, o: RopeOptions): T;
   attention(q: T, kCache: T, vCache: T, o: AttentionOptions): T;
@@ -98,7 +96,6 @@ export function gpuOps(gpu: Gpu): GpuOps {
     dwconv7: (x, w, bias) => dwconv7(gpu, x, w, bias),
     patchConv: (x, w, bias, k) => patchConv(gpu, x, w, bias, k),
     add: (a, b) => add(gpu, a, b),
-    layerScaleResidual: (x, gamma, residual) => layerScaleResidual(gpu, x, gamma, residual),
     swiglu: (gate, up) => swiglu(gpu, gate, up),
     rope: (x, o) => rope(gpu, x, o),
     attention: (q, k, v, o) => attention(gpu, q, k, v, o),
@@ -132,7 +129,6 @@ export const cpuOps: TensorOps<Nd> = {
   dwconv7: dwconv7Ref,
   patchConv: patchConvRef,
   add: addRef,
-  layerScaleResidual: layerScaleResidualRef,
   swiglu: swigluRef,
   rope: ropeRef,
   attention: attentionRef,
