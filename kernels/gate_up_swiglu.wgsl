@@ -78,7 +78,7 @@ fn swiglu(g: f32, u: f32) -> f32 {
   return g * sigmoid * u;
 }
 
-/** Adds up each sum over the LANES invocations of column n; invocation m < M of the group finishes row m. */
+/** Adds up each sum over the LANES invocations of column n; invocation l of the group finishes rows l, l + LANES, …. */
 fn reduce_and_store(n: u32, lid: u32, acc: ptr<function, array<vec3f, MAX_M>>) {
   let lane = lid % LANES;
   for (var m = 0u; m < MAX_M; m++) {
@@ -101,11 +101,12 @@ fn reduce_and_store(n: u32, lid: u32, acc: ptr<function, array<vec3f, MAX_M>>) {
     }
     workgroupBarrier();
   }
-  let m = lane;
-  if (n >= p.N || m >= p.M) { return; }
+  if (n >= p.N) { return; }
   let first = lid - lane;
-  let rstd = inverseSqrt(partial[(2u * MAX_M + m) * WG + first] / f32(p.K) + p.eps);
-  y[m * p.N + n] = swiglu(partial[m * WG + first] * rstd, partial[(MAX_M + m) * WG + first] * rstd);
+  for (var m = lane; m < p.M; m += LANES) {
+    let rstd = inverseSqrt(partial[(2u * MAX_M + m) * WG + first] / f32(p.K) + p.eps);
+    y[m * p.N + n] = swiglu(partial[m * WG + first] * rstd, partial[(MAX_M + m) * WG + first] * rstd);
+  }
 }
 
 @compute @workgroup_size(WG)

@@ -131,8 +131,8 @@ fn unit_of(wid: vec3u, lid: u32) -> Unit {
 }
 
 /**
- * Adds up each sum over the LANES invocations of a unit; invocation m < M of the unit then finishes
- * row m: the norm's scale, the rotation, the store.
+ * Adds up each sum over the LANES invocations of a unit; invocation l of the unit then finishes rows
+ * l, l + LANES, …: the norm's scale, the rotation, the store.
  */
 fn reduce_and_store(un: Unit, lid: u32, acc: ptr<function, array<vec3f, MAX_M>>) {
   let lane = lid % LANES;
@@ -156,32 +156,33 @@ fn reduce_and_store(un: Unit, lid: u32, acc: ptr<function, array<vec3f, MAX_M>>)
     }
     workgroupBarrier();
   }
-  let m = lane;
-  if (!un.valid || m >= p.M) { return; }
+  if (!un.valid) { return; }
   let first = lid - lane;
-  let rstd = inverseSqrt(partial[(2u * MAX_M + m) * WG + first] / f32(p.K) + p.eps);
-  var y0 = partial[m * WG + first] * rstd;
-  var y1 = partial[(MAX_M + m) * WG + first] * rstd;
-  if (un.which < 2u) {
-    let sc = sincos_accurate(f32(p.pos + m) * p.invFreq[un.i / 4u][un.i % 4u]);
-    let r0 = y0 * sc.y - y1 * sc.x;
-    let r1 = y1 * sc.y + y0 * sc.x;
-    y0 = r0;
-    y1 = r1;
-  }
-  let half = p.headDim / 2u;
-  if (un.which == 0u) {
-    let at = m * p.qHeads * p.headDim + un.row;
-    q[at] = y0;
-    q[at + half] = y1;
-  } else {
-    let at = (p.pos + m) * p.kvHeads * p.headDim + un.row;
-    if (un.which == 1u) {
-      kCache[at] = y0;
-      kCache[at + half] = y1;
+  for (var m = lane; m < p.M; m += LANES) {
+    let rstd = inverseSqrt(partial[(2u * MAX_M + m) * WG + first] / f32(p.K) + p.eps);
+    var y0 = partial[m * WG + first] * rstd;
+    var y1 = partial[(MAX_M + m) * WG + first] * rstd;
+    if (un.which < 2u) {
+      let sc = sincos_accurate(f32(p.pos + m) * p.invFreq[un.i / 4u][un.i % 4u]);
+      let r0 = y0 * sc.y - y1 * sc.x;
+      let r1 = y1 * sc.y + y0 * sc.x;
+      y0 = r0;
+      y1 = r1;
+    }
+    let half = p.headDim / 2u;
+    if (un.which == 0u) {
+      let at = m * p.qHeads * p.headDim + un.row;
+      q[at] = y0;
+      q[at + half] = y1;
     } else {
-      vCache[at] = y0;
-      vCache[at + half] = y1;
+      let at = (p.pos + m) * p.kvHeads * p.headDim + un.row;
+      if (un.which == 1u) {
+        kCache[at] = y0;
+        kCache[at + half] = y1;
+      } else {
+        vCache[at] = y0;
+        vCache[at + half] = y1;
+      }
     }
   }
 }

@@ -10,13 +10,12 @@
 import type { NdArray } from 'ndarray';
 import { params, type Gpu } from '../runtime/gpu.js';
 import type { Tensor } from '../runtime/tensor.js';
-import { linear, linearRef, MATVEC_MAX_M } from './linear.js';
+import { linear, linearRef, matvecLanes, MATVEC_MAX_M } from './linear.js';
 import { rmsNorm, rmsNormRef } from './rmsNorm.js';
 import { swiglu, swigluRef } from './swiglu.js';
 import { assertDType, check, grid1d, GRID_X } from './util.js';
 
 const WG = 128;
-const LANES = 32;
 
 function checkShapes(op: string, x: readonly number[], gamma: readonly number[], wg: readonly number[], wu: readonly number[]): { M: number; N: number; K: number } {
   check(op, x.length === 2, `x must be [M, hidden], got [${x}]`);
@@ -42,13 +41,15 @@ export function gateUpSwiglu(gpu: Gpu, x: Tensor, gamma: Tensor, eps: number, wg
   }
   const y = gpu.empty([M, N]);
   if (M === 0 || N === 0) return y;
+  const vec4 = K % 8 === 0 && K > 0;
+  const lanes = matvecLanes(K, vec4, wg.dtype === 'f16');
   gpu.dispatch({
     kernel: 'gate_up_swiglu',
-    entry: K % 8 === 0 && K > 0 ? 'main_vec4' : 'main',
-    constants: { WG, LANES, GRID_X, W_F16: wg.dtype === 'f16' ? 1 : 0 },
+    entry: vec4 ? 'main_vec4' : 'main',
+    constants: { WG, LANES: lanes, GRID_X, W_F16: wg.dtype === 'f16' ? 1 : 0 },
     params: params(['u32', M], ['u32', N], ['u32', K], ['f32', eps]),
     bindings: [x, gamma, wg, wu, y],
-    workgroups: grid1d(gpu, N, WG / LANES),
+    workgroups: grid1d(gpu, N, WG / lanes),
   });
   return y;
 }

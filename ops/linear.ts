@@ -51,8 +51,23 @@ export const TILED_MAX_LOADS = 4;
     throw new Error(`ops/linear.ts: TILED_VEC4 ${JSON.stringify(TILED_VEC4)} needs TILE_K % 8 == 0 and at most ${TILED_MAX_LOADS} loads per invocation per tile`);
   }
 }
-/** linear_matvec.wgsl: invocations per workgroup, and how many of them share one output column. */
-const MATVEC = { WG: 256, LANES: 32 };
+/** linear_matvec.wgsl: invocations per workgroup. */
+const MATVEC_WG = 256;
+
+/**
+ * Invocations that share one output column of a matrix-vector kernel (linear_matvec, qkv_rope,
+ * gate_up_swiglu): as many as there are loads in a weight row — 16-byte loads with the vec4 entry
+ * point (8 halves or 4 floats), else one element each — rounded down to a power of two, at most 32.
+ * 32 lanes × 16 bytes read 512 contiguous bytes of a row per step; a short row (lm_head of a small
+ * model: K = 64 is eight 16-byte loads) gets fewer lanes and more columns per workgroup, instead of
+ * idle lanes and extra reduction steps.
+ */
+export function matvecLanes(K: number, vec4: boolean, f16: boolean): number {
+  const loads = vec4 ? K / (f16 ? 8 : 4) : K;
+  let lanes = 1;
+  while (lanes * 2 <= Math.min(32, loads)) lanes *= 2;
+  return lanes;
+}
 /** Binding offsets are kept multiples of this: 256 is the largest minStorageBufferOffsetAlignment WebGPU allows, so every device accepts them. */
 const OFFSET_ALIGN = 256;
 
@@ -86,6 +101,7 @@ export function linearWithBindingLimit(
   const vec4 = K % 8 === 0 && K > 0; // (a vec4 view of an empty x would be a too-small binding)
   const matvec = M <= MATVEC_MAX_M;
   const tiles = vec4 ? TILED_VEC4 : TILED;
+  const lanes = matvecLanes(K, vec4, f16);
   const flags = {
     W_F16: f16 ? 1 : 0,
     HAS_BIAS: bias ? 1 : 0,
@@ -112,11 +128,11 @@ export function linearWithBindingLimit(
       gpu.dispatch({
         kernel: matvec ? 'linear_matvec' : 'linear_tiled',
         entry: vec4 ? 'main_vec4' : 'main',
-        constants: matvec ? { ...MATVEC, GRID_X, ...flags } : { ...tiles, ...flags },
+        constants: matvec ? { WG: MATVEC_WG, LANES: lanes, GRID_X, ...flags } : { ...tiles, ...flags },
         params: params(['u32', rows], ['u32', cols], ['u32', K], ['u32', N], ['u32', n0]),
         // The kernel never reads a binding its flags leave off (bias, residual, scale); x's slice stands in.
         bindings: [xSlice, wSlice, bias ?? xSlice, ySlice, residual, opts.scale ?? xSlice],
-        workgroups: matvec ? grid1d(gpu, cols, MATVEC.WG / MATVEC.LANES) : [Math.ceil(cols / tiles.TILE_N), Math.ceil(rows / tiles.TILE_M)],
+        workgroups: matvec ? grid1d(gpu, cols, MATVEC_WG / lanes) : [Math.ceil(cols / tiles.TILE_N), Math.ceil(rows / tiles.TILE_M)],
       });
     }
   }

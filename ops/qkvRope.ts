@@ -13,7 +13,7 @@
 import type { NdArray } from 'ndarray';
 import type { Gpu } from '../runtime/gpu.js';
 import type { Tensor } from '../runtime/tensor.js';
-import { linear, linearRef, MATVEC_MAX_M } from './linear.js';
+import { linear, linearRef, matvecLanes, MATVEC_MAX_M } from './linear.js';
 import { rmsNorm, rmsNormRef } from './rmsNorm.js';
 import { rope, ropeInvFreq, ropeRef, ROPE_MAX_HALF } from './rope.js';
 import { writeRows, writeRowsRef } from './rows.js';
@@ -45,7 +45,6 @@ export interface QkvOperands<T> {
 }
 
 const WG = 128;
-const LANES = 32;
 
 /** Checks the shapes; returns M and K. */
 function checkShapes(op: string, x: readonly number[], a: QkvOperands<{ shape: readonly number[] }>, o: QkvRopeOptions): { M: number; K: number } {
@@ -102,13 +101,15 @@ export function qkvRope(gpu: Gpu, x: Tensor, a: QkvOperands<Tensor>, o: QkvRopeO
   new Float32Array(block, 24, 1)[0] = o.eps;
   new Float32Array(block, 32).set(invFreqBlock(D, o.theta));
   const units = (o.heads + 2 * o.kvHeads) * (D / 2);
+  const vec4 = K % 8 === 0 && K > 0;
+  const lanes = matvecLanes(K, vec4, wDType === 'f16');
   gpu.dispatch({
     kernel: 'qkv_rope',
-    entry: K % 8 === 0 && K > 0 ? 'main_vec4' : 'main',
-    constants: { WG, LANES, GRID_X, W_F16: wDType === 'f16' ? 1 : 0 },
+    entry: vec4 ? 'main_vec4' : 'main',
+    constants: { WG, LANES: lanes, GRID_X, W_F16: wDType === 'f16' ? 1 : 0 },
     params: block,
     bindings: [x, a.gamma, a.wq, a.wk, a.wv, q, a.kCache, a.vCache],
-    workgroups: grid1d(gpu, units, WG / LANES),
+    workgroups: grid1d(gpu, units, WG / lanes),
   });
   return q;
 }

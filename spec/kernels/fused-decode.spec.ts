@@ -22,6 +22,8 @@ describe('qkv_rope: RMSNorm → Q/K/V → RoPE → KV-cache rows, one dispatch',
     { M: 3, K: 13, heads: 3, kvHeads: 1, D: 4, position: 9, dtype: 'f16' },
     { M: MATVEC_MAX_M, K: 40, heads: 5, kvHeads: 5, D: 10, position: 300, dtype: 'f16' },
     { M: 2, K: 256, heads: 2, kvHeads: 1, D: 256, position: 4000, dtype: 'f32' },
+    { M: 6, K: 3, heads: 2, kvHeads: 2, D: 2, position: 1, dtype: 'f32' }, // 2 lanes per column pair, each finishing 3 rows
+    { M: 7, K: 8, heads: 1, kvHeads: 1, D: 2, position: 0, dtype: 'f16' }, //  1 lane (one 16-byte load per row)
   ];
   cases.forEach((c, i) => {
     it(`x [${c.M}, ${c.K}], ${c.heads} q / ${c.kvHeads} kv heads of ${c.D}, at position ${c.position}, ${c.dtype} weights`, async () => {
@@ -87,7 +89,7 @@ describe('qkv_rope: RMSNorm → Q/K/V → RoPE → KV-cache rows, one dispatch',
 
 describe('gate_up_swiglu: RMSNorm → gate, up → SwiGLU, one dispatch', () => {
   const cases: [M: number, N: number, K: number, dtype: 'f32' | 'f16'][] = [
-    [1, 7, 13, 'f32'], [1, 172, 64, 'f16'], [3, 33, 40, 'f32'], [MATVEC_MAX_M, 65, 9, 'f16'], [2, 5, 512, 'f16'],
+    [1, 7, 13, 'f32'], [1, 172, 64, 'f16'], [3, 33, 40, 'f32'], [MATVEC_MAX_M, 65, 9, 'f16'], [2, 5, 512, 'f16'], [5, 9, 3, 'f32'], [MATVEC_MAX_M, 3, 16, 'f16'],
   ];
   cases.forEach(([M, N, K, dtype], i) => {
     it(`x [${M}, ${K}] → [${M}, ${N}], ${dtype} weights`, async () => {
