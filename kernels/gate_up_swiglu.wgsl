@@ -13,6 +13,11 @@
 // Dispatch:  ⌈N / (WG / LANES)⌉ workgroups, folded into [GRID_X, …] (group = wid.x + wid.y · GRID_X).
 // Entry points: `main` (any K) and `main_vec4` (K % 8 == 0: 16-byte loads of w, x and γ).
 
+// Lines starting `//subgroups:` are live only in the `+subgroups` variant of this kernel (ops/subgroups.ts
+// strips the marker when the device has `subgroups` and a column's LANES fit in one subgroup): WGSL has
+// no conditional compilation, and `enable subgroups;` must not reach a device without the feature.
+//subgroups: enable subgroups;
+
 struct Params {
   M: u32,
   N: u32,
@@ -26,6 +31,7 @@ override WG: u32 = 128;
 override LANES: u32 = 32;
 override GRID_X: u32 = 32768;
 override W_F16: bool = false;
+override SUBGROUPS: bool = false; // the +subgroups variant: lanes reduce by subgroup shuffles, no barriers
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
@@ -79,8 +85,31 @@ fn swiglu(g: f32, u: f32) -> f32 {
 }
 
 /** Adds up each sum over the LANES invocations of column n; invocation l of the group finishes rows l, l + LANES, …. */
+/** Row m of column n from its three sums: the norm's scale, SwiGLU, the store. */
+fn finish(n: u32, m: u32, sums: vec3f) {
+  let rstd = inverseSqrt(sums.z / f32(p.K) + p.eps);
+  y[m * p.N + n] = swiglu(sums.x * rstd, sums.y * rstd);
+}
+
 fn reduce_and_store(n: u32, lid: u32, acc: ptr<function, array<vec3f, MAX_M>>) {
   let lane = lid % LANES;
+  if (SUBGROUPS) {
+    // A group's LANES invocations are consecutive invocations of one subgroup (LANES divides the
+    // subgroup size): a butterfly of shuffles leaves the sums in every one of them.
+    for (var m = 0u; m < MAX_M; m++) {
+      if (m < p.M) {
+        for (var s = LANES / 2u; s > 0u; s >>= 1u) {
+//subgroups:          (*acc)[m] += subgroupShuffleXor((*acc)[m], s);
+        }
+      }
+    }
+    if (n < p.N) {
+      for (var m = lane; m < p.M; m += LANES) {
+        finish(n, m, (*acc)[m]);
+      }
+    }
+    return;
+  }
   for (var m = 0u; m < MAX_M; m++) {
     if (m < p.M) {
       partial[m * WG + lid] = (*acc)[m].x;
@@ -104,8 +133,7 @@ fn reduce_and_store(n: u32, lid: u32, acc: ptr<function, array<vec3f, MAX_M>>) {
   if (n >= p.N) { return; }
   let first = lid - lane;
   for (var m = lane; m < p.M; m += LANES) {
-    let rstd = inverseSqrt(partial[(2u * MAX_M + m) * WG + first] / f32(p.K) + p.eps);
-    y[m * p.N + n] = swiglu(partial[m * WG + first] * rstd, partial[(MAX_M + m) * WG + first] * rstd);
+    finish(n, m, vec3f(partial[m * WG + first], partial[(MAX_M + m) * WG + first], partial[(2u * MAX_M + m) * WG + first]));
   }
 }
 

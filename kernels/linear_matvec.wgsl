@@ -14,12 +14,17 @@
 // Each workgroup computes WG / LANES output columns n (all M rows); the LANES invocations of one
 // column stride over K together — consecutive lanes read consecutive weights, so a column's row of w
 // is read in coalesced runs and every weight is read exactly once — keeping M partial sums each,
-// then add them up in workgroup memory (a tree; no subgroup operations needed).
+// then add them up: a tree in workgroup memory, or (the +subgroups variant) subgroup shuffles.
 //
 // Entry points:
 //   main       any K; one element per lane per step (f16 elements are indexed, rows may start mid-word).
 //   main_vec4  K % 8 == 0 only: a lane reads 16 bytes of w per step (8 halves or 4 f32) and the
 //              matching x as vec4s.
+
+// Lines starting `//subgroups:` are live only in the `+subgroups` variant of this kernel (ops/subgroups.ts
+// strips the marker when the device has `subgroups` and a column's LANES fit in one subgroup): WGSL has
+// no conditional compilation, and `enable subgroups;` must not reach a device without the feature.
+//subgroups: enable subgroups;
 
 struct Params {
   M: u32,
@@ -37,6 +42,7 @@ override GRID_X: u32 = 32768;
 override W_F16: bool = false;
 override HAS_BIAS: bool = false;
 override GELU: bool = false;
+override SUBGROUPS: bool = false; // the +subgroups variant: lanes reduce by subgroup shuffles, no barriers
 override RESIDUAL: bool = false; // y = residual + (LAYER_SCALE ? γ · v : v)
 override LAYER_SCALE: bool = false;
 
@@ -100,6 +106,21 @@ fn store(m: u32, n: u32, acc: f32) {
 /** Sums each row's partials over the LANES invocations of a column; lane 0 writes y. */
 fn reduce_and_store(n: u32, lid: u32, acc: ptr<function, array<f32, MAX_M>>) {
   let lane = lid % LANES;
+  if (SUBGROUPS) {
+    // A column's LANES invocations are consecutive invocations of one subgroup (LANES divides the
+    // subgroup size): a butterfly of shuffles leaves the sum in every one of them.
+    for (var m = 0u; m < MAX_M; m++) {
+      if (m < p.M) {
+        for (var s = LANES / 2u; s > 0u; s >>= 1u) {
+//subgroups:          (*acc)[m] += subgroupShuffleXor((*acc)[m], s);
+        }
+        if (lane == 0u && n < p.N) {
+          store(m, n, (*acc)[m]);
+        }
+      }
+    }
+    return;
+  }
   for (var m = 0u; m < MAX_M; m++) {
     if (m < p.M) {
       partial[m * WG + lid] = (*acc)[m];

@@ -23,6 +23,11 @@
 // Dispatch:  ⌈units / (WG / LANES)⌉ workgroups, folded into [GRID_X, …] (group = wid.x + wid.y · GRID_X).
 // Entry points: `main` (any K) and `main_vec4` (K % 8 == 0: 16-byte loads of w, x and γ).
 
+// Lines starting `//subgroups:` are live only in the `+subgroups` variant of this kernel (ops/subgroups.ts
+// strips the marker when the device has `subgroups` and a column's LANES fit in one subgroup): WGSL has
+// no conditional compilation, and `enable subgroups;` must not reach a device without the feature.
+//subgroups: enable subgroups;
+
 struct Params {
   M: u32,
   K: u32,
@@ -41,6 +46,7 @@ override WG: u32 = 128;
 override LANES: u32 = 32;
 override GRID_X: u32 = 32768;
 override W_F16: bool = false;
+override SUBGROUPS: bool = false; // the +subgroups variant: lanes reduce by subgroup shuffles, no barriers
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
@@ -134,8 +140,54 @@ fn unit_of(wid: vec3u, lid: u32) -> Unit {
  * Adds up each sum over the LANES invocations of a unit; invocation l of the unit then finishes rows
  * l, l + LANES, …: the norm's scale, the rotation, the store.
  */
+/** Row m of a unit from its three sums: the norm's scale, the rotation, the store. */
+fn finish(un: Unit, m: u32, sums: vec3f) {
+  let rstd = inverseSqrt(sums.z / f32(p.K) + p.eps);
+  var y0 = sums.x * rstd;
+  var y1 = sums.y * rstd;
+  if (un.which < 2u) {
+    let sc = sincos_accurate(f32(p.pos + m) * p.invFreq[un.i / 4u][un.i % 4u]);
+    let r0 = y0 * sc.y - y1 * sc.x;
+    let r1 = y1 * sc.y + y0 * sc.x;
+    y0 = r0;
+    y1 = r1;
+  }
+  let half = p.headDim / 2u;
+  if (un.which == 0u) {
+    let at = m * p.qHeads * p.headDim + un.row;
+    q[at] = y0;
+    q[at + half] = y1;
+  } else {
+    let at = (p.pos + m) * p.kvHeads * p.headDim + un.row;
+    if (un.which == 1u) {
+      kCache[at] = y0;
+      kCache[at + half] = y1;
+    } else {
+      vCache[at] = y0;
+      vCache[at + half] = y1;
+    }
+  }
+}
+
 fn reduce_and_store(un: Unit, lid: u32, acc: ptr<function, array<vec3f, MAX_M>>) {
   let lane = lid % LANES;
+  if (SUBGROUPS) {
+    // A group's LANES invocations are consecutive invocations of one subgroup (LANES divides the
+    // subgroup size): a butterfly of shuffles leaves the sums in every one of them.
+    for (var m = 0u; m < MAX_M; m++) {
+      if (m < p.M) {
+        for (var s = LANES / 2u; s > 0u; s >>= 1u) {
+//subgroups:          (*acc)[m] += subgroupShuffleXor((*acc)[m], s);
+        }
+      }
+    }
+    if (un.valid) {
+      for (var m = lane; m < p.M; m += LANES) {
+        finish(un, m, (*acc)[m]);
+      }
+    }
+    return;
+  }
   for (var m = 0u; m < MAX_M; m++) {
     if (m < p.M) {
       partial[m * WG + lid] = (*acc)[m].x;
@@ -159,31 +211,7 @@ fn reduce_and_store(un: Unit, lid: u32, acc: ptr<function, array<vec3f, MAX_M>>)
   if (!un.valid) { return; }
   let first = lid - lane;
   for (var m = lane; m < p.M; m += LANES) {
-    let rstd = inverseSqrt(partial[(2u * MAX_M + m) * WG + first] / f32(p.K) + p.eps);
-    var y0 = partial[m * WG + first] * rstd;
-    var y1 = partial[(MAX_M + m) * WG + first] * rstd;
-    if (un.which < 2u) {
-      let sc = sincos_accurate(f32(p.pos + m) * p.invFreq[un.i / 4u][un.i % 4u]);
-      let r0 = y0 * sc.y - y1 * sc.x;
-      let r1 = y1 * sc.y + y0 * sc.x;
-      y0 = r0;
-      y1 = r1;
-    }
-    let half = p.headDim / 2u;
-    if (un.which == 0u) {
-      let at = m * p.qHeads * p.headDim + un.row;
-      q[at] = y0;
-      q[at + half] = y1;
-    } else {
-      let at = (p.pos + m) * p.kvHeads * p.headDim + un.row;
-      if (un.which == 1u) {
-        kCache[at] = y0;
-        kCache[at + half] = y1;
-      } else {
-        vCache[at] = y0;
-        vCache[at + half] = y1;
-      }
-    }
+    finish(un, m, vec3f(partial[m * WG + first], partial[(MAX_M + m) * WG + first], partial[(2u * MAX_M + m) * WG + first]));
   }
 }
 

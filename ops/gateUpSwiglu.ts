@@ -13,6 +13,7 @@ import type { Tensor } from '../runtime/tensor.js';
 import { linear, linearRef, matvecLanes, MATVEC_MAX_M } from './linear.js';
 import { rmsNorm, rmsNormRef } from './rmsNorm.js';
 import { swiglu, swigluRef } from './swiglu.js';
+import { subgroupKernel } from './subgroups.js';
 import { assertDType, check, grid1d, GRID_X } from './util.js';
 
 const WG = 128;
@@ -43,10 +44,11 @@ export function gateUpSwiglu(gpu: Gpu, x: Tensor, gamma: Tensor, eps: number, wg
   if (M === 0 || N === 0) return y;
   const vec4 = K % 8 === 0 && K > 0;
   const lanes = matvecLanes(K, vec4, wg.dtype === 'f16');
+  const variant = subgroupKernel(gpu, 'gate_up_swiglu', lanes);
   gpu.dispatch({
-    kernel: 'gate_up_swiglu',
+    kernel: variant.kernel,
     entry: vec4 ? 'main_vec4' : 'main',
-    constants: { WG, LANES: lanes, GRID_X, W_F16: wg.dtype === 'f16' ? 1 : 0 },
+    constants: { WG, LANES: lanes, GRID_X, W_F16: wg.dtype === 'f16' ? 1 : 0, SUBGROUPS: variant.SUBGROUPS },
     params: params(['u32', M], ['u32', N], ['u32', K], ['f32', eps]),
     bindings: [x, gamma, wg, wu, y],
     workgroups: grid1d(gpu, N, WG / lanes),

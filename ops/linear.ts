@@ -21,6 +21,7 @@ import ndarray, { type NdArray } from 'ndarray';
 import { params, type Binding, type Gpu } from '../runtime/gpu.js';
 import { numel, storageBytes, type Tensor } from '../runtime/tensor.js';
 import { erfc64 } from './gelu.js';
+import { subgroupKernel } from './subgroups.js';
 import { assertDType, check, gcd, grid1d, GRID_X, lcm } from './util.js';
 
 /** What runs after the product, in the same kernel (the epilogue): y = residual + scale · act(x·wᵀ + bias). */
@@ -102,6 +103,7 @@ export function linearWithBindingLimit(
   const matvec = M <= MATVEC_MAX_M;
   const tiles = vec4 ? TILED_VEC4 : TILED;
   const lanes = matvecLanes(K, vec4, f16);
+  const kernel = matvec ? subgroupKernel(gpu, 'linear_matvec', lanes) : { kernel: 'linear_tiled', SUBGROUPS: 0 };
   const flags = {
     W_F16: f16 ? 1 : 0,
     HAS_BIAS: bias ? 1 : 0,
@@ -126,9 +128,9 @@ export function linearWithBindingLimit(
       const wStart = storageBytes(w.dtype, n0 * K);
       const wSlice = range(w, wStart, storageBytes(w.dtype, n0 * K + cols * K) - wStart);
       gpu.dispatch({
-        kernel: matvec ? 'linear_matvec' : 'linear_tiled',
+        kernel: kernel.kernel,
         entry: vec4 ? 'main_vec4' : 'main',
-        constants: matvec ? { WG: MATVEC_WG, LANES: lanes, GRID_X, ...flags } : { ...tiles, ...flags },
+        constants: matvec ? { WG: MATVEC_WG, LANES: lanes, GRID_X, SUBGROUPS: kernel.SUBGROUPS, ...flags } : { ...tiles, ...flags },
         params: params(['u32', rows], ['u32', cols], ['u32', K], ['u32', N], ['u32', n0]),
         // The kernel never reads a binding its flags leave off (bias, residual, scale); x's slice stands in.
         bindings: [xSlice, wSlice, bias ?? xSlice, ySlice, residual, opts.scale ?? xSlice],

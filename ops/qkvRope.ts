@@ -17,6 +17,7 @@ import { linear, linearRef, matvecLanes, MATVEC_MAX_M } from './linear.js';
 import { rmsNorm, rmsNormRef } from './rmsNorm.js';
 import { rope, ropeInvFreq, ropeRef, ROPE_MAX_HALF } from './rope.js';
 import { writeRows, writeRowsRef } from './rows.js';
+import { subgroupKernel } from './subgroups.js';
 import { assertDType, check, grid1d, GRID_X } from './util.js';
 
 export interface QkvRopeOptions {
@@ -103,10 +104,11 @@ export function qkvRope(gpu: Gpu, x: Tensor, a: QkvOperands<Tensor>, o: QkvRopeO
   const units = (o.heads + 2 * o.kvHeads) * (D / 2);
   const vec4 = K % 8 === 0 && K > 0;
   const lanes = matvecLanes(K, vec4, wDType === 'f16');
+  const variant = subgroupKernel(gpu, 'qkv_rope', lanes);
   gpu.dispatch({
-    kernel: 'qkv_rope',
+    kernel: variant.kernel,
     entry: vec4 ? 'main_vec4' : 'main',
-    constants: { WG, LANES: lanes, GRID_X, W_F16: wDType === 'f16' ? 1 : 0 },
+    constants: { WG, LANES: lanes, GRID_X, W_F16: wDType === 'f16' ? 1 : 0, SUBGROUPS: variant.SUBGROUPS },
     params: block,
     bindings: [x, a.gamma, a.wq, a.wk, a.wv, q, a.kCache, a.vCache],
     workgroups: grid1d(gpu, units, WG / lanes),

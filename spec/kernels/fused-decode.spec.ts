@@ -9,6 +9,7 @@ import ndarray from 'ndarray';
 import { gateUpSwiglu, gateUpSwigluRef } from '../../ops/gateUpSwiglu.js';
 import { MATVEC_MAX_M } from '../../ops/linear.js';
 import { qkvRope, qkvRopeRef, type QkvRopeOptions } from '../../ops/qkvRope.js';
+import { subgroupKernel, subgroupSource } from '../../ops/subgroups.js';
 import { f16ToF32Array, f32ToF16Array } from '../../runtime/half.js';
 import { expectClose, randomNd, testGpu } from '../helpers.js';
 
@@ -109,5 +110,22 @@ describe('gate_up_swiglu: RMSNorm → gate, up → SwiGLU, one dispatch', () => 
       expectClose((await y.read()) as Float32Array, ref.data, { atol: 1e-5 * Math.sqrt(K), rtol: 1e-4 }, 'y');
       [tx, tg, twg, twu, y].forEach((t) => t.dispose());
     });
+  });
+});
+
+describe('subgroup variants of the matrix-vector kernels (ops/subgroups.ts)', () => {
+  it('strips only the //subgroups: markers; the plain kernels hold no live subgroup code', () => {
+    expect(subgroupSource('//subgroups: enable subgroups;\nfn f() {}\n// a comment\n')).to.equal('enable subgroups;\nfn f() {}\n// a comment\n');
+  });
+
+  it('are taken when a column fits one subgroup (lavapipe: subgroups of 8), else the workgroup-memory tree', async () => {
+    const gpu = await testGpu();
+    for (const kernel of ['linear_matvec', 'qkv_rope', 'gate_up_swiglu']) {
+      expect(gpu.kernelSource(kernel)).to.not.match(/^[^/]*subgroup(Add|ShuffleXor)/m);
+      if (!gpu.subgroupMinSize) continue; // an adapter without subgroups runs only the tree (the specs above)
+      expect(subgroupKernel(gpu, kernel, gpu.subgroupMinSize)).to.deep.equal({ kernel: `${kernel}+subgroups`, SUBGROUPS: 1 });
+      expect(subgroupKernel(gpu, kernel, 2 * gpu.subgroupMinSize).SUBGROUPS).to.equal(0);
+      expect(gpu.kernelSource(`${kernel}+subgroups`)).to.match(/^enable subgroups;$/m);
+    }
   });
 });
