@@ -1,5 +1,9 @@
 /**
  * argmax — first index of each row's maximum (greedy decoding).   kernels/argmax.wgsl
+ *
+ * Two dispatches: `chunks` splits each row into chunks of `chunkSize` columns, one workgroup each
+ * (so a 32000-logit row keeps 125 workgroups busy, not one), and `rows` picks each row's winner
+ * among its chunks' candidates. A row that fits one chunk needs only the first.
  */
 import ndarray, { type NdArray } from 'ndarray';
 import { params, type Gpu } from '../runtime/gpu.js';
@@ -7,6 +11,30 @@ import type { Tensor } from '../runtime/tensor.js';
 import { assertDType, check } from './util.js';
 
 const WG = 256;
+/** Columns per workgroup in the first pass: one per invocation until a row would need more than MAX_CHUNKS chunks. */
+const MAX_CHUNKS = 128;
+
+/** How a row of n columns is split: chunkSize columns per workgroup, chunks = ⌈n / chunkSize⌉. */
+export function argmaxChunks(n: number): { chunkSize: number; chunks: number } {
+  const chunkSize = WG * Math.max(1, Math.ceil(n / (WG * MAX_CHUNKS)));
+  return { chunkSize, chunks: Math.ceil(n / chunkSize) };
+}
+
+/** One compute pipeline an op records: what `gpu.pipeline(kernel, entry, constants)` compiles. */
+export interface PipelineSpec {
+  kernel: string;
+  entry: string;
+  constants: Record<string, number>;
+}
+
+/** The pipelines argmax uses, for compiling them at model load (nothing compiles during generation). */
+export function argmaxPipelines(): PipelineSpec[] {
+  const constants = { WG, NON_FINITE: NON_FINITE_ID };
+  return [
+    { kernel: 'argmax', entry: 'chunks', constants },
+    { kernel: 'argmax', entry: 'rows', constants },
+  ];
+}
 
 /**
  * The id argmax and sample return for logits that hold a NaN or +Inf (flagged by the same
@@ -24,14 +52,15 @@ export function argmax(gpu: Gpu, x: Tensor): Tensor {
   check('argmax', x.shape.length === 2 && x.shape[1] > 0, `x must be [R, N] with N > 0, got [${x.shape}]`);
   assertDType('argmax', x, 'x', 'f32');
   const [rows, n] = x.shape;
+  check('argmax', rows <= gpu.limits.maxComputeWorkgroupsPerDimension, `${rows} rows exceed ${gpu.limits.maxComputeWorkgroupsPerDimension} workgroups per dimension`);
+  const { chunkSize, chunks } = argmaxChunks(n);
+  const [pass1, pass2] = argmaxPipelines();
+  const p = params(['u32', rows], ['u32', n], ['u32', chunks], ['u32', chunkSize]);
   const out = gpu.empty([rows], 'u32');
-  gpu.dispatch({
-    kernel: 'argmax',
-    constants: { WG, NON_FINITE: NON_FINITE_ID },
-    params: params(['u32', rows], ['u32', n]),
-    bindings: [x, out],
-    workgroups: [rows],
-  });
+  const parts = gpu.empty([chunks > 1 ? rows * chunks * 2 : 1], 'u32', 'argmax-parts'); // (value bits, index) per chunk
+  gpu.dispatch({ ...pass1, params: p, bindings: [parts, out, x], workgroups: [chunks, rows] });
+  if (chunks > 1) gpu.dispatch({ ...pass2, params: p, bindings: [parts, out], workgroups: [rows] });
+  parts.dispose(); // safe: later users of the buffer are ordered after these dispatches
   return out;
 }
 
