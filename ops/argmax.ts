@@ -11,12 +11,14 @@ import type { Tensor } from '../runtime/tensor.js';
 import { assertDType, check } from './util.js';
 
 const WG = 256;
-/** Columns per workgroup in the first pass: one per invocation until a row would need more than MAX_CHUNKS chunks. */
-const MAX_CHUNKS = 128;
-
-/** How a row of n columns is split: chunkSize columns per workgroup, chunks = ⌈n / chunkSize⌉. */
-export function argmaxChunks(n: number): { chunkSize: number; chunks: number } {
-  const chunkSize = WG * Math.max(1, Math.ceil(n / (WG * MAX_CHUNKS)));
+/**
+ * How a row of n columns is split: chunkSize columns per workgroup (a multiple of WG), chunks = ⌈n / chunkSize⌉.
+ * Default: 256 columns per chunk on a GPU (125 workgroups per 32000-column row), at most 128 chunks;
+ * one chunk (one dispatch) on a software rasteriser, where extra workgroups cost more than they save.
+ */
+export function argmaxChunks(gpu: Gpu, n: number, chunkSize?: number): { chunkSize: number; chunks: number } {
+  chunkSize ??= gpu.summary.architecture === 'software' ? WG * Math.ceil(n / WG) : WG * Math.max(1, Math.ceil(n / (WG * 128)));
+  check('argmax', Number.isInteger(chunkSize) && chunkSize > 0 && chunkSize % WG === 0, `chunkSize must be a positive multiple of ${WG}, got ${chunkSize}`);
   return { chunkSize, chunks: Math.ceil(n / chunkSize) };
 }
 
@@ -47,13 +49,16 @@ export function nanOrPosInf(v: number): boolean {
   return Number.isNaN(v) || v === Infinity;
 }
 
-/** x [R, N] f32 → u32 [R]: for each row the lowest index holding its maximum (NON_FINITE_ID for a row with NaN / +Inf). */
-export function argmax(gpu: Gpu, x: Tensor): Tensor {
+/**
+ * x [R, N] f32 → u32 [R]: for each row the lowest index holding its maximum (NON_FINITE_ID for a row
+ * with NaN / +Inf). `chunkSize`: columns per workgroup of the first pass (default `argmaxChunks`).
+ */
+export function argmax(gpu: Gpu, x: Tensor, options: { chunkSize?: number } = {}): Tensor {
   check('argmax', x.shape.length === 2 && x.shape[1] > 0, `x must be [R, N] with N > 0, got [${x.shape}]`);
   assertDType('argmax', x, 'x', 'f32');
   const [rows, n] = x.shape;
   check('argmax', rows <= gpu.limits.maxComputeWorkgroupsPerDimension, `${rows} rows exceed ${gpu.limits.maxComputeWorkgroupsPerDimension} workgroups per dimension`);
-  const { chunkSize, chunks } = argmaxChunks(n);
+  const { chunkSize, chunks } = argmaxChunks(gpu, n, options.chunkSize);
   const [pass1, pass2] = argmaxPipelines();
   const p = params(['u32', rows], ['u32', n], ['u32', chunks], ['u32', chunkSize]);
   const out = gpu.empty([rows], 'u32');
