@@ -180,26 +180,35 @@ fn thresholdSorted(lid: u32, c: u32, m: f32, certain: f32, all: f32, before: u32
       workgroupBarrier();
     }
   }
-  let kth = select(c - 1u, p.topK - before - 1u, truncK);
-  if (!truncP) { return keys[kth]; }
-  // running mass over positions 0 … kth, in blocks of `per` positions per invocation
-  let per = (kth + WG) / WG;
-  let s0 = min(lid * per, kth + 1u);
-  let s1 = min(s0 + per, kth + 1u);
+  let kthKey = keys[select(c - 1u, p.topK - before - 1u, truncK)];
+  if (!truncP) { return kthKey; }
+  // the kept positions 0 … last: the k-th value's ties after it are kept too
+  if (lid == 0u) { atomicStore(&pick, 0u); }
+  workgroupBarrier();
+  for (var s = lid; s < c; s += WG) {
+    if (keys[s] >= kthKey) { atomicMax(&pick, s); }
+  }
+  workgroupBarrier();
+  if (lid == 0u) { sharedU = atomicLoad(&pick); }
+  let last = workgroupUniformLoad(&sharedU);
+  // running mass over positions 0 … last, in blocks of `per` positions per invocation
+  let per = (last + WG) / WG;
+  let s0 = min(lid * per, last + 1u);
+  let s1 = min(s0 + per, last + 1u);
   var own = 0.0;
   for (var s = s0; s < s1; s++) { own += exp(keyValue(keys[s]) - m); }
   let excl = scanF(lid, own).x;
   var total = all;
   if (truncK) {
-    if (s0 <= kth && kth < s1) {
+    if (s0 <= last && last < s1) {
       var run = excl;
-      for (var s = s0; s <= kth; s++) { run += exp(keyValue(keys[s]) - m); }
+      for (var s = s0; s <= last; s++) { run += exp(keyValue(keys[s]) - m); }
       sharedF = certain + run;
     }
     total = workgroupUniformLoad(&sharedF);
   }
   let needed = p.topP * total;
-  if (lid == 0u) { atomicStore(&pick, kth); }
+  if (lid == 0u) { atomicStore(&pick, last); }
   workgroupBarrier();
   var run = excl;
   for (var s = s0; s < s1; s++) {
