@@ -27,6 +27,10 @@ const SHARED: { helper: string; kernels: string[] }[] = [
   { helper: 'erfc_pos', kernels: ['linear_matvec', 'linear_tiled'] }, //                         the fused GELU's erfc
   { helper: 'gelu', kernels: ['linear_matvec', 'linear_tiled'] },
   { helper: 'segment_sum', kernels: ['layer_norm', 'rms_norm'] }, //                              row reductions
+  { helper: 'nanOrPosInf', kernels: ['argmax', 'sample_scan'] }, //                             the NON_FINITE flag
+  { helper: 'globalRange', kernels: ['sample_histogram', 'sample_gather'] }, //                   sampling's bins
+  { helper: 'binWidth', kernels: ['sample_histogram', 'sample_gather'] },
+  { helper: 'binOf', kernels: ['sample_histogram', 'sample_gather'] },
 ];
 
 describe('shared WGSL helpers are identical in every kernel that carries them', () => {
