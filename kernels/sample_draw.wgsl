@@ -11,7 +11,8 @@
 //          per chunk the kept mass (certain_g + its kept candidates), a prefix sum over chunks picks
 //          the chunk, a prefix sum over its elements the token. Rounding can leave u · total past
 //          the last partial sum: then the last kept token with a non-zero mass wins.
-//   NaN or +Inf logits (flagged by dispatch 1) give token = NON_FINITE.
+//   NaN or +Inf logits (flagged by dispatch 1) give token = NON_FINITE; all z = −Inf gives n − 1 (as
+//   the reference, whose probabilities are then NaN).
 // Up to CAP candidates are sorted in workgroup memory (bitonic, descending); more (a vocabulary
 // whose values crowd one bin, e.g. all equal) fall back to a radix select over the candidates in
 // storage: the threshold key built bit by bit, each bit one counting (or mass) pass.
@@ -51,6 +52,7 @@ const R_CAND: u32 = 3u;
 const R_CERTAIN: u32 = 4u;
 const R_ALL: u32 = 5u;
 const R_CERTAIN_COUNT: u32 = 6u;
+const R_FINITE: u32 = 7u;
 const H_LO: u32 = 0u;
 const H_HI: u32 = 1u;
 const H_BEFORE: u32 = 2u;
@@ -249,18 +251,21 @@ fn main(@builtin(local_invocation_index) lid: u32) {
   // 1. the records of the chunks (chunks ≤ WG: invocation g reads chunk g)
   var localMax = -F32_MAX;
   var flag = 0u;
+  var finite = 0u;
   var count = 0u;
   var certain = 0.0;
   var all = 0.0;
   if (lid < p.chunks) {
     localMax = bitcast<f32>(record(lid, R_MAX));
     flag = record(lid, R_FLAG);
+    finite = record(lid, R_FINITE);
     count = record(lid, R_CAND);
     certain = bitcast<f32>(record(lid, R_CERTAIN));
     all = bitcast<f32>(record(lid, R_ALL));
   }
   let m = maxF(lid, localMax);
   let flagged = sumU(lid, flag) != 0u;
+  let noneFinite = sumU(lid, finite) == 0u;
   let certainSum = sumF(lid, certain);
   let allSum = sumF(lid, all);
   // where each chunk's candidates start (exclusive prefix of the counts), and how many there are
@@ -284,7 +289,7 @@ fn main(@builtin(local_invocation_index) lid: u32) {
   let truncK = p.topK > 0u && p.topK < p.n;
   let truncP = p.topP < 1.0;
   var threshold = 0u;   // keeps everything
-  if (lo <= hi) {
+  if (lo <= hi && c > 0u) {
     if (c <= CAP) {
       threshold = thresholdSorted(lid, c, m, certainSum, allSum, before, truncK, truncP);
     } else {
@@ -377,6 +382,8 @@ fn main(@builtin(local_invocation_index) lid: u32) {
     let a = atomicLoad(&lastA);
     let fallback = select(max(atomicLoad(&lastB), 1u) - 1u, a - 1u, a > 0u);
     let chosen = atomicLoad(&pick);
-    token[0] = select(select(chosen, fallback, chosen == NONE), NON_FINITE, flagged);
+    // every z −Inf: no softmax exists (the reference's probabilities are all NaN); it takes the last id
+    let drawn = select(select(chosen, fallback, chosen == NONE), p.n - 1u, noneFinite);
+    token[0] = select(drawn, NON_FINITE, flagged);
   }
 }

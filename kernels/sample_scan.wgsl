@@ -3,7 +3,8 @@
 //
 //   z_i = logits_i / temperature, except for ids in `recent` (HF RepetitionPenaltyLogitsProcessor):
 //         z_i = (logits_i > 0 ? logits_i / penalty : logits_i · penalty) / temperature
-//   record g: max z, min finite z, and whether the chunk's logits hold a NaN or +Inf
+//   record g: max z, min finite z, whether the chunk's logits hold a NaN or +Inf, whether it holds a
+//   finite z
 //
 // It also zeroes the histogram that dispatch 2 accumulates into (dispatches in one pass are ordered).
 //
@@ -41,12 +42,14 @@ const RECORD: u32 = 8u;
 const R_MAX: u32 = 0u;     // f32 bits: max z of the chunk
 const R_MIN: u32 = 1u;     // f32 bits: min finite z of the chunk
 const R_FLAG: u32 = 2u;    // 1: the chunk's logits hold a NaN or +Inf
+const R_FINITE: u32 = 7u;  // 1: the chunk holds a finite z
 
 const F32_MAX: f32 = 0x1.fffffep+127f;
 
 var<workgroup> redMax: array<f32, WG>;
 var<workgroup> redMin: array<f32, WG>;
 var<workgroup> nonFinite: atomic<u32>;   // workgroup memory starts zeroed
+var<workgroup> anyFinite: atomic<u32>;
 
 /** NaN or +Inf, from the bits (a compiler may fold `v != v` away). */
 fn nanOrPosInf(v: f32) -> bool {
@@ -79,7 +82,10 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
   for (var i = start + lid; i < end; i += WG) {
     let zi = z[i];
     hi = max(hi, zi);
-    if ((bitcast<u32>(zi) & 0x7f800000u) != 0x7f800000u) { lo = min(lo, zi); }
+    if ((bitcast<u32>(zi) & 0x7f800000u) != 0x7f800000u) {
+      lo = min(lo, zi);
+      atomicOr(&anyFinite, 1u);
+    }
   }
   redMax[lid] = hi;
   redMin[lid] = lo;
@@ -96,6 +102,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
     part[r + R_MAX] = bitcast<u32>(redMax[0]);
     part[r + R_MIN] = bitcast<u32>(redMin[0]);
     part[r + R_FLAG] = atomicLoad(&nonFinite);
+    part[r + R_FINITE] = atomicLoad(&anyFinite);
   }
   for (var k = g * WG + lid; k < 2u * BINS; k += p.chunks * WG) { hist[k] = 0u; }
 }
