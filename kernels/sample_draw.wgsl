@@ -2,7 +2,7 @@
 // top-k / top-p threshold among the candidates of dispatch 3, then the inverse CDF.
 //
 //   m = max z; certain = Σ_g certain_g (tokens above every candidate), all = Σ_g all_g
-//   top-k: kth = the (k − before)-th largest candidate (before = tokens in bins < lo); T = certain +
+//   top-k: kth = the (k − before)-th largest candidate (before = Σ_g certainCount_g); T = certain +
 //          Σ_{candidates ≥ kth} e^(z − m); without top-k T = all
 //   top-p: τ = the largest candidate value with certain + Σ_{candidates ≥ τ} e^(z − m) ≥ p · T
 //          (walking the candidates from the largest, the first position whose running mass reaches
@@ -55,7 +55,6 @@ const R_CERTAIN_COUNT: u32 = 6u;
 const R_FINITE: u32 = 7u;
 const H_LO: u32 = 0u;
 const H_HI: u32 = 1u;
-const H_BEFORE: u32 = 2u;
 
 const F32_MAX: f32 = 0x1.fffffep+127f;
 const NONE: u32 = 0xffffffffu;
@@ -252,6 +251,7 @@ fn main(@builtin(local_invocation_index) lid: u32) {
   var localMax = -F32_MAX;
   var flag = 0u;
   var finite = 0u;
+  var certainCount = 0u;
   var count = 0u;
   var certain = 0.0;
   var all = 0.0;
@@ -259,6 +259,7 @@ fn main(@builtin(local_invocation_index) lid: u32) {
     localMax = bitcast<f32>(record(lid, R_MAX));
     flag = record(lid, R_FLAG);
     finite = record(lid, R_FINITE);
+    certainCount = record(lid, R_CERTAIN_COUNT);
     count = record(lid, R_CAND);
     certain = bitcast<f32>(record(lid, R_CERTAIN));
     all = bitcast<f32>(record(lid, R_ALL));
@@ -285,7 +286,7 @@ fn main(@builtin(local_invocation_index) lid: u32) {
   // 2. the threshold
   let lo = part[H_LO];
   let hi = part[H_HI];
-  let before = part[H_BEFORE];
+  let before = sumU(lid, certainCount);   // tokens above every candidate (dispatch 3's own bins)
   let truncK = p.topK > 0u && p.topK < p.n;
   let truncP = p.topP < 1.0;
   var threshold = 0u;   // keeps everything

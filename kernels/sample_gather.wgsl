@@ -14,10 +14,11 @@
 //   top-k only: lo = hi = kb.     Neither: lo = BINS (every token certain, no candidates).
 // Tokens in bins < lo are above the threshold: kept for sure. Tokens in bins lo … hi are candidates.
 // Per chunk g (the record of dispatch 1):
+//   (bins as in dispatch 2, with its 1 / width from the header; unused when nothing is truncated)
 //   certain = Σ_{bin < lo} e^(z − m),  all = Σ e^(z − m),  certainCount,  candidates: their z, in index
 //   order, at cand[g · chunkSize …] (an ordered compaction: each invocation counts the candidates of
 //   its contiguous block, a prefix sum over the workgroup says where each block writes).
-// Workgroup 0 writes (lo, hi, #tokens in bins < lo) to the header.
+// Workgroup 0 writes (lo, hi) to the header.
 //
 // Bindings:  @0 uniform Params   @1 z: f32[n]   @2 part: u32[HEADER + RECORD · chunks]
 //            @3 hist: u32[2 · BINS]   @4 cand: u32[chunks · chunkSize] (f32 bits)
@@ -56,7 +57,7 @@ const R_ALL: u32 = 5u;       // f32 bits
 const R_CERTAIN_COUNT: u32 = 6u;
 const H_LO: u32 = 0u;
 const H_HI: u32 = 1u;
-const H_BEFORE: u32 = 2u;    // tokens in bins < lo
+const H_INV_WIDTH: u32 = 3u; // 1 / bin width (f32 bits), from dispatch 2
 
 const F32_MAX: f32 = 0x1.fffffep+127f;
 const SPAN: f32 = 64.0;
@@ -93,14 +94,9 @@ fn globalRange(lid: u32) -> vec2f {
   return r;
 }
 
-/** Width of one bin: the finite range of z below m (at most SPAN) over BINS. */
-fn binWidth(m: f32, lo: f32) -> f32 {
-  return max(min(m - lo, SPAN), 1e-30) / f32(BINS);
-}
-
-/** The bin of z: ⌊(m − z) / width⌋, capped at BINS − 1 (also for −Inf and NaN). */
-fn binOf(zi: f32, m: f32, width: f32) -> u32 {
-  let d = (m - zi) / width;
+/** The bin of z: ⌊(m − z) · scale⌋, capped at BINS − 1 (also for −Inf and NaN). */
+fn binOf(zi: f32, m: f32, scale: f32) -> u32 {
+  let d = (m - zi) * scale;
   return select(BINS - 1u, u32(d), d < f32(BINS - 1u));
 }
 
@@ -121,7 +117,7 @@ fn exclusiveScan(lid: u32, x: u32) -> vec2u {
 }
 
 /** cumCount / cumMass: inclusive prefix sums of the histogram over bins (each invocation owns BINS / WG bins). */
-fn prefixBins(lid: u32, width: f32) {
+fn prefixBins(lid: u32, scale: f32) {
   let per = BINS / WG;
   let b0 = lid * per;
   var count = 0u;
@@ -129,7 +125,7 @@ fn prefixBins(lid: u32, width: f32) {
   let before = exclusiveScan(lid, count).x;
   // masses: the same blocked scan in f32 (a second pass over the invocations' totals)
   var mass = 0.0;
-  for (var b = b0; b < b0 + per; b++) { mass += f32(hist[BINS + b]) / p.fixedOne * exp(-f32(b) * width); }
+  for (var b = b0; b < b0 + per; b++) { mass += f32(hist[BINS + b]) / p.fixedOne * exp(-f32(b) / scale); }
   redMax[lid] = mass;
   workgroupBarrier();
   for (var s = 1u; s < WG; s *= 2u) {
@@ -143,7 +139,7 @@ fn prefixBins(lid: u32, width: f32) {
   var runCount = before;
   for (var b = b0; b < b0 + per; b++) {
     runCount += hist[b];
-    runMass += f32(hist[BINS + b]) / p.fixedOne * exp(-f32(b) * width);
+    runMass += f32(hist[BINS + b]) / p.fixedOne * exp(-f32(b) / scale);
     cumCount[b] = runCount;
     cumMass[b] = runMass;
   }
@@ -172,16 +168,15 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
   let g = wid.x;
   let range = globalRange(lid);
   let m = range.x;
-  let width = binWidth(m, range.y);
+  let scale = bitcast<f32>(part[H_INV_WIDTH]);   // dispatch 2's, so every token lands in the same bin
 
   // 1. which bins hold the threshold
   let truncK = p.topK > 0u && p.topK < p.n;
   let truncP = p.topP < 1.0;
   var lo = BINS;
   var hi = 0u;
-  var before = p.n;
   if (truncK || truncP) {
-    prefixBins(lid, width);
+    prefixBins(lid, scale);
     var kb = BINS - 1u;
     if (truncK) { kb = firstBinReaching(lid, false, p.topK, 0.0); }
     if (truncP) {
@@ -194,7 +189,6 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
       lo = kb;
       hi = kb;
     }
-    before = select(0u, cumCount[max(lo, 1u) - 1u], lo > 0u);
   }
 
   // 2. this chunk, in contiguous blocks per invocation: certain mass, all mass, candidates
@@ -211,7 +205,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
     let zi = z[i];
     let w = exp(zi - m);
     all += w;
-    let b = binOf(zi, m, width);
+    let b = binOf(zi, m, scale);
     if (b < lo) {
       certain += w;
       certainCount++;
@@ -227,7 +221,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
     var at = start + slot.x;
     for (var i = b0; i < b1 && mine > 0u; i++) {
       let zi = z[i];
-      let b = binOf(zi, m, width);
+      let b = binOf(zi, m, scale);
       if (b >= lo && b <= hi) {
         cand[at] = bitcast<u32>(zi);
         at++;
@@ -255,7 +249,6 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
     if (g == 0u) {
       part[H_LO] = lo;
       part[H_HI] = hi;
-      part[H_BEFORE] = before;
     }
   }
 }

@@ -29,7 +29,6 @@ const SHARED: { helper: string; kernels: string[] }[] = [
   { helper: 'segment_sum', kernels: ['layer_norm', 'rms_norm'] }, //                              row reductions
   { helper: 'nanOrPosInf', kernels: ['argmax', 'sample_scan'] }, //                             the NON_FINITE flag
   { helper: 'globalRange', kernels: ['sample_histogram', 'sample_gather'] }, //                   sampling's bins
-  { helper: 'binWidth', kernels: ['sample_histogram', 'sample_gather'] },
   { helper: 'binOf', kernels: ['sample_histogram', 'sample_gather'] },
 ];
 
