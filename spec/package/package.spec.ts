@@ -145,6 +145,16 @@ export async function inWorker(url: string): Promise<number> {
     }
   });
 
+  it('esbuild bundles it for browsers without options (no Node built-in, no Dawn, no externals needed)', async () => {
+    await writeFile(join(app, 'browser.mjs'), `import { ConvLlava } from 'convllava';\nimport { WorkerEngine } from 'convllava/worker';\nconsole.log(ConvLlava, WorkerEngine);\n`);
+    const { build } = await import('esbuild');
+    const result = await build({ absWorkingDir: app, entryPoints: ['browser.mjs'], bundle: true, splitting: true, format: 'esm', platform: 'browser', outdir: 'out-esbuild', write: false, metafile: true, logLevel: 'silent' });
+    const inputs = Object.keys(result.metafile.inputs);
+    expect(inputs.some((f) => f.includes('convllava/dist/llm/pipeline.js'))).to.equal(true);
+    expect(inputs.filter((f) => /node_modules\/webgpu\//.test(f))).to.deep.equal([]);
+    expect(inputs).to.include('node_modules/convllava/dist/browser/jpeg-turbo.js');
+  });
+
   it('the convllava bin runs without tsx', async () => {
     const r = run(join(app, 'node_modules/.bin/convllava'), ['--help'], app);
     expect(r.status, r.out).to.equal(0);
