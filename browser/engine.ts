@@ -58,6 +58,8 @@ interface Pending {
 export class WorkerEngine {
   private nextId = 1;
   private readonly pending = new Map<number, Pending>();
+  /** Why the worker can no longer answer (it failed to start, crashed or was terminated). */
+  private dead: Error | null = null;
 
   private constructor(
     private readonly port: EnginePort,
@@ -81,14 +83,19 @@ export class WorkerEngine {
   /** An engine on a Node worker thread (browser/node-worker.js). */
   static async createNode(): Promise<WorkerEngine> {
     const { Worker: NodeWorker } = await import('node:worker_threads');
-    // From the sources under tsx (this checkout) the entry is the .ts file; the worker inherits tsx's --import.
-    const w = new NodeWorker(new URL(import.meta.url.endsWith('.ts') ? './node-worker.ts' : './node-worker.js', import.meta.url));
+    // From the sources (this checkout, under tsx) the entry is the .ts file, and the thread registers tsx first.
+    const fromSources = import.meta.url.endsWith('.ts');
+    const entry = new URL(fromSources ? './node-worker.ts' : './node-worker.js', import.meta.url);
+    const w = fromSources
+      ? new NodeWorker(`import('tsx/esm/api').then((tsx) => { tsx.register(); return import(${JSON.stringify(entry.href)}); });`, { eval: true })
+      : new NodeWorker(entry);
     const port: EnginePort = {
       postMessage: (message, transfer) => w.postMessage(message, transfer as never),
       addEventListener: (_type, listener) => w.on('message', (data) => listener({ data })),
     };
     const engine = new WorkerEngine(port, () => void w.terminate());
-    w.on('error', (e) => engine.fail(e));
+    w.on('error', (e) => engine.fail(new Error(`the convllava worker thread failed: ${e.message}`)));
+    w.on('exit', (code) => engine.fail(new Error(`the convllava worker thread exited (code ${code})`)));
     return engine;
   }
 
@@ -167,6 +174,7 @@ export class WorkerEngine {
 
   private call(make: (id: number) => ToWorker, extra: Omit<Pending, 'resolve' | 'reject'> & { signal?: AbortSignal } = {}): Promise<unknown> {
     const { signal, ...callbacks } = extra;
+    if (this.dead) return Promise.reject(this.dead);
     if (signal?.aborted) return Promise.reject(abortError(signal));
     const id = this.nextId++;
     return new Promise((resolve, reject) => {
@@ -215,6 +223,7 @@ export class WorkerEngine {
   }
 
   private fail(error: Error): void {
+    this.dead ??= error;
     for (const p of this.pending.values()) p.reject(error);
     this.pending.clear();
   }
