@@ -102,7 +102,9 @@ export class WorkerEngine {
   /** Loads a model folder in the worker; a string is a URL (a path in Node). */
   load(source: ModelSource | string, options: EngineLoadOptions & { onProgress?: (p: EngineProgress) => void } = {}): Promise<EngineModelInfo> {
     const { onProgress, ...rest } = options;
-    const src: ModelSource = typeof source === 'string' ? (isNodeRuntime() ? { path: source } : { url: source }) : source;
+    let src: ModelSource = typeof source === 'string' ? (isNodeRuntime() ? { path: source } : { url: source }) : source;
+    // A relative URL means relative to this page, not to the worker's script.
+    if ('url' in src) src = { ...src, url: pageUrl(src.url) };
     return this.call((id) => ({ type: 'load', id, source: src, options: rest }), { onProgress }) as Promise<EngineModelInfo>;
   }
 
@@ -238,13 +240,18 @@ function isNodeRuntime(): boolean {
   return typeof process !== 'undefined' && !!process.versions?.node;
 }
 
+/** `url` resolved against the page (a worker would resolve it against its own script). */
+function pageUrl(url: string): string {
+  return typeof location !== 'undefined' ? new URL(url, location.href).href : url;
+}
+
 function abortError(signal: AbortSignal): Error {
   return signal.reason instanceof Error ? signal.reason : new DOMException('The operation was aborted.', 'AbortError');
 }
 
 async function toEngineImage(image: WorkerImage | undefined): Promise<EngineImage | undefined> {
   if (image === undefined) return undefined;
-  if (typeof image === 'string' || image instanceof URL) return { url: String(image) };
+  if (typeof image === 'string' || image instanceof URL) return { url: isNodeRuntime() ? String(image) : pageUrl(String(image)) };
   if (image instanceof Uint8Array) return image;
   if (image instanceof ArrayBuffer) return new Uint8Array(image);
   if (typeof Blob !== 'undefined' && image instanceof Blob) return new Uint8Array(await image.arrayBuffer());

@@ -2,7 +2,7 @@
  * Browser tests in headless Chromium (npm run test:browser; CI runs it after npm test). Needs a
  * Chromium (Debian: apt-get install chromium) driven by playwright-core, a dev dependency.
  *
- *   tsx scripts/browser-test.ts [--only web,smoke,vite] [--chromium PATH] [--screenshots DIR]
+ *   tsx scripts/browser-test.ts [--only web,smoke,vite,script] [--chromium PATH] [--screenshots DIR]
  *
  *   web     the web app (dist-web/): loads the embedded shapes model (downloaded: progress in bytes),
  *           answers about a dropped PNG and a dropped JPEG — the right answers —, while a long-task
@@ -14,6 +14,8 @@
  *   vite    the packed npm tarball installed into a scratch Vite app (plain JS, no Vite config),
  *           built with `vite build` and served: its worker engine (convllava/worker) answers about a
  *           JPEG, so Vite has found the worker, the kernels and the JPEG wasm by itself.
+ *   script  a plain page with `<script type="module">` importing the package's prebuilt browser
+ *           bundle (dist/web/engine.js), no bundler: the worker engine answers about a PNG.
  *
  * WebGPU in headless Chromium here (Chromium 156, no GPU): `--enable-unsafe-webgpu` is enough; Dawn
  * picks Chromium's own SwiftShader Vulkan (adapter "google / swiftshader"; Mesa's lavapipe is not
@@ -27,6 +29,7 @@ import { parseArgs } from 'node:util';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { ROOT } from './build-browser.js';
 import { serve } from './serve.js';
+import { buildPackage } from './build-package.js';
 import { buildWeb } from './web.js';
 
 export const CHROMIUM_FLAGS = ['--enable-unsafe-webgpu', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'];
@@ -182,10 +185,51 @@ try {
   }
 }
 
+async function testPlainScript(browser: Browser): Promise<void> {
+  await buildPackage();
+  const site = await mkdtemp(join(tmpdir(), 'convllava-script-'));
+  try {
+    await cp(join(ROOT, 'dist/web'), join(site, 'convllava'), { recursive: true });
+    await cp(join(ROOT, 'dist/models/convllava-shapes'), join(site, 'model'), { recursive: true });
+    await writeFile(
+      join(site, 'index.html'),
+      `<!doctype html><title>script: running</title><pre id="out"></pre>
+<script type="module">
+  import { WorkerEngine } from './convllava/engine.js';
+  const out = document.getElementById('out');
+  try {
+    const engine = WorkerEngine.create();
+    await engine.load('./model/');
+    const r = await engine.generate({ image: './model/samples/sample1.png', prompt: 'How many shapes are there?' });
+    out.textContent = r.text;
+  } catch (e) {
+    out.textContent = 'ERROR ' + e.message;
+  }
+  document.title = 'script: done';
+</script>
+`,
+    );
+    const server = await serve({ root: site });
+    const page = await browser.newPage();
+    try {
+      page.on('pageerror', (e) => console.log(`    [page error] ${e.message}`));
+      await page.goto(server.url);
+      await page.waitForFunction(() => document.title === 'script: done', undefined, { timeout: 300_000 });
+      const text = (await page.textContent('#out'))!;
+      check(text === 'Three.', `plain <script type="module"> on dist/web/ (no bundler): worker engine answers about a PNG → ${JSON.stringify(text)}`);
+    } finally {
+      await page.close();
+      await server.close();
+    }
+  } finally {
+    await rm(site, { recursive: true, force: true });
+  }
+}
+
 async function main(): Promise<void> {
   const { values } = parseArgs({
     options: {
-      only: { type: 'string', default: 'web,smoke,vite' },
+      only: { type: 'string', default: 'web,smoke,vite,script' },
       chromium: { type: 'string', default: process.env.CHROMIUM ?? '/usr/bin/chromium' },
       screenshots: { type: 'string', default: join(ROOT, 'out') },
     },
@@ -203,6 +247,7 @@ async function main(): Promise<void> {
     if (only.includes('web')) await testWebApp(browser, values.screenshots!);
     if (only.includes('smoke')) await testSmoke(browser);
     if (only.includes('vite')) await testVite(browser);
+    if (only.includes('script')) await testPlainScript(browser);
   } finally {
     await browser.close();
   }

@@ -56,7 +56,7 @@ describe('npm package (packed tarball in a scratch project)', function () {
   it(`holds the library, the CLI and the demo model only, ≤ ${MAX_UNPACKED / 1e6} MB unpacked`, () => {
     const paths = pack.files.map((f) => f.path);
     expect(pack.unpackedSize).to.be.at.most(MAX_UNPACKED);
-    for (const p of ['package.json', 'bin/convllava.mjs', 'dist/index.js', 'dist/index.d.ts', 'dist/browser/engine.js', 'dist/browser/worker.js', 'dist/browser/jpeg-turbo.wasm', 'dist/kernels/linear_tiled.wgsl', 'dist/models/convllava-shapes/model.safetensors', 'dist/models/convllava-shapes/vision_tower/model.safetensors', 'dist/models/convllava-shapes/samples/sample2.jpg', 'dist/cli/main.js']) {
+    for (const p of ['package.json', 'bin/convllava.mjs', 'dist/index.js', 'dist/index.d.ts', 'dist/browser/engine.js', 'dist/browser/worker.js', 'dist/browser/jpeg-turbo.wasm', 'dist/kernels/linear_tiled.wgsl', 'dist/models/convllava-shapes/model.safetensors', 'dist/models/convllava-shapes/vision_tower/model.safetensors', 'dist/models/convllava-shapes/samples/sample2.jpg', 'dist/cli/main.js', 'dist/web/engine.js', 'dist/web/worker.js', 'dist/web/linear_tiled.wgsl']) {
       expect(paths, p).to.include(p);
     }
     const unwanted = paths.filter((p) => /(^|\/)(spec|fixtures|bench\/serve|training|\.ci)\b|golden|\.spec\.|(?<!\.d)\.ts$/.test(p));
