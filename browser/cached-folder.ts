@@ -7,9 +7,10 @@
  *   });
  *   const model = await ConvLlava.load(await Checkpoint.openFrom(reader));
  *
- * Each file the checkpoint opens is fetched whole on first use (its body streamed, counting bytes for
- * `onProgress`), stored under its URL in the cache named `cacheName`, and then read by byte range from
- * the cached Blob (the browser keeps it on disk, so a multi-GB shard is not held in memory). A file
+ * Each file the checkpoint opens is fetched whole on first use, its body streamed straight into the
+ * cache named `cacheName` under its URL (counting bytes for `onProgress`; a cut-off download is
+ * deleted, never kept), then read by byte range from the cached Blob (the browser keeps it on disk,
+ * so a multi-GB shard is not held in memory). A file
  * already in the cache costs no request. Without the Cache API (an insecure origin, a Node worker),
  * files are fetched into memory and nothing is kept; `cached` says which happened.
  */
@@ -118,28 +119,37 @@ export class CachedUrlFolderReader implements ModelFolderReader {
       throw new Error(`${url}: HTTP ${res.status} ${res.statusText}`.trim());
     }
     const total = Number(res.headers.get('content-length') ?? 0);
-    const chunks: Uint8Array<ArrayBuffer>[] = [];
+    const type = res.headers.get('content-type') ?? 'application/octet-stream';
     let loaded = 0;
     this.report(relPath, 0, total, false);
-    const reader = res.body!.getReader();
-    for (;;) {
-      const { done, value } = await reader.read();
-      if (done) break;
-      chunks.push(value);
-      loaded += value.byteLength;
-      this.report(relPath, loaded, total, false);
-    }
-    if (total && loaded !== total) throw new Error(`${url}: got ${loaded} of ${total} bytes (connection cut?)`);
-    const blob = new Blob(chunks, { type: res.headers.get('content-type') ?? 'application/octet-stream' });
-    this.downloaded.push(relPath);
+    // Count the bytes as they flow; with a cache the stream goes straight into it (no copy in memory).
+    const counted = res.body!.pipeThrough(
+      new TransformStream<Uint8Array, Uint8Array>({
+        transform: (chunk, controller) => {
+          loaded += chunk.byteLength;
+          this.report(relPath, loaded, total, false);
+          controller.enqueue(chunk);
+        },
+      }),
+    );
+    const cut = () => new Error(`${url}: got ${loaded} of ${total} bytes (connection cut?)`);
     if (this.cache) {
-      // Stored only once complete, so an interrupted download is never mistaken for the file.
-      await this.cache.put(url, new Response(blob, { headers: { 'content-length': String(blob.size), 'content-type': blob.type } }));
+      await this.cache.put(url, new Response(counted, { headers: total ? { 'content-length': String(total), 'content-type': type } : { 'content-type': type } }));
+      // An interrupted download must not stay in the cache as if it were the file.
+      if (total && loaded !== total) {
+        await this.cache.delete(url);
+        throw cut();
+      }
+      this.downloaded.push(relPath);
       // Read back from the cache: the browser keeps that Blob on disk instead of in this tab's memory.
       const stored = await this.cache.match(url);
-      if (stored) return stored.blob();
+      if (!stored) throw new Error(`${url}: stored in the Cache API but not found there again (storage quota?)`);
+      return stored.blob();
     }
-    return blob;
+    const blob = await new Response(counted).blob();
+    if (total && loaded !== total) throw cut();
+    this.downloaded.push(relPath);
+    return new Blob([blob], { type });
   }
 
   private report(file: string, loaded: number, total: number, fromCache: boolean): void {

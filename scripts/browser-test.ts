@@ -8,7 +8,8 @@
  *           answers about a dropped PNG and a dropped JPEG — the right answers —, while a long-task
  *           observer sees no page-thread task over 100 ms from the model's start to the last answer;
  *           then a reload loads the model from the Cache API (nothing downloaded) and answers about
- *           a picked file. Screenshots of the page land in --screenshots (default out/).
+ *           a picked file; without navigator.gpu the page says there is no WebGPU. Screenshots of
+ *           the page land in --screenshots (default out/).
  *   smoke   browser/index.html: kernels vs their CPU references, preprocessing vs PIL, the tiny
  *           model's 12 greedy ids vs PyTorch (the bundle of npm run build:browser).
  *   vite    the packed npm tarball installed into a scratch Vite app (plain JS, no Vite config),
@@ -113,6 +114,15 @@ async function testWebApp(browser: Browser, shots: string): Promise<void> {
     const picked = await askAndWait(page, 'Is there a red square?', 300_000);
     check(picked.answer === 'No.', `picked JPEG after reload, "Is there a red square?" → ${JSON.stringify(picked.answer)}`);
     await page.screenshot({ path: join(shots, 'web-app-reload.png'), fullPage: true });
+
+    // A browser without WebGPU: the page says so instead of failing somewhere inside.
+    const bare = await context.newPage();
+    await bare.addInitScript(() => delete (Navigator.prototype as { gpu?: unknown }).gpu);
+    await bare.goto(server.url);
+    await waitState(bare, ['no-webgpu', 'ready', 'error'], 60_000);
+    const message = (await bare.textContent('#no-webgpu')) ?? '';
+    check((await bare.isVisible('#no-webgpu')) && /no WebGPU/.test(message), `without navigator.gpu the page says: ${JSON.stringify(message.slice(0, 80))}…`);
+    await bare.screenshot({ path: join(shots, 'web-app-no-webgpu.png') });
   } finally {
     await context.close();
     await server.close();

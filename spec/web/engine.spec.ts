@@ -101,7 +101,9 @@ describe('CachedUrlFolderReader (fake Cache API and fetch)', () => {
     store = new Map();
     const cache = {
       match: async (url: string) => store.get(url)?.clone(),
-      put: async (url: string, res: Response) => void store.set(url, res),
+      // as a browser does: the body is read to its end into the cache
+      put: async (url: string, res: Response) => void store.set(url, new Response(await res.arrayBuffer(), { headers: res.headers })),
+      delete: async (url: string) => store.delete(url),
     };
     (globalThis as unknown as { caches: unknown }).caches = { open: async () => cache, delete: async () => store.clear() };
   });
@@ -130,5 +132,20 @@ describe('CachedUrlFolderReader (fake Cache API and fetch)', () => {
     // only probes for files the folder does not have (a 404 is not cached) reach the network
     expect(fetched.every((u) => u.endsWith('.index.json') || u.includes('pytorch_model'))).to.equal(true, fetched.join(', '));
     await again.close();
+  });
+
+  it('a download cut short is an error and is not kept in the cache', async () => {
+    store.clear();
+    const cutFetch = (async (input: RequestInfo | URL) => {
+      const res = await fakeFetch(input);
+      if (!String(input).endsWith('/model.safetensors')) return res;
+      const bytes = new Uint8Array(await res.arrayBuffer());
+      // the server promised every byte, the connection delivers half
+      return new Response(bytes.subarray(0, bytes.length >> 1), { headers: { 'content-length': String(bytes.length) } });
+    }) as typeof fetch;
+    const reader = await CachedUrlFolderReader.create(base, { fetch: cutFetch });
+    const err = await Checkpoint.openFrom(reader).catch((e: Error) => e);
+    expect(String(err)).to.match(/connection cut/);
+    expect([...store.keys()].some((u) => u.endsWith('/model.safetensors'))).to.equal(false);
   });
 });
