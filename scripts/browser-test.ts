@@ -90,11 +90,15 @@ async function testWebApp(browser: Browser, shots: string): Promise<void> {
     check((await page.getAttribute('body', 'data-model-source')) === 'network', `first visit downloaded it: ${await page.textContent('#load-text')}`);
     const samples = join(ROOT, 'models/convllava-shapes/samples');
 
+    const mark = async (what: string) => console.log(`    ${what} at +${((await page.evaluate(() => performance.now())) - t0).toFixed(0)} ms`);
+    await mark('model ready');
     await dropFile(page, 'sample1.png', 'image/png', await readFile(join(samples, 'sample1.png')));
+    await mark('PNG dropped');
     const png = await askAndWait(page, 'How many shapes are there?', 300_000);
     check(png.answer === 'Three.', `dropped PNG, "How many shapes are there?" → ${JSON.stringify(png.answer)} (${png.stats})`);
     await page.screenshot({ path: join(shots, 'web-app-png.png'), fullPage: true });
 
+    await mark('PNG answered');
     await dropFile(page, 'sample2.jpg', 'image/jpeg', await readFile(join(samples, 'sample2.jpg')));
     const jpg = await askAndWait(page, 'What shape is the yellow one?', 300_000);
     check(jpg.answer === 'Triangle.', `dropped JPEG, "What shape is the yellow one?" → ${JSON.stringify(jpg.answer)} (${jpg.stats})`);
@@ -103,6 +107,7 @@ async function testWebApp(browser: Browser, shots: string): Promise<void> {
     const tasks: { start: number; duration: number }[] = await page.evaluate(() => (globalThis as any).convllavaApp.longTasks);
     const during = tasks.filter((t) => t.start >= t0);
     const longest = during.reduce((m, t) => Math.max(m, t.duration), 0);
+    for (const t of during) console.log(`    long task at +${(t.start - t0).toFixed(0)} ms: ${t.duration.toFixed(0)} ms`);
     const supported = await page.evaluate(() => PerformanceObserver.supportedEntryTypes.includes('longtask'));
     check(supported, 'the long-task observer is supported');
     check(longest <= MAX_TASK_MS, `page thread never blocked > ${MAX_TASK_MS} ms while loading and answering (${during.length} long tasks, longest ${longest.toFixed(0)} ms)`);
