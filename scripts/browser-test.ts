@@ -118,6 +118,9 @@ async function testWebApp(browser: Browser, shots: string): Promise<void> {
     await page.setInputFiles('#image-file', join(samples, 'sample2.jpg'));
     const picked = await askAndWait(page, 'Is there a red square?', 300_000);
     check(picked.answer === 'No.', `picked JPEG after reload, "Is there a red square?" → ${JSON.stringify(picked.answer)}`);
+    const afterReload: { duration: number }[] = await page.evaluate(() => (globalThis as any).convllavaApp.longTasks);
+    const longestAfter = afterReload.reduce((m, t) => Math.max(m, t.duration), 0);
+    check(longestAfter <= MAX_TASK_MS, `after the reload, page thread never blocked > ${MAX_TASK_MS} ms (${afterReload.length} long tasks, longest ${longestAfter.toFixed(0)} ms, page start included)`);
     await page.screenshot({ path: join(shots, 'web-app-reload.png'), fullPage: true });
 
     // A browser without WebGPU: the page says so instead of failing somewhere inside.
