@@ -15,6 +15,8 @@ export class BufferPool {
   peakBytes = 0;
   /** Bytes held by the pool (handed out + free). */
   heldBytes = 0;
+  /** Called just before the pool destroys a buffer (the recorder drops bind groups that use it). */
+  onDestroy: (buffer: GPUBuffer) => void = () => {};
 
   constructor(
     private readonly device: GPUDevice,
@@ -77,6 +79,7 @@ export class BufferPool {
     if (this.exact.delete(buffer)) {
       this.liveBytes -= buffer.size;
       this.heldBytes -= buffer.size;
+      this.onDestroy(buffer);
       buffer.destroy();
       return;
     }
@@ -97,6 +100,7 @@ export class BufferPool {
     for (const list of this.free.values()) {
       for (const b of list) {
         this.heldBytes -= b.size;
+        this.onDestroy(b);
         b.destroy();
       }
     }
