@@ -139,6 +139,11 @@ export class Gpu {
     return this.kernels.pipelineCount;
   }
 
+  /** Every pipeline compiled so far: kernel, entry point and override constants. */
+  compiledPipelines(): { kernel: string; entry: string; constants: Readonly<Record<string, number>> }[] {
+    return this.kernels.compiled();
+  }
+
   /** Compute passes begun since creation (each buffer copy ends one). */
   get passCount(): number {
     return this.recorder.passCount;

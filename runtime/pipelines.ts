@@ -174,6 +174,13 @@ export class KernelLibrary {
     return variant;
   }
 
+  /** Every pipeline compiled so far: kernel, entry point and override constants (specs, reports). */
+  compiled(): { kernel: string; entry: string; constants: Readonly<Record<string, number>> }[] {
+    const out: { kernel: string; entry: string; constants: Readonly<Record<string, number>> }[] = [];
+    for (const rec of this.kernels.values()) for (const list of rec.variants.values()) for (const v of list) out.push({ kernel: v.kernel, entry: v.entry, constants: v.constants });
+    return out;
+  }
+
   /**
    * The pipeline for kernel + entry point + constants laid out for every binding the WGSL declares
    * (a params uniform at 0 if declared, storage buffers 1 … the highest declared).
