@@ -151,11 +151,14 @@ export class CommandRecorder {
     return this.pass;
   }
 
+  /** Ends the open pass, if any (a copy or the submit follows); returns the encoder. */
   private endPass(): GPUCommandEncoder {
-    this.beginPass();
-    this.pass!.end();
-    this.pass = null;
-    return this.encoder!;
+    const encoder = this.openEncoder();
+    if (this.pass) {
+      this.pass.end();
+      this.pass = null;
+    }
+    return encoder;
   }
 
   private writeParams(kernel: string, data: ArrayBuffer): { buffer: GPUBuffer; offset: number } {
