@@ -7,7 +7,9 @@
  * steps the way the decode loop does (embed the id tensor → every layer → lm_head → argmax) and
  * times, on the CPU clock, only the recording of each step: from the embed call until argmax has
  * returned, before anything is submitted. The step is then read back (submitted and waited for)
- * outside that time. JS record µs per dispatch = record time / dispatches recorded (`gpu.dispatchCount`).
+ * outside that time. JS record µs per dispatch = record time / dispatches recorded (`gpu.dispatchCount`);
+ * it includes the ops' own JS (argument checks, tensors, tidy). Also printed: the time inside
+ * `gpu.dispatch` alone per call (median and mean), by wrapping it.
  *
  * It uses only APIs that the commit before the recording work (61e996e) also has, so the same
  * script measures both side by side; where the Gpu has `recordMs` (the time inside `dispatch`
@@ -16,8 +18,8 @@
 import { parseArgs } from 'node:util';
 import { Gpu } from '../runtime/gpu.js';
 import { argmax } from '../ops/argmax.js';
-import { LlamaDecoder } from '../llm/llama.js';
-import { syntheticCheckpoint } from '../synthetic/checkpoint.js';
+import { decoderTensors, LlamaDecoder } from '../llm/llama.js';
+import { SyntheticWeights, syntheticCheckpoint } from '../synthetic/checkpoint.js';
 
 async function main(): Promise<void> {
   const { values } = parseArgs({
@@ -33,19 +35,31 @@ async function main(): Promise<void> {
   const ckpt = syntheticCheckpoint(values.preset);
   const config = values.layers ? { ...ckpt.config, num_hidden_layers: Number(values.layers) } : ckpt.config;
   const gpu = await Gpu.create();
-  const decoder = await LlamaDecoder.load(gpu, ckpt.llm, config, {
+  // The preset's decoder, or (--layers) the same layer shapes at another depth, as bench/llm.ts does.
+  const weights = values.layers ? new SyntheticWeights(decoderTensors(config), 1) : ckpt.llm;
+  const decoder = await LlamaDecoder.load(gpu, weights, config, {
     dtype: 'f16',
     maxContext: warmup + steps + 2,
   });
   await gpu.sync();
   const withCounters = gpu as Gpu & { recordMs?: number; bindGroupStats?: { cached: number; hits: number; misses: number } };
 
+  // Time inside gpu.dispatch alone, per call, by wrapping it (works on both commits).
+  const inner: number[] = [];
+  const dispatch = gpu.dispatch.bind(gpu);
+  let measuring = false;
+  gpu.dispatch = (d) => {
+    const t = performance.now();
+    dispatch(d);
+    if (measuring) inner.push(performance.now() - t);
+  };
   let id = gpu.upload([1], [1], 'u32');
   let recordMs = 0;
   let dispatches = 0;
   let insideDispatchMs = 0;
   let wallMs = 0;
   for (let s = 0; s < warmup + steps; s++) {
+    measuring = s >= warmup;
     const d0 = gpu.dispatchCount;
     const r0 = withCounters.recordMs ?? 0;
     const t0 = performance.now();
@@ -76,13 +90,17 @@ async function main(): Promise<void> {
   console.log(`  dispatches per step          ${(dispatches / steps).toFixed(1)}`);
   console.log(`  JS record time per step      ${((recordMs * 1000) / steps).toFixed(0)} µs`);
   console.log(`  JS record µs per dispatch    ${perDispatchUs.toFixed(2)}  (ops, tidy and dispatch() together)`);
-  if (withCounters.recordMs !== undefined) console.log(`  inside dispatch() per dispatch ${((insideDispatchMs * 1000) / dispatches).toFixed(2)} µs (gpu.recordMs)`);
+  inner.sort((a, b) => a - b);
+  const median = inner[Math.floor(inner.length / 2)] * 1000;
+  const mean = (inner.reduce((a, b) => a + b, 0) * 1000) / inner.length;
+  console.log(`  inside gpu.dispatch          median ${median.toFixed(2)} µs, mean ${mean.toFixed(2)} µs per dispatch`);
+  if (withCounters.recordMs !== undefined) console.log(`  gpu.recordMs per dispatch    ${((insideDispatchMs * 1000) / dispatches).toFixed(2)} µs`);
   if (withCounters.bindGroupStats) {
     const b = withCounters.bindGroupStats;
     console.log(`  bind groups: ${b.cached} cached, ${b.hits} reused, ${b.misses} created since load`);
   }
   console.log(`  wall time per step           ${(wallMs / steps).toFixed(2)} ms (record + submit + GPU + read back)`);
-  console.log(JSON.stringify({ preset: values.preset, layers: config.num_hidden_layers, steps, dispatches_per_step: dispatches / steps, record_us_per_dispatch: perDispatchUs, record_us_per_step: (recordMs * 1000) / steps, wall_ms_per_step: wallMs / steps }));
+  console.log(JSON.stringify({ preset: values.preset, layers: config.num_hidden_layers, steps, dispatches_per_step: dispatches / steps, record_us_per_dispatch: perDispatchUs, record_us_per_step: (recordMs * 1000) / steps, dispatch_median_us: median, dispatch_mean_us: mean, wall_ms_per_step: wallMs / steps }));
   decoder.dispose();
   gpu.destroy();
 }

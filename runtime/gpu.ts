@@ -306,6 +306,7 @@ export class Gpu {
   /** Copies a tensor back to the CPU (submitting pending work first). */
   async read(t: Tensor): Promise<Float32Array | Uint32Array | Int32Array> {
     if (t.isDisposed) throw new Error(`read: tensor [${t.shape}] was disposed`);
+    if (this.recorder.compileOnly) throw new Error(`read: tensor [${t.shape}] read inside Gpu.precompile, where nothing runs`);
     const bytes = Math.ceil(t.byteLength / 4) * 4;
     // Small reads (token ids in the decode loop) reuse staging buffers; big ones get their own.
     const small = bytes <= SMALL_READ_BYTES;
