@@ -1,7 +1,7 @@
 /**
  * The CPU cost of recording a decode step, per dispatch:
  *
- *   npx tsx bench/record-cost.ts [--preset tiny] [--layers L] [--steps 200] [--warmup 20]
+ *   node --expose-gc --import tsx bench/record-cost.ts [--preset tiny] [--layers L] [--steps 200] [--warmup 20]
  *
  * Loads a synthetic preset's decoder (seeded weights generated on the GPU), then runs greedy decode
  * steps the way the decode loop does (embed the id tensor → every layer → lm_head → argmax) and
@@ -10,6 +10,10 @@
  * outside that time. JS record µs per dispatch = record time / dispatches recorded (`gpu.dispatchCount`);
  * it includes the ops' own JS (argument checks, tensors, tidy). Also printed: the time inside
  * `gpu.dispatch` alone per call (median and mean), by wrapping it.
+ *
+ * With --expose-gc the garbage left by waiting for the GPU (Dawn's Node bindings poll while a read
+ * is pending) is collected between steps, outside the timed recording; without it, those GC pauses
+ * fall into the next step's first dispatch and dominate the mean on a small model.
  *
  * It uses only APIs that the commit before the recording work (61e996e) also has, so the same
  * script measures both side by side; where the Gpu has `recordMs` (the time inside `dispatch`
@@ -74,6 +78,9 @@ async function main(): Promise<void> {
     const t1 = performance.now();
     await id.read(); //                            submits the step and waits for it
     const t2 = performance.now();
+    // Waiting for the GPU, Dawn's Node bindings poll and leave garbage (tens of MB per second on
+    // lavapipe) whose collection would otherwise land in the next step's first dispatch.
+    (globalThis as { gc?: () => void }).gc?.();
     if (s >= warmup) {
       recordMs += t1 - t0;
       wallMs += t2 - t0;
@@ -83,6 +90,7 @@ async function main(): Promise<void> {
   }
   id.dispose();
   const perDispatchUs = (recordMs * 1000) / dispatches;
+  if (!(globalThis as { gc?: unknown }).gc) console.log('(run with node --expose-gc --import tsx to keep GC pauses out of the recording times)');
   console.log(
     `record-cost: preset ${values.preset}, ${config.num_hidden_layers} layers, ${steps} decode steps after ${warmup} warm-up steps; ` +
       `adapter ${gpu.summary.vendor} ${gpu.summary.architecture} ${gpu.summary.description}`,
