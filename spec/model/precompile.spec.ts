@@ -6,6 +6,7 @@
  * kernel's workgroup target to move them to 129 and 257 keys.
  */
 import { expect } from 'chai';
+import { fileURLToPath } from 'node:url';
 import { Gpu } from '../../runtime/gpu.js';
 import { Checkpoint } from '../../weights/checkpoint.js';
 import { LlamaDecoder } from '../../llm/llama.js';
@@ -13,6 +14,7 @@ import { collect, generateTokens, type SamplingOptions } from '../../llm/generat
 import { LlamaTokenizer } from '../../llm/tokenizer.js';
 import { precompileDecode } from '../../llm/warmup.js';
 import { attentionDecodeTuning, decodeChunk, decodeVariantKeyCounts } from '../../ops/attention.js';
+import { ConvLlava } from '../../index.js';
 import { rng, TINY_FIXTURE_MODEL } from '../helpers.js';
 
 describe('precompiled decoding (llm/warmup.ts)', function () {
@@ -90,5 +92,29 @@ describe('precompiled decoding (llm/warmup.ts)', function () {
       const created = await pipelinesAfterFirstToken(120, { maxNewTokens: 12, temperature: 0.8, topK: 40, topP: 0.9, repetitionPenalty: 1.2, seed: 5 });
       expect(created).to.equal(0);
     });
+  });
+
+  it('ConvLlava.load compiles them: a sampled answer about an image creates no pipeline after its first token', async () => {
+    const gpu = await Gpu.create(); // fresh: the decode pipelines are not there unless the load made them
+    try {
+      const model = await ConvLlava.load(TINY_FIXTURE_MODEL, { dtype: 'f16', maxContext: 128, gpu });
+      let atFirst = -1;
+      const r = await model.generate({
+        image: fileURLToPath(new URL('../fixtures/convllava-tiny/case0.png', import.meta.url)),
+        prompt: 'What is shown?',
+        maxNewTokens: 6,
+        temperature: 0.9,
+        topP: 0.9,
+        seed: 2,
+        onToken: () => {
+          if (atFirst < 0) atFirst = gpu.pipelineCount;
+        },
+      });
+      expect(r.ids.length).to.be.above(1);
+      expect(gpu.pipelineCount).to.equal(atFirst);
+      await model.dispose();
+    } finally {
+      gpu.destroy();
+    }
   });
 });
