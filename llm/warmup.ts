@@ -16,6 +16,7 @@
 import { argmax } from '../ops/argmax.js';
 import { decodeVariantKeyCounts } from '../ops/attention.js';
 import { sample, type SampleOptions } from '../ops/sample.js';
+import type { Gpu } from '../runtime/gpu.js';
 import type { Tensor } from '../runtime/tensor.js';
 import type { LlamaDecoder } from './llama.js';
 
@@ -24,13 +25,14 @@ export const PICK_MODES: (Omit<SampleOptions, 'recentIds'> & { penalised?: boole
   { temperature: 0, topK: 0, topP: 1, repetitionPenalty: 1, u: 0 }, //                        greedy
   { temperature: 0, topK: 0, topP: 1, repetitionPenalty: 1.1, u: 0, penalised: true }, //      greedy, repetition penalty
   { temperature: 0.7, topK: 0, topP: 1, repetitionPenalty: 1, u: 0.5 }, //                    temperature
+  { temperature: 0.7, topK: 40, topP: 1, repetitionPenalty: 1, u: 0.5 }, //                    top-k
+  { temperature: 0.7, topK: 0, topP: 0.9, repetitionPenalty: 1, u: 0.5 }, //                    top-p
   { temperature: 0.7, topK: 40, topP: 0.9, repetitionPenalty: 1, u: 0.5 }, //                  top-k, top-p
   { temperature: 0.7, topK: 40, topP: 0.9, repetitionPenalty: 1.1, u: 0.5, penalised: true }, // all of it
 ];
 
-/** Picks a token from `logits` [1, vocab] the way mode `m` of the decode loop does. */
-function pick(decoder: LlamaDecoder, logits: Tensor, m: (typeof PICK_MODES)[number]): Tensor {
-  const gpu = decoder.gpu;
+/** Picks a token from `logits` [1, vocab] the way mode `m` of the decode loop does (u32 [1] or [1, 1]). */
+export function pickAs(gpu: Gpu, logits: Tensor, m: (typeof PICK_MODES)[number]): Tensor {
   if (m.temperature === 0 && m.repetitionPenalty === 1) return argmax(gpu, logits);
   const recentIds = m.penalised ? gpu.empty([1], 'u32') : undefined;
   try {
@@ -61,7 +63,7 @@ export async function precompileDecode(decoder: LlamaDecoder): Promise<number> {
         x.dispose();
         const logits = decoder.logits(hidden); //        [1, vocab]
         hidden.dispose();
-        for (const m of PICK_MODES) pick(decoder, logits, m).dispose();
+        for (const m of PICK_MODES) pickAs(gpu, logits, m).dispose();
         logits.dispose();
       }
     } finally {

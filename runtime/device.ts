@@ -12,6 +12,8 @@ export interface GpuOptions {
   powerPreference?: GPUPowerPreference;
   /** Do not request `shader-f16` even if available. */
   disableF16?: boolean;
+  /** Do not request `subgroups` even if the adapter has it (specs compare both reduction paths). */
+  disableSubgroups?: boolean;
 }
 
 export interface AdapterSummary {
@@ -56,7 +58,7 @@ export async function openDevice(options: GpuOptions = {}): Promise<OpenedDevice
   }
 
   const wanted = ['shader-f16', 'subgroups', 'timestamp-query'].filter(
-    (f) => adapter!.features.has(f) && !(f === 'shader-f16' && options.disableF16),
+    (f) => adapter!.features.has(f) && !(f === 'shader-f16' && options.disableF16) && !(f === 'subgroups' && options.disableSubgroups),
   ) as GPUFeatureName[];
   const l = adapter.limits;
   const requiredLimits: Record<string, number> = {

@@ -69,6 +69,8 @@ export class Gpu {
   readonly features: ReadonlySet<string>;
   /** True when kernels may `enable f16;` (the device has `shader-f16`). */
   readonly hasF16: boolean;
+  /** The adapter's smallest subgroup size when the device has `subgroups` (lavapipe 8, NVIDIA 32), else 0. */
+  readonly subgroupMinSize: number;
   /**
    * Open `tidy` scopes (nn/tidy.ts), innermost last: each pooled tensor allocated while one is open
    * is recorded in the innermost, which frees it when it closes unless it is returned.
@@ -92,6 +94,8 @@ export class Gpu {
     this.limits = device.limits;
     this.features = new Set([...device.features].map(String));
     this.hasF16 = this.features.has('shader-f16');
+    const info = adapter.info as GPUAdapterInfo & { subgroupMinSize?: number };
+    this.subgroupMinSize = this.features.has('subgroups') ? (info.subgroupMinSize ?? 0) : 0;
     this.pool = new BufferPool(device, device.limits.maxBufferSize);
     this.kernels = new KernelLibrary(device);
     this.recorder = new CommandRecorder(device, this.kernels);

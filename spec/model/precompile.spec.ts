@@ -12,7 +12,7 @@ import { Checkpoint } from '../../weights/checkpoint.js';
 import { LlamaDecoder } from '../../llm/llama.js';
 import { collect, generateTokens, type SamplingOptions } from '../../llm/generate.js';
 import { LlamaTokenizer } from '../../llm/tokenizer.js';
-import { precompileDecode } from '../../llm/warmup.js';
+import { pickAs, PICK_MODES, precompileDecode } from '../../llm/warmup.js';
 import { attentionDecodeTuning, decodeChunk, decodeVariantKeyCounts } from '../../ops/attention.js';
 import { ConvLlava } from '../../index.js';
 import { rng, TINY_FIXTURE_MODEL } from '../helpers.js';
@@ -78,7 +78,18 @@ describe('precompiled decoding (llm/warmup.ts)', function () {
       expect(decoder.length).to.equal(0);
       const chunks = gpu.compiledPipelines().filter((p) => p.kernel === 'attention_decode').map((p) => p.constants.CHUNK);
       expect(chunks.sort((a, b) => a - b)).to.deep.equal([64, 128, 256]);
-      expect(gpu.compiledPipelines().map((p) => p.kernel)).to.include.members(['argmax', 'sample', 'linear_matvec', 'embedding']);
+      expect(gpu.compiledPipelines().map((p) => p.kernel)).to.include.members(['argmax', 'embedding', 'sample_draw']);
+      // every pick mode, run for real on logits of the model's vocabulary size, compiles nothing more
+      const next = rng(3);
+      const logits = gpu.upload([1, 32000], Float32Array.from({ length: 32000 }, () => 8 * next() - 4));
+      const before = gpu.pipelineCount;
+      for (const m of PICK_MODES) {
+        const id = pickAs(gpu, logits, m);
+        expect((await id.read())[0]).to.be.below(32000);
+        id.dispose();
+      }
+      logits.dispose();
+      expect(gpu.pipelineCount).to.equal(before);
       expect(await precompileDecode(decoder)).to.equal(0); // all there already
     });
 
