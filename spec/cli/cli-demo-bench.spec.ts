@@ -53,7 +53,7 @@ describe('convllava demo and bench (the CLI, as a user runs it)', () => {
       const steps = profile.decode_step.reduce((a: number, k: { count: number }) => a + k.count, 0);
       // tg counts 3 tokens after the first; a pipelined loop may record one more step that it discards
       expect(tg.dispatches_per_token).to.be.within(steps, (4 / 3) * steps);
-      expect(profile.decode_step.map((k: { kernel: string }) => k.kernel)).to.include('argmax');
+      expect(profile.decode_step.some((k: { kernel: string }) => k.kernel.startsWith('argmax'))).to.equal(true); // the pick is in the step
       expect(profile.image_encode.kernels.reduce((a: number, k: { count: number }) => a + k.count, 0)).to.equal(encode.dispatches);
       for (const rows of [profile.decode_step, profile.image_encode.kernels]) {
         expect(rows.reduce((a: number, k: { share: number }) => a + k.share, 0)).to.be.closeTo(1, 1e-6);
