@@ -180,8 +180,9 @@ function printModel(m: ModelBenchResult): void {
     const table = (title: string, rows: KernelShare[]) => {
       const total = rows.reduce((a, r) => a + r.ms, 0);
       console.log(`\n${title}: ${total.toFixed(3)} ms over ${rows.reduce((a, r) => a + r.count, 0)} dispatches (${how})`);
-      console.log(`  ${'kernel'.padEnd(28)} ${'count'.padStart(6)} ${'ms'.padStart(10)} ${'share'.padStart(7)}`);
-      for (const r of rows) console.log(`  ${r.kernel.padEnd(28)} ${String(r.count).padStart(6)} ${r.ms.toFixed(3).padStart(10)} ${(r.share * 100).toFixed(1).padStart(6)}%`);
+      const w = Math.max(6, ...rows.map((r) => r.kernel.length));
+      console.log(`  ${'kernel'.padEnd(w)} ${'count'.padStart(6)} ${'ms'.padStart(10)} ${'share'.padStart(7)}`);
+      for (const r of rows) console.log(`  ${r.kernel.padEnd(w)} ${String(r.count).padStart(6)} ${r.ms.toFixed(3).padStart(10)} ${(r.share * 100).toFixed(1).padStart(6)}%`);
     };
     if (m.profile.decode_step) table('profile: one decode step', m.profile.decode_step);
     if (m.profile.image_encode) table(`profile: one image encode ${m.profile.image_encode.resolution}²`, m.profile.image_encode.kernels);
