@@ -2,22 +2,29 @@
 // streaming the weight matrix once at memory bandwidth. ops/linear.ts picks this for M ≤ MAX_M.
 //
 //   y[m, col0 + n] = act( Σ_k x[m, k] · w[n, k]  + bias[col0 + n] )      m < M ≤ MAX_M, n < N, k < K
+//   then, optionally, y = residual + γ[col0 + n] · y     (the epilogue of linear_tiled.wgsl)
 //
 // Layouts, f16 packing, slicing (M, N, yStride, col0) and the GELU are as in linear_tiled.wgsl.
 //
 // Bindings:  @0 uniform Params   @1 x: f32[M·K]   @2 w: u32 words of [N, K]
 //            @3 bias: f32[col0 + N] (unread unless HAS_BIAS)   @4 y: f32[M·yStride] (read_write)
+//            @5 residual: f32[M·yStride] (unread unless RESIDUAL)   @6 scale: f32[col0 + N] (unless LAYER_SCALE)
 // Dispatch:  ⌈N / (WG / LANES)⌉ workgroups of WG invocations, folded into [GRID_X, …] when that
 //            exceeds the per-dimension limit (group = wid.x + wid.y · GRID_X).
 // Each workgroup computes WG / LANES output columns n (all M rows); the LANES invocations of one
 // column stride over K together — consecutive lanes read consecutive weights, so a column's row of w
 // is read in coalesced runs and every weight is read exactly once — keeping M partial sums each,
-// then add them up in workgroup memory (a tree; no subgroup operations needed).
+// then add them up: a tree in workgroup memory, or (the +subgroups variant) subgroup shuffles.
 //
 // Entry points:
 //   main       any K; one element per lane per step (f16 elements are indexed, rows may start mid-word).
 //   main_vec4  K % 8 == 0 only: a lane reads 16 bytes of w per step (8 halves or 4 f32) and the
 //              matching x as vec4s.
+
+// Lines starting `//subgroups:` are live only in the `+subgroups` variant of this kernel (ops/subgroups.ts
+// strips the marker when the device has `subgroups` and a column's LANES fit in one subgroup): WGSL has
+// no conditional compilation, and `enable subgroups;` must not reach a device without the feature.
+//subgroups: enable subgroups;
 
 struct Params {
   M: u32,
@@ -35,12 +42,17 @@ override GRID_X: u32 = 32768;
 override W_F16: bool = false;
 override HAS_BIAS: bool = false;
 override GELU: bool = false;
+override SUBGROUPS: bool = false; // the +subgroups variant: lanes reduce by subgroup shuffles, no barriers
+override RESIDUAL: bool = false; // y = residual + (LAYER_SCALE ? γ · v : v)
+override LAYER_SCALE: bool = false;
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
 @group(0) @binding(2) var<storage, read> w: array<u32>;
 @group(0) @binding(3) var<storage, read> bias: array<f32>;
 @group(0) @binding(4) var<storage, read_write> y: array<f32>;
+@group(0) @binding(5) var<storage, read> residual: array<f32>; // laid out as y; unread unless RESIDUAL
+@group(0) @binding(6) var<storage, read> scale: array<f32>;    // γ [col0 + N]; unread unless LAYER_SCALE
 
 // The same buffers seen as 16-byte vectors, for main_vec4.
 @group(0) @binding(1) var<storage, read> x4: array<vec4<f32>>;
@@ -72,9 +84,43 @@ fn gelu(v: f32) -> f32 {
   return 0.5 * v * select(e, 2.0 - e, v > 0.0);
 }
 
+/** Writes one output: adds the bias, applies the activation, then the layer scale and residual. The same in linear_matvec.wgsl (spec/kernels/wgsl-helpers.spec.ts). */
+fn store(m: u32, n: u32, acc: f32) {
+  var v = acc;
+  if (HAS_BIAS) {
+    v += bias[p.col0 + n];
+  }
+  if (GELU) {
+    v = gelu(v);
+  }
+  let i = m * p.yStride + p.col0 + n;
+  if (LAYER_SCALE) {
+    v = scale[p.col0 + n] * v;
+  }
+  if (RESIDUAL) {
+    v = residual[i] + v;
+  }
+  y[i] = v;
+}
+
 /** Sums each row's partials over the LANES invocations of a column; lane 0 writes y. */
 fn reduce_and_store(n: u32, lid: u32, acc: ptr<function, array<f32, MAX_M>>) {
   let lane = lid % LANES;
+  if (SUBGROUPS) {
+    // A column's LANES invocations are consecutive invocations of one subgroup (LANES divides the
+    // subgroup size): a butterfly of shuffles leaves the sum in every one of them.
+    for (var m = 0u; m < MAX_M; m++) {
+      if (m < p.M) {
+        for (var s = LANES / 2u; s > 0u; s >>= 1u) {
+//subgroups:          (*acc)[m] += subgroupShuffleXor((*acc)[m], s);
+        }
+        if (lane == 0u && n < p.N) {
+          store(m, n, (*acc)[m]);
+        }
+      }
+    }
+    return;
+  }
   for (var m = 0u; m < MAX_M; m++) {
     if (m < p.M) {
       partial[m * WG + lid] = (*acc)[m];
@@ -93,14 +139,7 @@ fn reduce_and_store(n: u32, lid: u32, acc: ptr<function, array<f32, MAX_M>>) {
   }
   if (lane == 0u && n < p.N) {
     for (var m = 0u; m < p.M; m++) {
-      var v = partial[m * WG + lid];
-      if (HAS_BIAS) {
-        v += bias[p.col0 + n];
-      }
-      if (GELU) {
-        v = gelu(v);
-      }
-      y[m * p.yStride + p.col0 + n] = v;
+      store(m, n, partial[m * WG + lid]);
     }
   }
 }

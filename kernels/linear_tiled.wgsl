@@ -1,7 +1,9 @@
-// linear_tiled.wgsl — GEMM with a fused bias + GELU epilogue, for M above a handful of rows
+// linear_tiled.wgsl — GEMM with a fused epilogue (bias, GELU, layer scale, residual), for M above a handful of rows
 // (ConvNeXt pointwise MLPs, LLaMA prefill). ops/linear.ts picks this or linear_matvec.wgsl by M.
 //
 //   y[m, col0 + n] = act( Σ_k x[m, k] · w[n, k]  + bias[col0 + n] )      m < M, n < N, k < K
+//   then, optionally, y = residual + γ[col0 + n] · y   (LLaMA's o_proj / down_proj + residual; ConvNeXt's
+//   pwconv2 + layer scale + residual — PyTorch rounds γ·y, then adds, as here)
 //
 // x is f32 [M, K] row-major; w is [N, K] row-major (PyTorch's Linear.weight), f32 or f16. Both live
 // in `array<u32>` words: f32 as bit patterns, f16 packed two per word (element i = half i & 1 of
@@ -14,6 +16,7 @@
 //
 // Bindings:  @0 uniform Params   @1 x: f32[M·K]   @2 w: u32 words of [N, K]
 //            @3 bias: f32[col0 + N] (unread unless HAS_BIAS)   @4 y: f32[M·yStride] (read_write)
+//            @5 residual: f32[M·yStride] (unread unless RESIDUAL)   @6 scale: f32[col0 + N] (unless LAYER_SCALE)
 // Dispatch:  [⌈N / TILE_N⌉, ⌈M / TILE_M⌉] workgroups (sizes per entry point below).
 // One workgroup computes a TILE_M × TILE_N block of y: per step of TILE_K it stages x[TILE_M, TILE_K]
 // and w[TILE_N, TILE_K] in workgroup memory, transposed to k-major, then each invocation accumulates
@@ -45,6 +48,8 @@ override TILE_K: u32 = 16;
 override W_F16: bool = false;
 override HAS_BIAS: bool = false;
 override GELU: bool = false;
+override RESIDUAL: bool = false; // y = residual + (LAYER_SCALE ? γ · v : v)
+override LAYER_SCALE: bool = false;
 
 const TM: u32 = 4; // rows of the micro-tile (fixed: private arrays need a constant size)
 const TN: u32 = 4; // columns of the micro-tile
@@ -54,6 +59,8 @@ const TN: u32 = 4; // columns of the micro-tile
 @group(0) @binding(2) var<storage, read> w: array<u32>;
 @group(0) @binding(3) var<storage, read> bias: array<f32>;
 @group(0) @binding(4) var<storage, read_write> y: array<f32>;
+@group(0) @binding(5) var<storage, read> residual: array<f32>; // laid out as y; unread unless RESIDUAL
+@group(0) @binding(6) var<storage, read> scale: array<f32>;    // γ [col0 + N]; unread unless LAYER_SCALE
 
 // The same buffers seen as 16-byte vectors, for main_vec4 (an entry point uses one view or the other).
 @group(0) @binding(1) var<storage, read> x4: array<vec4<f32>>;
@@ -92,7 +99,7 @@ fn gelu(v: f32) -> f32 {
   return 0.5 * v * select(e, 2.0 - e, v > 0.0);
 }
 
-/** Writes one output: adds the bias, applies the activation. */
+/** Writes one output: adds the bias, applies the activation, then the layer scale and residual. The same in linear_matvec.wgsl (spec/kernels/wgsl-helpers.spec.ts). */
 fn store(m: u32, n: u32, acc: f32) {
   var v = acc;
   if (HAS_BIAS) {
@@ -101,7 +108,14 @@ fn store(m: u32, n: u32, acc: f32) {
   if (GELU) {
     v = gelu(v);
   }
-  y[m * p.yStride + p.col0 + n] = v;
+  let i = m * p.yStride + p.col0 + n;
+  if (LAYER_SCALE) {
+    v = scale[p.col0 + n] * v;
+  }
+  if (RESIDUAL) {
+    v = residual[i] + v;
+  }
+  y[i] = v;
 }
 
 /** Accumulates the staged TILE_K slice into the micro-tile of invocation (tx, ty). */

@@ -1,15 +1,17 @@
 /**
- * LLaMA self-attention with its KV cache (grouped-query heads allowed):
+ * LLaMA self-attention with its KV cache (grouped-query heads allowed), with the layer's input norm
+ * and residual add (they fuse into the first and last kernels):
  *
- *   q = rope(q_proj(x))   [T, nH·D]        k = rope(k_proj(x))   [T, nKv·D]        v = v_proj(x)
+ *   h = rmsNorm(x)                                                   input_layernorm
+ *   q = rope(q_proj(h))   [T, nH·D]        k = rope(k_proj(h))   [T, nKv·D]        v = v_proj(h)
  *   cache rows pos … pos+T−1 ← k, v                                  caches [maxContext, nKv·D], f32
- *   o_proj(softmax(q·kᵀ/√D + causal mask)·v)                          → [T, H]
+ *   x + o_proj(softmax(q·kᵀ/√D + causal mask)·v)                      → [T, H]
  *
  * Query row t sits at position pos + t and sees keys 0 … pos + t. The cache is allocated once, when
  * the module is made; the caller (the decoder) keeps the count of cached positions.
  */
 import { llmNames } from '../weights/names.js';
-import { Linear } from './layers.js';
+import { Linear, type RMSNorm } from './layers.js';
 import type { WeightLoader } from './loader.js';
 import type { TensorOps } from './ops.js';
 
@@ -49,19 +51,23 @@ export class Attention<T> {
     return attention;
   }
 
-  /** x [T, H] at positions pos … pos+T−1 → [T, H]; appends their keys and values to the cache. */
-  forward(x: T, pos: number): T {
+  /**
+   * x + o_proj(attention(norm(x))) for x [T, H] at positions pos … pos+T−1 → [T, H]; appends their
+   * keys and values to the cache. The norm, projections, RoPE and cache writes are one op
+   * (ops/qkvRope.ts: one dispatch when decoding); the residual add is o_proj's epilogue.
+   */
+  forward(x: T, pos: number, norm: RMSNorm<T>): T {
     const { ops, shape: s } = this;
     return ops.tidy(() => {
-      const rope = { headDim: s.headDim, positionOffset: pos, theta: s.theta };
-      const q = ops.rope(this.q.forward(x), { ...rope, nHeads: s.heads }); //       [T, nH·D], rotated by position
-      const k = ops.rope(this.k.forward(x), { ...rope, nHeads: s.kvHeads }); //     [T, nKv·D]
-      ops.writeRows(k, this.kCache, pos); //                                        cache rows pos … pos+T−1
-      ops.writeRows(this.v.forward(x), this.vCache, pos);
+      const q = ops.qkvRope( //                                                     [T, nH·D], rotated by position
+        x,
+        { gamma: norm.gamma, wq: this.q.weight, wk: this.k.weight, wv: this.v.weight, bq: this.q.bias, bk: this.k.bias, bv: this.v.bias, kCache: this.kCache, vCache: this.vCache },
+        { heads: s.heads, kvHeads: s.kvHeads, headDim: s.headDim, theta: s.theta, eps: norm.eps, position: pos },
+      ); //                                                                         cache rows pos … pos+T−1 written
       const T = ops.shape(x)[0];
       const heads = { nHeads: s.heads, nKvHeads: s.kvHeads, headDim: s.headDim };
       const attended = ops.attention(q, this.kCache, this.vCache, { ...heads, queryOffset: pos, kvLength: pos + T }); // [T, nH·D], causal
-      return this.o.forward(attended); //                                           [T, H]
+      return this.o.forward(attended, { residual: x }); //                          [T, H]   x + o_proj(…)
     });
   }
 

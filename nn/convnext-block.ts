@@ -51,16 +51,10 @@ export class ConvNextBlock<T> {
         sequential(ops, m, [
           (h) => this.norm.forward(h), //                                      (n, C)
           (h) => this.pwconv1.forward(h, { activation: 'gelu' }), //           (n, 4C)
-          (h) => this.pwconv2.forward(h), //                                   (n, C)
-          (h) => this.scaleAndAdd(h, residual), //                             (n, C)     residual + γ·h
+          (h) => this.pwconv2.forward(h, { residual, scale: this.gamma ?? undefined }), // (n, C)  residual + γ·pwconv2(h), one kernel
         ]),
       );
       return ops.reshape(out, [H, W, C]);
     });
-  }
-
-  /** residual + γ·y (or residual + y without layer scale). */
-  private scaleAndAdd(y: T, residual: T): T {
-    return this.gamma ? this.ops.layerScaleResidual(y, this.gamma, residual) : this.ops.add(y, residual);
   }
 }

@@ -3,6 +3,10 @@
  *
  *   h   = x + self_attn(input_layernorm(x))                        [T, H]
  *   out = h + mlp(post_attention_layernorm(h))                     [T, H]
+ *
+ * Each half takes its norm, which fuses into its first kernel (the residual add into its last): a
+ * decode step is six dispatches per layer — qkv_rope, attention (2), o_proj + residual,
+ * gate_up_swiglu, down_proj + residual — and no buffer copies.
  */
 import { llmNames } from '../weights/names.js';
 import { Attention, type AttentionShape } from './attention.js';
@@ -35,8 +39,8 @@ export class DecoderLayer<T> {
   forward(x: T, pos: number): T {
     const { ops } = this;
     return ops.tidy(() => {
-      const h = ops.add(x, this.selfAttn.forward(this.inputNorm.forward(x), pos)); //  [T, H]  residual
-      return ops.add(h, this.mlp.forward(this.postNorm.forward(h))); //                [T, H]  residual
+      const h = this.selfAttn.forward(x, pos, this.inputNorm); //  [T, H]  x + self_attn(input_layernorm(x))
+      return this.mlp.forward(h, this.postNorm); //                 [T, H]  h + mlp(post_attention_layernorm(h))
     });
   }
 }

@@ -24,7 +24,7 @@ export class Linear<T> {
     return new Linear(w.ops, await w.get(weight), bias === undefined ? undefined : await w.optional(bias));
   }
 
-  forward(x: T, opts?: LinearOptions): T {
+  forward(x: T, opts?: LinearOptions<T>): T {
     return this.ops.linear(x, this.weight, this.bias, opts);
   }
 }

@@ -17,10 +17,11 @@ import { add, addRef } from '../ops/add.js';
 import { attention, attentionRef, type AttentionOptions } from '../ops/attention.js';
 import { dwconv7, dwconv7Ref } from '../ops/dwconv7.js';
 import { embedding, embeddingRef } from '../ops/embedding.js';
+import { gateUpSwiglu, gateUpSwigluRef } from '../ops/gateUpSwiglu.js';
 import { layerNorm, layerNormRef } from '../ops/layerNorm.js';
-import { layerScaleResidual, layerScaleResidualRef } from '../ops/layerScaleResidual.js';
 import { linear, linearRef, type LinearOptions } from '../ops/linear.js';
 import { patchConv, patchConvRef } from '../ops/patchConv.js';
+import { qkvRope, qkvRopeRef, type QkvOperands, type QkvRopeOptions } from '../ops/qkvRope.js';
 import { rmsNorm, rmsNormRef } from '../ops/rmsNorm.js';
 import { rope, ropeRef, type RopeOptions } from '../ops/rope.js';
 import { sliceRows, sliceRowsRef, writeRows, writeRowsRef } from '../ops/rows.js';
@@ -51,16 +52,19 @@ export interface TensorOps<T> {
   /** One named tensor of a weight source, stored as `dtype` (nn/loader.ts decides which). */
   load(source: WeightReader, name: string, dtype: WeightDType): Promise<T>;
 
-  linear(x: T, w: T, bias?: T, opts?: LinearOptions): T;
+  linear(x: T, w: T, bias?: T, opts?: LinearOptions<T>): T;
   layerNorm(x: T, gamma: T, beta: T, eps: number): T;
   rmsNorm(x: T, gamma: T, eps: number): T;
   dwconv7(x: T, w: T, bias: T): T;
   patchConv(x: T, w: T, bias: T, k: number): T;
   add(a: T, b: T): T;
-  layerScaleResidual(x: T, gamma: T, residual: T): T;
   swiglu(gate: T, up: T): T;
   rope(x: T, o: RopeOptions): T;
   attention(q: T, kCache: T, vCache: T, o: AttentionOptions): T;
+  /** rmsNorm → q/k/v projections → RoPE, keys/values written into the caches; returns q (ops/qkvRope.ts). */
+  qkvRope(x: T, a: QkvOperands<T>, o: QkvRopeOptions): T;
+  /** silu(rmsNorm(x)·Wgᵀ) · (rmsNorm(x)·Wuᵀ) (ops/gateUpSwiglu.ts). */
+  gateUpSwiglu(x: T, gamma: T, eps: number, wg: T, wu: T): T;
   /** ids: CPU numbers, or (GPU) a u32 tensor of ids already on the device. */
   embedding(ids: readonly number[] | T, table: T): T;
   nchwToNhwc(x: T): T;
@@ -92,10 +96,11 @@ export function gpuOps(gpu: Gpu): GpuOps {
     dwconv7: (x, w, bias) => dwconv7(gpu, x, w, bias),
     patchConv: (x, w, bias, k) => patchConv(gpu, x, w, bias, k),
     add: (a, b) => add(gpu, a, b),
-    layerScaleResidual: (x, gamma, residual) => layerScaleResidual(gpu, x, gamma, residual),
     swiglu: (gate, up) => swiglu(gpu, gate, up),
     rope: (x, o) => rope(gpu, x, o),
     attention: (q, k, v, o) => attention(gpu, q, k, v, o),
+    qkvRope: (x, a, o) => qkvRope(gpu, x, a, o),
+    gateUpSwiglu: (x, gamma, eps, wg, wu) => gateUpSwiglu(gpu, x, gamma, eps, wg, wu),
     embedding: (ids, table) => embedding(gpu, ids, table),
     nchwToNhwc: (x) => nchwToNhwc(gpu, x),
     sliceRows: (x, start, count) => sliceRows(gpu, x, start, count),
@@ -118,16 +123,17 @@ export const cpuOps: TensorOps<Nd> = {
     if (dtype === 'f16') for (let i = 0; i < values.length; i++) values[i] = f16BitsToF32(f32ToF16Bits(values[i]));
     return ndarray(values, source.shape(name));
   },
-  linear: (x, w, bias, opts) => linearRef(x, w, bias, opts?.activation),
+  linear: (x, w, bias, opts) => linearRef(x, w, bias, opts),
   layerNorm: layerNormRef,
   rmsNorm: rmsNormRef,
   dwconv7: dwconv7Ref,
   patchConv: patchConvRef,
   add: addRef,
-  layerScaleResidual: layerScaleResidualRef,
   swiglu: swigluRef,
   rope: ropeRef,
   attention: attentionRef,
+  qkvRope: qkvRopeRef,
+  gateUpSwiglu: gateUpSwigluRef,
   embedding: (ids, table) => {
     if (!Array.isArray(ids)) throw new Error('embedding (CPU): ids must be numbers');
     return embeddingRef(ids as readonly number[], table);

@@ -1,5 +1,6 @@
 /**
- * linear — y = x · wᵀ + bias, optionally followed by exact GELU (PyTorch's nn.Linear [+ nn.GELU]).
+ * linear — y = x · wᵀ + bias, optionally followed by exact GELU (PyTorch's nn.Linear [+ nn.GELU]),
+ * then optionally y = residual + γ · y (a residual add, with ConvNeXt's layer scale) in the same kernel.
  *
  *   x     f32  [..., K]   leading dims are flattened to M rows
  *   w     f32 | f16 [N, K] PyTorch layout (f16: two halves per u32 word, see runtime/tensor.ts)
@@ -20,10 +21,16 @@ import ndarray, { type NdArray } from 'ndarray';
 import { params, type Binding, type Gpu } from '../runtime/gpu.js';
 import { numel, storageBytes, type Tensor } from '../runtime/tensor.js';
 import { erfc64 } from './gelu.js';
+import { subgroupKernel } from './subgroups.js';
 import { assertDType, check, gcd, grid1d, GRID_X, lcm } from './util.js';
 
-export interface LinearOptions {
+/** What runs after the product, in the same kernel (the epilogue): y = residual + scale · act(x·wᵀ + bias). */
+export interface LinearOptions<T = Tensor> {
   activation?: 'gelu';
+  /** Added to the output: [..., N], y's shape (LLaMA's residual stream, ConvNeXt's block input). */
+  residual?: T;
+  /** Per-column layer scale γ [N] applied before the residual (ConvNeXt); needs `residual`. */
+  scale?: T;
 }
 
 /** Up to this many rows of x the matrix-vector kernel is used: MAX_M in linear_matvec.wgsl (a WGSL const: it sizes register arrays; spec/kernels/kernel-constants.spec.ts checks they agree). */
@@ -45,8 +52,23 @@ export const TILED_MAX_LOADS = 4;
     throw new Error(`ops/linear.ts: TILED_VEC4 ${JSON.stringify(TILED_VEC4)} needs TILE_K % 8 == 0 and at most ${TILED_MAX_LOADS} loads per invocation per tile`);
   }
 }
-/** linear_matvec.wgsl: invocations per workgroup, and how many of them share one output column. */
-const MATVEC = { WG: 256, LANES: 32 };
+/** linear_matvec.wgsl: invocations per workgroup. */
+const MATVEC_WG = 256;
+
+/**
+ * Invocations that share one output column of a matrix-vector kernel (linear_matvec, qkv_rope,
+ * gate_up_swiglu): as many as there are loads in a weight row — 16-byte loads with the vec4 entry
+ * point (8 halves or 4 floats), else one element each — rounded down to a power of two, at most 32.
+ * 32 lanes × 16 bytes read 512 contiguous bytes of a row per step; a short row (lm_head of a small
+ * model: K = 64 is eight 16-byte loads) gets fewer lanes and more columns per workgroup, instead of
+ * idle lanes and extra reduction steps.
+ */
+export function matvecLanes(K: number, vec4: boolean, f16: boolean): number {
+  const loads = vec4 ? K / (f16 ? 8 : 4) : K;
+  let lanes = 1;
+  while (lanes * 2 <= Math.min(32, loads)) lanes *= 2;
+  return lanes;
+}
 /** Binding offsets are kept multiples of this: 256 is the largest minStorageBufferOffsetAlignment WebGPU allows, so every device accepts them. */
 const OFFSET_ALIGN = 256;
 
@@ -71,13 +93,24 @@ export function linearWithBindingLimit(
   assertDType('linear', x, 'x', 'f32');
   assertDType('linear', w, 'w', 'f32', 'f16');
   if (bias) assertDType('linear', bias, 'bias', 'f32');
+  checkEpilogue('linear', [...x.shape.slice(0, -1), N], opts.residual?.shape, opts.scale?.shape);
+  if (opts.residual) assertDType('linear', opts.residual, 'residual', 'f32');
+  if (opts.scale) assertDType('linear', opts.scale, 'scale', 'f32');
   if (M === 0 || N === 0) return gpu.empty([...x.shape.slice(0, -1), N]);
 
   const f16 = w.dtype === 'f16';
   const vec4 = K % 8 === 0 && K > 0; // (a vec4 view of an empty x would be a too-small binding)
   const matvec = M <= MATVEC_MAX_M;
   const tiles = vec4 ? TILED_VEC4 : TILED;
-  const flags = { W_F16: f16 ? 1 : 0, HAS_BIAS: bias ? 1 : 0, GELU: opts.activation === 'gelu' ? 1 : 0 };
+  const lanes = matvecLanes(K, vec4, f16);
+  const kernel = matvec ? subgroupKernel(gpu, 'linear_matvec', lanes) : { kernel: 'linear_tiled', SUBGROUPS: 0 };
+  const flags = {
+    W_F16: f16 ? 1 : 0,
+    HAS_BIAS: bias ? 1 : 0,
+    GELU: opts.activation === 'gelu' ? 1 : 0,
+    RESIDUAL: opts.residual ? 1 : 0,
+    LAYER_SCALE: opts.scale ? 1 : 0,
+  };
   // Rows of w per binding (→ columns of y per dispatch), and rows of x and y per binding.
   // The tiled kernel's grid also caps them: one workgroup per tile, ≤ maxComputeWorkgroupsPerDimension.
   const maxGroups = gpu.limits.maxComputeWorkgroupsPerDimension;
@@ -89,18 +122,19 @@ export function linearWithBindingLimit(
     const rows = Math.min(xyRows, M - m0);
     const xSlice = range(x, m0 * K * 4, rows * K * 4);
     const ySlice = range(y, m0 * N * 4, rows * N * 4);
+    const residual = opts.residual ? range(opts.residual, m0 * N * 4, rows * N * 4) : xSlice;
     for (let n0 = 0; n0 < N; n0 += wRows) {
       const cols = Math.min(wRows, N - n0);
       const wStart = storageBytes(w.dtype, n0 * K);
       const wSlice = range(w, wStart, storageBytes(w.dtype, n0 * K + cols * K) - wStart);
       gpu.dispatch({
-        kernel: matvec ? 'linear_matvec' : 'linear_tiled',
+        kernel: kernel.kernel,
         entry: vec4 ? 'main_vec4' : 'main',
-        constants: matvec ? { ...MATVEC, GRID_X, ...flags } : { ...tiles, ...flags },
+        constants: matvec ? { WG: MATVEC_WG, LANES: lanes, GRID_X, SUBGROUPS: kernel.SUBGROUPS, ...flags } : { ...tiles, ...flags },
         params: params(['u32', rows], ['u32', cols], ['u32', K], ['u32', N], ['u32', n0]),
-        // Without a bias the kernel never reads binding 3; x's slice stands in for it.
-        bindings: [xSlice, wSlice, bias ?? xSlice, ySlice],
-        workgroups: matvec ? grid1d(gpu, cols, MATVEC.WG / MATVEC.LANES) : [Math.ceil(cols / tiles.TILE_N), Math.ceil(rows / tiles.TILE_M)],
+        // The kernel never reads a binding its flags leave off (bias, residual, scale); x's slice stands in.
+        bindings: [xSlice, wSlice, bias ?? xSlice, ySlice, residual, opts.scale ?? xSlice],
+        workgroups: matvec ? grid1d(gpu, cols, MATVEC_WG / lanes) : [Math.ceil(cols / tiles.TILE_N), Math.ceil(rows / tiles.TILE_M)],
       });
     }
   }
@@ -117,20 +151,27 @@ export function uploadWeight(gpu: Gpu, data: ArrayLike<number>, shape: readonly 
   return gpu.upload(shape, data, dtype);
 }
 
-/** CPU reference: plain loops in f64, rounded to f32 at the end. f16 weights come in as f32 values. */
+/**
+ * CPU reference: plain loops in f64, rounded to f32 after the activation; the epilogue then rounds
+ * as PyTorch's separate ops do (γ·y to f32, then the residual add). f16 weights come in as f32 values.
+ */
 export function linearRef(
   x: NdArray<Float32Array>,
   w: NdArray<Float32Array>,
   bias?: NdArray<Float32Array>,
-  activation?: 'gelu',
+  opts: LinearOptions<NdArray<Float32Array>> = {},
 ): NdArray<Float32Array> {
   const { M, N, K } = checkLinearShapes('linearRef', x.shape, w.shape, bias?.shape);
+  checkEpilogue('linearRef', [...x.shape.slice(0, -1), N], opts.residual?.shape, opts.scale?.shape);
   const out = new Float32Array(M * N);
   for (let m = 0; m < M; m++) {
     for (let n = 0; n < N; n++) {
       let s = bias ? bias.data[n] : 0;
       for (let k = 0; k < K; k++) s += x.data[m * K + k] * w.data[n * K + k];
-      out[m * N + n] = activation === 'gelu' ? geluRef(s) : s;
+      let v = Math.fround(opts.activation === 'gelu' ? geluRef(s) : s);
+      if (opts.scale) v = Math.fround(opts.scale.data[n] * v);
+      if (opts.residual) v = opts.residual.data[m * N + n] + v;
+      out[m * N + n] = v;
     }
   }
   return ndarray(out, [...x.shape.slice(0, -1), N]);
@@ -156,6 +197,19 @@ function checkLinearShapes(
     check(op, biasShape.length === 1 && biasShape[0] === N, `shape mismatch: bias is [${biasShape}] but w is [${wShape}]; bias must be [${N}]`);
   }
   return { M: numel(xShape.slice(0, -1)), N, K };
+}
+
+/** The epilogue's operands: residual shaped as y, scale [N] (and only with a residual). */
+function checkEpilogue(op: string, yShape: readonly number[], residual?: readonly number[], scale?: readonly number[]): void {
+  if (residual) {
+    check(op, residual.length === yShape.length && residual.every((d, i) => d === yShape[i]),
+      `residual is [${residual}] but the output is [${yShape}]; they must have the same shape`);
+  }
+  if (scale) {
+    check(op, residual !== undefined, 'a layer scale is applied with a residual add (scale without residual)');
+    check(op, scale.length === 1 && scale[0] === yShape[yShape.length - 1],
+      `scale is [${scale}] but the output has ${yShape[yShape.length - 1]} columns; scale must be [${yShape[yShape.length - 1]}]`);
+  }
 }
 
 /**

@@ -12,6 +12,8 @@ export interface GpuOptions {
   powerPreference?: GPUPowerPreference;
   /** Do not request `shader-f16` even if available. */
   disableF16?: boolean;
+  /** Do not request `subgroups` even if the adapter has it (specs compare both reduction paths). */
+  disableSubgroups?: boolean;
 }
 
 export interface AdapterSummary {
@@ -41,7 +43,7 @@ export async function openDevice(options: GpuOptions = {}): Promise<OpenedDevice
   const node = isNode();
   let nodeGPU: ((toggles: string[]) => GPU) | undefined;
   if (!gpu && node) {
-    nodeGPU = (await import('./node.js')).nodeGPU;
+    nodeGPU = (await importDawn()).nodeGPU;
     gpu = nodeGPU([]);
   }
   if (!gpu) {
@@ -56,7 +58,7 @@ export async function openDevice(options: GpuOptions = {}): Promise<OpenedDevice
   }
 
   const wanted = ['shader-f16', 'subgroups', 'timestamp-query'].filter(
-    (f) => adapter!.features.has(f) && !(f === 'shader-f16' && options.disableF16),
+    (f) => adapter!.features.has(f) && !(f === 'shader-f16' && options.disableF16) && !(f === 'subgroups' && options.disableSubgroups),
   ) as GPUFeatureName[];
   const l = adapter.limits;
   const requiredLimits: Record<string, number> = {
@@ -80,6 +82,22 @@ export async function openDevice(options: GpuOptions = {}): Promise<OpenedDevice
     features: [...device.features].map(String).sort(),
   };
   return { instance: gpu, adapter, device, summary };
+}
+
+/**
+ * runtime/node.ts, which imports Dawn (npm `webgpu`, an optional peer dependency: browser-only users
+ * do not install its 130 MB of binaries). Missing → one message saying what to install.
+ */
+async function importDawn(): Promise<typeof import('./node.js')> {
+  try {
+    return await import('./node.js');
+  } catch (e) {
+    const err = e as { code?: string; message?: string };
+    if (err.code === 'ERR_MODULE_NOT_FOUND' && /'webgpu'/.test(err.message ?? '')) {
+      throw new Error("WebGPU is not available in Node: convllava runs on Dawn's bindings, the npm package 'webgpu' (an optional peer dependency). Install it: npm install webgpu");
+    }
+    throw e;
+  }
 }
 
 function noAdapterMessage(node: boolean): string {

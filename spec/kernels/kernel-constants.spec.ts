@@ -23,6 +23,8 @@ function wgslConst(kernel: string, name: string): number {
 describe('constants shared by a kernel and its op', () => {
   const pairs: [string, string, string, number][] = [
     ['linear_matvec', 'MAX_M', 'ops/linear.ts MATVEC_MAX_M', MATVEC_MAX_M],
+    ['qkv_rope', 'MAX_M', 'ops/linear.ts MATVEC_MAX_M', MATVEC_MAX_M],
+    ['gate_up_swiglu', 'MAX_M', 'ops/linear.ts MATVEC_MAX_M', MATVEC_MAX_M],
     ['linear_tiled', 'MAX_LOADS', 'ops/linear.ts TILED_MAX_LOADS', TILED_MAX_LOADS],
     ['attention_prefill', 'MAX_DPT', 'ops/attention.ts PREFILL_MAX_DPT', PREFILL_MAX_DPT],
     ['attention_prefill', 'MAX_KPT', 'ops/attention.ts PREFILL_MAX_KPT', PREFILL_MAX_KPT],
@@ -33,9 +35,11 @@ describe('constants shared by a kernel and its op', () => {
     it(`${kernel}.wgsl ${name} = ${copy}`, () => expect(wgslConst(kernel, name)).to.equal(value));
   }
 
-  it('rope.wgsl invFreq holds ops/rope.ts ROPE_MAX_HALF values', () => {
-    const source = readFileSync(kernelUrl('rope'), 'utf8');
-    const match = /invFreq: array<vec4f, (\d+)>/.exec(source);
-    expect(Number(match?.[1]) * 4).to.equal(ROPE_MAX_HALF);
-  });
+  for (const kernel of ['rope', 'qkv_rope']) {
+    it(`${kernel}.wgsl invFreq holds ops/rope.ts ROPE_MAX_HALF values`, () => {
+      const source = readFileSync(kernelUrl(kernel), 'utf8');
+      const match = /invFreq: array<vec4f, (\d+)>/.exec(source);
+      expect(Number(match?.[1]) * 4).to.equal(ROPE_MAX_HALF);
+    });
+  }
 });

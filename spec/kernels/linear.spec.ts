@@ -1,6 +1,6 @@
 import { expect } from 'chai';
 import ndarray, { type NdArray } from 'ndarray';
-import { linear, linearRef, linearWithBindingLimit, geluRef, MATVEC_MAX_M, uploadWeight, linearFlops } from '../../ops/linear.js';
+import { linear, linearRef, type LinearOptions, linearWithBindingLimit, geluRef, MATVEC_MAX_M, uploadWeight, linearFlops } from '../../ops/linear.js';
 import { f16ToF32Array, f32ToF16Array } from '../../runtime/half.js';
 import type { Gpu } from '../../runtime/gpu.js';
 import type { Tensor } from '../../runtime/tensor.js';
@@ -28,26 +28,34 @@ interface Case {
   dtype: WDType;
   bias: boolean;
   gelu: boolean;
+  /** The epilogue: + residual, or + residual with a layer scale γ (ConvNeXt). */
+  residual?: 'add' | 'scaled';
 }
 
 /** Runs one case through `run` (linear, or linear with a small binding limit) and the reference. */
-async function check(gpu: Gpu, c: Case, seed: number, run = (x: Tensor, w: Tensor, b?: Tensor) => linear(gpu, x, w, b, c.gelu ? { activation: 'gelu' } : {})) {
+async function check(gpu: Gpu, c: Case, seed: number, run = (x: Tensor, w: Tensor, b?: Tensor, epilogue: LinearOptions = {}) => linear(gpu, x, w, b, { ...epilogue, activation: c.gelu ? 'gelu' : undefined })) {
   const K = c.xShape[c.xShape.length - 1];
+  const yShape = [...c.xShape.slice(0, -1), c.N];
   const x = randomNd(c.xShape, seed);
   const w = randomNd([c.N, K], seed + 1);
   const b = c.bias ? randomNd([c.N], seed + 2) : undefined;
+  const r = c.residual ? randomNd(yShape, seed + 3) : undefined;
+  const g = c.residual === 'scaled' ? randomNd([c.N], seed + 4) : undefined;
   const tx = gpu.upload(c.xShape, x.data);
   const tw = uploadWeight(gpu, w.data, [c.N, K], c.dtype);
   const tb = b ? gpu.upload([c.N], b.data) : undefined;
-  const y = run(tx, tw, tb);
-  expect(y.shape).to.deep.equal([...c.xShape.slice(0, -1), c.N]);
-  const ref = linearRef(x, asStored(w, c.dtype), b, c.gelu ? 'gelu' : undefined);
+  const tr = r ? gpu.upload(yShape, r.data) : undefined;
+  const tg = g ? gpu.upload([c.N], g.data) : undefined;
+  const y = run(tx, tw, tb, { residual: tr, scale: tg });
+  expect(y.shape).to.deep.equal(yShape);
+  const ref = linearRef(x, asStored(w, c.dtype), b, { activation: c.gelu ? 'gelu' : undefined, residual: r, scale: g });
   expectClose(await y.read(), ref.data, tol(K), `linear x [${c.xShape}] w [${c.N}, ${K}] ${c.dtype}`);
-  [tx, tw, tb, y].forEach((t) => t?.dispose());
+  [tx, tw, tb, tr, tg, y].forEach((t) => t?.dispose());
 }
 
 function describeCase(c: Case): string {
-  return `x [${c.xShape}] · w [${c.N}, ${c.xShape[c.xShape.length - 1]}]ᵀ ${c.dtype}${c.bias ? ' + bias' : ''}${c.gelu ? ', gelu' : ''}`;
+  const epilogue = c.residual === 'scaled' ? ', residual + γ·y' : c.residual ? ', + residual' : '';
+  return `x [${c.xShape}] · w [${c.N}, ${c.xShape[c.xShape.length - 1]}]ᵀ ${c.dtype}${c.bias ? ' + bias' : ''}${c.gelu ? ', gelu' : ''}${epilogue}`;
 }
 
 describe('linear (kernels/linear_tiled.wgsl, kernels/linear_matvec.wgsl)', () => {
@@ -61,7 +69,9 @@ describe('linear (kernels/linear_tiled.wgsl, kernels/linear_matvec.wgsl)', () =>
   sizes.forEach(([M, N, K], i) => {
     for (const dtype of ['f32', 'f16'] as const) {
       // Alternate the epilogue so every size meets bias and gelu at least once per dtype.
-      const c: Case = { xShape: [M, K], N, dtype, bias: i % 2 === 0, gelu: (i + (dtype === 'f16' ? 1 : 0)) % 3 === 0 };
+      // … and the residual epilogue (plain and layer-scaled) on most sizes.
+      const residual = (['add', 'scaled', undefined] as const)[(i + (dtype === 'f16' ? 2 : 0)) % 3];
+      const c: Case = { xShape: [M, K], N, dtype, bias: i % 2 === 0, gelu: (i + (dtype === 'f16' ? 1 : 0)) % 3 === 0, residual };
       it(`matches the CPU reference: ${describeCase(c)}`, async () => check(await testGpu(), c, 100 + i));
     }
   });
@@ -71,6 +81,17 @@ describe('linear (kernels/linear_tiled.wgsl, kernels/linear_matvec.wgsl)', () =>
     await check(gpu, { xShape: [33], N: 7, dtype: 'f32', bias: false, gelu: true }, 6);
     await check(gpu, { xShape: [2, 3, 5, 33], N: 7, dtype: 'f16', bias: true, gelu: true }, 7);
     await check(gpu, { xShape: [1, 2, 40], N: 9, dtype: 'f32', bias: true, gelu: false }, 8);
+  });
+
+  it('refuses an epilogue of the wrong shape, and a layer scale without a residual', async () => {
+    const gpu = await testGpu();
+    const x = gpu.upload([2, 3], [1, 2, 3, 4, 5, 6]);
+    const w = gpu.upload([4, 3], new Float32Array(12));
+    const r = gpu.upload([2, 5], new Float32Array(10));
+    const g = gpu.upload([4], new Float32Array(4));
+    expect(() => linear(gpu, x, w, undefined, { residual: r })).to.throw(/residual is \[2,5\] but the output is \[2,4\]/);
+    expect(() => linear(gpu, x, w, undefined, { scale: g })).to.throw(/scale without residual/);
+    [x, w, r, g].forEach((t) => t.dispose());
   });
 
   it('K = 0 gives act(bias) (an empty sum), for both kernels', async () => {
@@ -103,15 +124,15 @@ describe('linear (kernels/linear_tiled.wgsl, kernels/linear_matvec.wgsl)', () =>
       [{ xShape: [1, 33], N: 129, dtype: 'f32', bias: true, gelu: false }, 9000], // w: 64 + 64 + 1 rows
       [{ xShape: [5, 33], N: 129, dtype: 'f16', bias: false, gelu: true }, 8448], // w: 128 + 1 rows
       [{ xShape: [1, 7], N: 300, dtype: 'f16', bias: true, gelu: false }, 2000], // w: 128 + 128 + 44 rows
-      [{ xShape: [70, 40], N: 33, dtype: 'f32', bias: false, gelu: false }, 10240], // x, y: 64 + 6 rows
+      [{ xShape: [70, 40], N: 33, dtype: 'f32', bias: false, gelu: false, residual: 'scaled' }, 10240], // x, y, residual: 64 + 6 rows
       [{ xShape: [33, 255], N: 257, dtype: 'f16', bias: true, gelu: true }, 65280], // w: 128 + 128 + 1 rows
-      [{ xShape: [130, 40], N: 200, dtype: 'f16', bias: true, gelu: true }, 6400], // w: 80-row, x/y: 8-row slices
+      [{ xShape: [130, 40], N: 200, dtype: 'f16', bias: true, gelu: true, residual: 'add' }, 6400], // w: 80-row, x/y/residual: 8-row slices
     ];
     small.forEach(([c, limit], i) => {
       it(`with a ${limit}-byte limit: ${describeCase(c)}`, async () => {
         const gpu = await testGpu();
         const before = gpu.dispatchCount;
-        await check(gpu, c, 300 + i, (x, w, b) => linearWithBindingLimit(gpu, x, w, b, { activation: c.gelu ? 'gelu' : undefined }, limit));
+        await check(gpu, c, 300 + i, (x, w, b, epilogue) => linearWithBindingLimit(gpu, x, w, b, { ...epilogue, activation: c.gelu ? 'gelu' : undefined }, limit));
         expect(gpu.dispatchCount - before).to.be.greaterThan(1);
       });
     });

@@ -182,7 +182,7 @@ describe('Projector types (linear, mlp3x_gelu) vs the CPU reference', () => {
       names.forEach((suffix, i) => {
         const w = ndarray(values[`model.mm_projector${suffix}.weight`], shapes[`model.mm_projector${suffix}.weight`]);
         const b = ndarray(values[`model.mm_projector${suffix}.bias`], [outW]);
-        ref = linearRef(ref, w, b, i < names.length - 1 ? 'gelu' : undefined);
+        ref = linearRef(ref, w, b, i < names.length - 1 ? { activation: 'gelu' } : {});
       });
       expectClose((await y.read()) as Float32Array, ref.data, { atol: 1e-5, rtol: 1e-4 }, type);
       for (const t of [input, y]) t.dispose();

@@ -105,6 +105,30 @@ describe('LLaMA decoder (llm/llama.ts) vs the fixture', function () {
     expect(gpu.pool.liveBytes).to.equal(live);
   });
 
+  it('a decode step is at most 7 dispatches per layer and no buffer copies (the fused kernels)', async () => {
+    for (const decoder of [decoders.f32!, decoders.f16!]) {
+      decoder.truncate(0);
+      const prompt = decoder.embed([1, 319, 13563]);
+      decoder.forward(prompt).dispose();
+      prompt.dispose();
+      const x = decoder.embed([1546]);
+      const copy = gpu.copy;
+      let copies = 0;
+      gpu.copy = (...args) => (copies++, copy.apply(gpu, args));
+      const before = gpu.dispatchCount;
+      try {
+        decoder.forward(x).dispose();
+      } finally {
+        gpu.copy = copy;
+      }
+      const perLayer = (gpu.dispatchCount - before - 1) / decoder.dims.layers; // − the final RMSNorm
+      expect(perLayer, 'dispatches per layer').to.be.at.most(7);
+      expect(copies, 'buffer copies').to.equal(0);
+      x.dispose();
+      await gpu.sync();
+    }
+  });
+
   it('refuses to run past the KV cache and rejects bad configs and shapes with clear messages', async () => {
     const decoder = decoders.f16!;
     decoder.truncate(0);

@@ -103,7 +103,10 @@ describe('nn modules vs their CPU twins (the same module on cpuOps)', () => {
     it(`ConvNextBlock ${layerScale ? 'with' : 'without'} layer scale, whole and in row chunks (33 pixels in chunks of 7)`, async () => {
       const m = await twins(gpu, blockTensors(layerScale), 'f32', (w) => ConvNextBlock.load(w, 0, 0, { eps: 1e-6, layerScale }));
       const pick = <T>(d: 'gpu' | 'cpu') => (d === 'gpu' ? m.onGpu : m.onCpu) as unknown as ConvNextBlock<T>;
+      const before = gpu.dispatchCount;
       await agree(gpu, [3, 11, C], (_, x, d) => pick<typeof x>(d).forward(x), 'block');
+      // dwconv7, LayerNorm, pwconv1 + GELU, pwconv2 + layer scale + residual (the agree() helper itself dispatches nothing)
+      expect(gpu.dispatchCount - before, 'dispatches of one block').to.equal(4);
       await agree(gpu, [3, 11, C], (_, x, d) => pick<typeof x>(d).forward(x, d === 'gpu' ? { maxChunkRows: 7 } : {}), 'block, chunked on the GPU vs whole on the CPU');
       m.free();
     });
@@ -124,33 +127,56 @@ describe('nn modules vs their CPU twins (the same module on cpuOps)', () => {
     gb.dispose();
   });
 
-  it('SwiGluMlp, Attention (GQA, biases; prefill then a decode step through the cache), DecoderLayer', async () => {
-    const [H, I, heads, kvHeads, D] = [16, 24, 4, 2, 8];
-    const n = llmNames.layer(0);
-    const tensors: Shapes = [
-      { name: n.inputNorm, shape: [H] }, { name: n.postAttentionNorm, shape: [H] },
-      { name: n.q, shape: [heads * D, H] }, { name: n.qBias, shape: [heads * D] },
-      { name: n.k, shape: [kvHeads * D, H] }, { name: n.kBias, shape: [kvHeads * D] },
-      { name: n.v, shape: [kvHeads * D, H] }, { name: n.vBias, shape: [kvHeads * D] },
-      { name: n.o, shape: [H, heads * D] }, { name: n.oBias, shape: [H] },
-      { name: n.gate, shape: [I, H] }, { name: n.up, shape: [I, H] }, { name: n.down, shape: [H, I] },
-    ];
-    const shape = { heads, kvHeads, headDim: D, theta: 10000, maxContext: 12, eps: 1e-6 };
-    const mlp = await twins(gpu, tensors, 'f16', (w) => SwiGluMlp.load(w, n));
-    const pickMlp = <T>(d: 'gpu' | 'cpu') => (d === 'gpu' ? mlp.onGpu : mlp.onCpu) as unknown as SwiGluMlp<T>;
-    await agree(gpu, [5, H], (_, x, d) => pickMlp<typeof x>(d).forward(x), 'SwiGluMlp');
-    mlp.free();
+  for (const biases of [false, true]) {
+    // Without attention biases (LLaMA) the decode-sized calls take the fused kernels (qkv_rope,
+    // gate_up_swiglu, the residual epilogues); with them, and for the 10-row prompt, the unfused ops.
+    it(`SwiGluMlp, Attention (GQA${biases ? ', biases' : ''}; a prompt, then decode steps through the cache), DecoderLayer`, async () => {
+      const [H, I, heads, kvHeads, D] = [16, 24, 4, 2, 8];
+      const n = llmNames.layer(0);
+      const tensors: Shapes = [
+        { name: n.inputNorm, shape: [H] }, { name: n.postAttentionNorm, shape: [H] },
+        { name: n.q, shape: [heads * D, H] }, { name: n.qBias, shape: [heads * D] },
+        { name: n.k, shape: [kvHeads * D, H] }, { name: n.kBias, shape: [kvHeads * D] },
+        { name: n.v, shape: [kvHeads * D, H] }, { name: n.vBias, shape: [kvHeads * D] },
+        { name: n.o, shape: [H, heads * D] }, { name: n.oBias, shape: [H] },
+        { name: n.gate, shape: [I, H] }, { name: n.up, shape: [I, H] }, { name: n.down, shape: [H, I] },
+      ].filter((t) => biases || !t.name.endsWith('bias'));
+      const shape = { heads, kvHeads, headDim: D, theta: 10000, maxContext: 24, eps: 1e-6 };
+      for (const dtype of ['f32', 'f16'] as const) {
+        const mlp = await twins(gpu, tensors, dtype, async (w) => ({ mlp: await SwiGluMlp.load(w, n), norm: await RMSNorm.load(w, n.postAttentionNorm, 1e-6) }));
+        const pickMlp = <T>(d: 'gpu' | 'cpu') => (d === 'gpu' ? mlp.onGpu : mlp.onCpu) as unknown as { mlp: SwiGluMlp<T>; norm: RMSNorm<T> };
+        for (const rows of [1, 5, 10]) {
+          await agree(gpu, [rows, H], (_, x, d) => pickMlp<typeof x>(d).mlp.forward(x, pickMlp<typeof x>(d).norm), `SwiGluMlp ${dtype}, ${rows} rows`);
+        }
+        mlp.free();
+      }
 
-    for (const kind of ['Attention', 'DecoderLayer'] as const) {
-      const m = await twins(gpu, tensors, 'f32', (w) => (kind === 'Attention' ? Attention.load(w, n, shape) : DecoderLayer.load(w, 0, shape)));
-      const pick = <T>(d: 'gpu' | 'cpu') => (d === 'gpu' ? m.onGpu : m.onCpu) as unknown as { forward(x: T, pos: number): T };
-      await agree(gpu, [7, H], (_, x, d) => pick<typeof x>(d).forward(x, 0), `${kind} prefill (positions 0…6)`);
-      await agree(gpu, [1, H], (_, x, d) => pick<typeof x>(d).forward(x, 7), `${kind} decode step (position 7, keys 0…7)`);
-      const caches = (kind === 'Attention' ? (m.onGpu as Attention<Tensor>) : (m.onGpu as DecoderLayer<Tensor>).selfAttn).caches; // made by the module, not loaded
-      m.free();
-      caches.forEach((t) => t.dispose());
-    }
-  });
+      for (const kind of ['Attention', 'DecoderLayer'] as const) {
+        const m = await twins(gpu, tensors, 'f16', async (w) =>
+          kind === 'Attention' ? { attn: await Attention.load(w, n, shape), norm: await RMSNorm.load(w, n.inputNorm, 1e-6) } : DecoderLayer.load(w, 0, shape),
+        );
+        const forward = <T>(d: 'gpu' | 'cpu', x: T, pos: number): T => {
+          const model = (d === 'gpu' ? m.onGpu : m.onCpu) as { attn: Attention<T>; norm: RMSNorm<T> } | DecoderLayer<T>;
+          return model instanceof DecoderLayer ? model.forward(x, pos) : model.attn.forward(x, pos, model.norm);
+        };
+        await agree(gpu, [10, H], (_, x, d) => forward(d, x, 0), `${kind} prompt (positions 0…9)`);
+        await agree(gpu, [1, H], (_, x, d) => forward(d, x, 10), `${kind} decode step (position 10, keys 0…10)`);
+        await agree(gpu, [3, H], (_, x, d) => forward(d, x, 11), `${kind} 3 rows (positions 11…13)`);
+        // The caches both twins wrote must agree too (the fused kernel writes them in place).
+        const attn = (d: 'gpu' | 'cpu') => {
+          const model = (d === 'gpu' ? m.onGpu : m.onCpu) as { attn: Attention<unknown> } | DecoderLayer<unknown>;
+          return model instanceof DecoderLayer ? model.selfAttn : model.attn;
+        };
+        const [gk, gv] = (attn('gpu') as Attention<Tensor>).caches;
+        const [ck, cv] = (attn('cpu') as Attention<Nd>).caches;
+        const rows = 14 * kvHeads * D;
+        expectClose(((await gk.read()) as Float32Array).subarray(0, rows), ck.data.subarray(0, rows), { atol: 1e-5, rtol: 1e-4 }, `${kind} key cache`);
+        expectClose(((await gv.read()) as Float32Array).subarray(0, rows), cv.data.subarray(0, rows), { atol: 1e-5, rtol: 1e-4 }, `${kind} value cache`);
+        m.free();
+        [gk, gv].forEach((t) => t.dispose()); // made by the module, not loaded
+      }
+    });
+  }
 
   it('Projector (mlp2x_gelu) on both devices', async () => {
     const config = { mm_projector_type: 'mlp2x_gelu', mm_hidden_size: 12, hidden_size: 10 };
