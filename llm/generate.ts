@@ -387,6 +387,9 @@ export async function* generateWith(
     }
   } finally {
     steps.close(); // discards a step fed ahead and not kept: however the loop ended, the cache is the plain loop's
+    // Its id is still on the way back: wait for it, so that no read is in flight once the
+    // generation has returned (a device destroyed under a pending mapAsync aborts Dawn's Node binding).
+    await pending?.catch(() => {});
   }
   if (finishReason !== 'stop') text = detok.text;
   const end = performance.now();
