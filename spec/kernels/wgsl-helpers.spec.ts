@@ -24,6 +24,7 @@ function wgslFunction(kernel: string, name: string): string {
 
 const SHARED: { helper: string; kernels: string[] }[] = [
   { helper: 'weight', kernels: ['linear_matvec', 'linear_tiled', 'dwconv7', 'patch_conv'] }, // f16 / f32 weight element
+  { helper: 'weight_at', kernels: ['linear_matvec', 'linear_tiled'] }, //                       q8 / q4 dequantization
   { helper: 'erfc_pos', kernels: ['linear_matvec', 'linear_tiled'] }, //                         the fused GELU's erfc
   { helper: 'gelu', kernels: ['linear_matvec', 'linear_tiled'] },
   { helper: 'store', kernels: ['linear_matvec', 'linear_tiled'] }, //                           the epilogue
