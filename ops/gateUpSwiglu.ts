@@ -4,8 +4,8 @@
  *   h = rmsNorm(x, γ)                        post_attention_layernorm             x [M, K]
  *   y = silu(h·Wgᵀ) · (h·Wuᵀ)                gate_proj, up_proj, SwiGLU           W [N, K] → y [M, N]
  *
- * One dispatch for a few rows (M ≤ MATVEC_MAX_M: decode); otherwise (prompts, weights over the
- * binding limit) the unfused ops, which are also the CPU reference (`gateUpSwigluRef`).
+ * One dispatch for a few rows (M ≤ MATVEC_MAX_M: decode); otherwise (prompts, quantized weights,
+ * weights over the binding limit) the unfused ops, which are also the CPU reference (`gateUpSwigluRef`).
  */
 import type { NdArray } from 'ndarray';
 import { params, type Gpu } from '../runtime/gpu.js';
@@ -32,7 +32,8 @@ export function gateUpSwiglu(gpu: Gpu, x: Tensor, gamma: Tensor, eps: number, wg
   const { M, N, K } = checkShapes('gateUpSwiglu', x.shape, gamma.shape, wg.shape, wu.shape);
   assertDType('gateUpSwiglu', x, 'x', 'f32');
   const maxBinding = gpu.limits.maxStorageBufferBindingSize;
-  if (M > MATVEC_MAX_M || wg.dtype !== wu.dtype || wg.byteLength > maxBinding || wu.byteLength > maxBinding) {
+  const quantized = wg.dtype !== 'f32' && wg.dtype !== 'f16'; // q8/q4: the unfused ops (their linears dequantize)
+  if (M > MATVEC_MAX_M || wg.dtype !== wu.dtype || quantized || wg.byteLength > maxBinding || wu.byteLength > maxBinding) {
     const h = rmsNorm(gpu, x, gamma, eps);
     const g = linear(gpu, h, wg);
     const u = linear(gpu, h, wu);

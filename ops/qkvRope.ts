@@ -7,8 +7,8 @@
  *
  * One dispatch for a few rows (M ≤ MATVEC_MAX_M: decode), where the weights are streamed once and the
  * norm and RoPE ride along. Otherwise — a prompt (M large: a GEMM per projection pays), attention
- * biases, or operands over the binding limit — the same result from the unfused ops, which are also
- * the CPU reference (`qkvRopeRef`).
+ * biases, quantized (q8/q4) weights, or operands over the binding limit — the same result from the
+ * unfused ops, which are also the CPU reference (`qkvRopeRef`).
  */
 import type { NdArray } from 'ndarray';
 import type { Gpu } from '../runtime/gpu.js';
@@ -89,6 +89,7 @@ export function qkvRope(gpu: Gpu, x: Tensor, a: QkvOperands<Tensor>, o: QkvRopeO
     M <= MATVEC_MAX_M &&
     !a.bq && !a.bk && !a.bv &&
     a.wk.dtype === wDType && a.wv.dtype === wDType &&
+    (wDType === 'f32' || wDType === 'f16') && // q8/q4 weights: the unfused ops (their linears dequantize)
     D % 2 === 0 && D / 2 <= ROPE_MAX_HALF &&
     [a.wq, a.wk, a.wv, a.kCache, a.vCache].every((t) => t.byteLength <= maxBinding) &&
     a.kCache.dtype === 'f32' && a.vCache.dtype === 'f32';
