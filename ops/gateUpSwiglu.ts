@@ -4,11 +4,12 @@
  *   h = rmsNorm(x, γ)                        post_attention_layernorm             x [M, K]
  *   y = silu(h·Wgᵀ) · (h·Wuᵀ)                gate_proj, up_proj, SwiGLU           W [N, K] → y [M, N]
  *
- * One dispatch for a few rows (M ≤ MATVEC_MAX_M: decode); otherwise (prompts, quantized weights,
- * weights over the binding limit) the unfused ops, which are also the CPU reference (`gateUpSwigluRef`).
+ * One dispatch for a few rows (M ≤ MATVEC_MAX_M: decode); otherwise (prompts, weights over the
+ * binding limit) the unfused ops, which are also the CPU reference (`gateUpSwigluRef`).
  */
 import type { NdArray } from 'ndarray';
 import { params, type Gpu } from '../runtime/gpu.js';
+import { isQuantDType, quantLayout } from '../runtime/quant.js';
 import type { Tensor } from '../runtime/tensor.js';
 import { linear, linearRef, matvecLanes, MATVEC_MAX_M } from './linear.js';
 import { rmsNorm, rmsNormRef } from './rmsNorm.js';
@@ -32,8 +33,7 @@ export function gateUpSwiglu(gpu: Gpu, x: Tensor, gamma: Tensor, eps: number, wg
   const { M, N, K } = checkShapes('gateUpSwiglu', x.shape, gamma.shape, wg.shape, wu.shape);
   assertDType('gateUpSwiglu', x, 'x', 'f32');
   const maxBinding = gpu.limits.maxStorageBufferBindingSize;
-  const quantized = wg.dtype !== 'f32' && wg.dtype !== 'f16'; // q8/q4: the unfused ops (their linears dequantize)
-  if (M > MATVEC_MAX_M || wg.dtype !== wu.dtype || quantized || wg.byteLength > maxBinding || wu.byteLength > maxBinding) {
+  if (M > MATVEC_MAX_M || wg.dtype !== wu.dtype || wg.byteLength > maxBinding || wu.byteLength > maxBinding) {
     const h = rmsNorm(gpu, x, gamma, eps);
     const g = linear(gpu, h, wg);
     const u = linear(gpu, h, wu);
@@ -43,14 +43,15 @@ export function gateUpSwiglu(gpu: Gpu, x: Tensor, gamma: Tensor, eps: number, wg
   }
   const y = gpu.empty([M, N]);
   if (M === 0 || N === 0) return y;
-  const vec4 = K % 8 === 0 && K > 0;
-  const lanes = matvecLanes(K, vec4, wg.dtype === 'f16');
+  const quant = isQuantDType(wg.dtype) ? quantLayout(wg.dtype, K) : undefined; // q8/q4: `main`, dequantizing per element
+  const vec4 = K % 8 === 0 && K > 0 && !quant;
+  const lanes = matvecLanes(K, vec4, wg.dtype);
   const variant = subgroupKernel(gpu, 'gate_up_swiglu', lanes);
   gpu.dispatch({
     kernel: variant.kernel,
     entry: vec4 ? 'main_vec4' : 'main',
-    constants: { WG, LANES: lanes, GRID_X, W_F16: wg.dtype === 'f16' ? 1 : 0, SUBGROUPS: variant.SUBGROUPS },
-    params: params(['u32', M], ['u32', N], ['u32', K], ['f32', eps]),
+    constants: { WG, LANES: lanes, GRID_X, W_F16: wg.dtype === 'f16' ? 1 : 0, W_BITS: wg.dtype === 'q8' ? 8 : wg.dtype === 'q4' ? 4 : 0, SUBGROUPS: variant.SUBGROUPS },
+    params: params(['u32', M], ['u32', N], ['u32', K], ['f32', eps], ['u32', quant?.rowWords ?? 0], ['u32', quant?.scaleWord ?? 0]),
     bindings: [x, gamma, wg, wu, y],
     workgroups: grid1d(gpu, N, WG / lanes),
   });

@@ -1,6 +1,8 @@
 import { expect } from 'chai';
 import ndarray from 'ndarray';
 import { embedding, embeddingRef } from '../../ops/embedding.js';
+import { gateUpSwiglu, gateUpSwigluRef } from '../../ops/gateUpSwiglu.js';
+import { qkvRope, qkvRopeRef, type QkvRopeOptions } from '../../ops/qkvRope.js';
 import { linear, linearRef, linearWithBindingLimit, uploadWeight } from '../../ops/linear.js';
 import { f16BitsToF32, f32ToF16Bits } from '../../runtime/half.js';
 import { dequantize, maxLevel, packQuantized, quantBytes, quantize, quantLayout, roundTrip, type QuantDType } from '../../runtime/quant.js';
@@ -135,6 +137,56 @@ describe('quantized weights (runtime/quant.ts formats; q8/q4 in linear and embed
         }
         tw.dispose();
       });
+    }
+  });
+
+  describe('fused decode kernels (qkv_rope, gate_up_swiglu) with quantized weights: one dispatch, against the dequantized reference', () => {
+    for (const dtype of DTYPES) {
+      for (const [M, K] of [[1, 64], [3, 40], [8, 7]]) {
+        it(`qkv_rope ${dtype}: x [${M}, ${K}], 4 q / 2 kv heads of 8, position 9`, async () => {
+          const gpu = await testGpu();
+          const o: QkvRopeOptions = { heads: 4, kvHeads: 2, headDim: 8, theta: 10000, eps: 1e-5, position: 9 };
+          const x = randomNd([M, K], M);
+          const gamma = randomNd([K], 2, 0.5, 1.5);
+          const raw = [32, 16, 16].map((N, j) => ({ N, v: randomArray(N * K, 3 + j) }));
+          const deq = raw.map(({ N, v }) => ndarray(roundTrip(v, N, K, dtype), [N, K]));
+          const caches = [0, 1].map((j) => randomNd([M + 12, 16], 7 + j));
+          const t = {
+            gamma: gpu.upload([K], gamma.data),
+            wq: uploadWeight(gpu, raw[0].v, [32, K], dtype),
+            wk: uploadWeight(gpu, raw[1].v, [16, K], dtype),
+            wv: uploadWeight(gpu, raw[2].v, [16, K], dtype),
+            kCache: gpu.upload(caches[0].shape, caches[0].data),
+            vCache: gpu.upload(caches[1].shape, caches[1].data),
+          };
+          const tx = gpu.upload([M, K], x.data);
+          const before = gpu.dispatchCount;
+          const q = qkvRope(gpu, tx, t, o);
+          expect(gpu.dispatchCount - before, 'one dispatch').to.equal(1);
+          const ref = qkvRopeRef(x, { gamma, wq: deq[0], wk: deq[1], wv: deq[2], kCache: caches[0], vCache: caches[1] }, o);
+          const tol = { atol: 1e-5 * Math.sqrt(K), rtol: 1e-4 };
+          expectClose((await q.read()) as Float32Array, ref.data, tol, 'q');
+          expectClose((await t.kCache.read()) as Float32Array, caches[0].data, tol, 'key cache');
+          expectClose((await t.vCache.read()) as Float32Array, caches[1].data, tol, 'value cache');
+          [q, tx, ...Object.values(t)].forEach((u) => u.dispose());
+        });
+        it(`gate_up_swiglu ${dtype}: x [${M}, ${K}] → [${M}, 24]`, async () => {
+          const gpu = await testGpu();
+          const N = 24;
+          const x = randomNd([M, K], 11 + M);
+          const gamma = randomNd([K], 12, 0.5, 1.5);
+          const [g, u] = [13, 14].map((seed) => randomArray(N * K, seed));
+          const tx = gpu.upload([M, K], x.data);
+          const tg = gpu.upload([K], gamma.data);
+          const [wg, wu] = [g, u].map((v) => uploadWeight(gpu, v, [N, K], dtype));
+          const before = gpu.dispatchCount;
+          const y = gateUpSwiglu(gpu, tx, tg, 1e-6, wg, wu);
+          expect(gpu.dispatchCount - before, 'one dispatch').to.equal(1);
+          const ref = gateUpSwigluRef(x, gamma, 1e-6, ndarray(roundTrip(g, N, K, dtype), [N, K]), ndarray(roundTrip(u, N, K, dtype), [N, K]));
+          expectClose((await y.read()) as Float32Array, ref.data, { atol: 1e-5 * Math.sqrt(K), rtol: 1e-4 }, 'y');
+          [tx, tg, wg, wu, y].forEach((t) => t.dispose());
+        });
+      }
     }
   });
 

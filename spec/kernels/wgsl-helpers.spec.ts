@@ -30,6 +30,7 @@ const SHARED: { helper: string; kernels: string[] }[] = [
   { helper: 'store', kernels: ['linear_matvec', 'linear_tiled'] }, //                           the epilogue
   { helper: 'sincos_accurate', kernels: ['rope', 'qkv_rope'] }, //                              RoPE's angles
   { helper: 'weight8', kernels: ['qkv_rope', 'gate_up_swiglu'] }, //                          fused decode weight loads
+  { helper: 'weight_at_of', kernels: ['qkv_rope', 'gate_up_swiglu'] }, //                     fused decode q8 / q4 elements
   { helper: 'segment_sum', kernels: ['layer_norm', 'rms_norm'] }, //                              row reductions
 ];
 
