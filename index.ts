@@ -1,3 +1,4 @@
+/// <reference types="@webgpu/types" preserve="true" />
 /**
  * convllava — ConvLLaVA (arXiv 2405.15738) on WebGPU: every float op is a hand-written WGSL kernel.
  *
@@ -31,3 +32,6 @@ export { Checkpoint } from './weights/checkpoint.js';
 export type { ModelFolderReader } from './weights/folder.js';
 export { UrlByteSource, UrlFolderReader, type UrlSourceOptions } from './weights/url-source.js';
 export { BlobByteSource, BlobFolderReader } from './weights/blob-source.js';
+// Browsers: a model folder under a URL downloaded once into the Cache API (progress in bytes).
+// The worker engine (the model in a Web Worker or a Node worker thread) is 'convllava/worker'.
+export { CachedUrlFolderReader, clearModelCache, type CachedFolderOptions, type DownloadProgress } from './browser/cached-folder.js';

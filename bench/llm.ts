@@ -19,6 +19,7 @@ import { decoderTensors, LlamaDecoder } from '../llm/llama.js';
 import { SyntheticWeights, syntheticCheckpoint } from '../synthetic/checkpoint.js';
 import { VICUNA_7B } from '../synthetic/presets.js';
 import { collect, generateTokens, uniformStream } from '../llm/generate.js';
+import { precompileDecode } from '../llm/warmup.js';
 import { LlamaTokenizer } from '../llm/tokenizer.js';
 
 function median(xs: number[]): number {
@@ -60,6 +61,7 @@ async function main(): Promise<void> {
       if (done === total || done % 16 === 0) process.stderr.write(`\rweights ${done}/${total}`);
     },
   });
+  await precompileDecode(decoder); // as ConvLlava.load does
   await gpu.sync();
   const bytes = decoder.bytes;
   process.stderr.write('\n');
@@ -91,14 +93,23 @@ async function main(): Promise<void> {
     lastX.dispose();
     const lastLogits = decoder.logits(lastHidden);
     lastHidden.dispose();
-    const result = await collect(generateTokens(decoder, tokenizer, lastLogits, { maxNewTokens: decodeSteps + 1 }, []));
+    let atFirst: ReturnType<Gpu['counters']> | null = null;
+    const result = await collect(generateTokens(decoder, tokenizer, lastLogits, { maxNewTokens: decodeSteps + 1 }, []), () => {
+      atFirst ??= gpu.counters();
+    });
+    const end = gpu.counters();
+    const perToken = (k: 'dispatches' | 'passes' | 'copies' | 'recordMs') => (end[k] - atFirst![k]) / Math.max(1, result.ids.length - 1);
     if (run === 0) {
       console.log(`warm-up: prefill ${ms.toFixed(0)} ms, decode ${result.decodeTokPerS.toFixed(2)} tok/s`);
       continue;
     }
     prefillMs.push(ms);
     decodeTokS.push(result.decodeTokPerS);
-    console.log(`run ${run}: prefill ${prefill} tokens ${ms.toFixed(0)} ms (${((prefill / ms) * 1000).toFixed(1)} tok/s); decode ${decodeSteps} steps ${result.decodeTokPerS.toFixed(2)} tok/s`);
+    console.log(
+      `run ${run}: prefill ${prefill} tokens ${ms.toFixed(0)} ms (${((prefill / ms) * 1000).toFixed(1)} tok/s); decode ${decodeSteps} steps ${result.decodeTokPerS.toFixed(2)} tok/s; ` +
+        `per token ${perToken('dispatches').toFixed(1)} dispatches, ${perToken('passes').toFixed(1)} passes, ${perToken('copies').toFixed(1)} copies, ` +
+        `${perToken('recordMs').toFixed(2)} ms recording; ${end.pipelines - atFirst!.pipelines} pipelines created after the first token`,
+    );
   }
   const p = median(prefillMs);
   const d = median(decodeTokS);

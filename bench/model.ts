@@ -14,6 +14,7 @@ import { join } from 'node:path';
 import { towerStride, visionTowerConfig } from '../convnext/config.js';
 import { VisionTower } from '../convnext/model.js';
 import { generateTokens } from '../llm/generate.js';
+import { precompileDecode } from '../llm/warmup.js';
 import { LlamaDecoder } from '../llm/llama.js';
 import { inputsEmbeds } from '../llm/llava.js';
 import { imageQuestionIds } from '../llm/prompt.js';
@@ -21,7 +22,7 @@ import { Projector } from '../nn/projector.js';
 import { LlamaTokenizer } from '../llm/tokenizer.js';
 import { argmax } from '../ops/argmax.js';
 import { randomFill } from '../ops/randomFill.js';
-import type { Gpu } from '../runtime/gpu.js';
+import type { DispatchProfile, Gpu, RecordCounters } from '../runtime/gpu.js';
 import type { Tensor } from '../runtime/tensor.js';
 import { syntheticCheckpoint, writeSyntheticCheckpoint, type SyntheticCheckpoint } from '../synthetic/checkpoint.js';
 import { Checkpoint } from '../weights/checkpoint.js';
@@ -51,6 +52,8 @@ export interface ModelBenchOptions {
   throughDisk?: boolean;
   /** Which tests to run (default all): image encode, prompt processing, token generation, time to first token. */
   tests?: BenchTest[];
+  /** Also time every kernel of one decode step and one image encode on the GPU (Gpu.profile). */
+  profile?: boolean;
   /** Progress lines (stderr in the CLI). */
   progress?: (message: string) => void;
 }
@@ -63,9 +66,44 @@ export interface ImageEncodeResult {
   visual_tokens: number;
   /** ms per image: vision tower + projector, GPU work submitted and finished. */
   ms: Stat;
+  /** Work recorded for one image (tower + projector): dispatches, compute passes, buffer copies. */
+  dispatches: number;
+  passes: number;
+  copies: number;
+  /** ms of JS spent inside Gpu.dispatch for one image. */
+  cpu_record_ms: number;
 }
 
-export interface LlmTestResult {
+/** Per generated token of the tg test, over the tokens after the first of every timed run. */
+export interface DecodeCounters {
+  dispatches_per_token: number;
+  passes_per_token: number;
+  copies_per_token: number;
+  /** JS time inside Gpu.dispatch per token (ops' own JS around it not included). */
+  cpu_record_ms_per_token: number;
+  /** Pipelines created after the first token of the timed runs (0: nothing compiles during generation). */
+  pipelines_created: number;
+  /** Decoder layers, to read dispatches_per_token per layer. */
+  n_layers: number;
+}
+
+/** One kernel's share of a profiled piece of work (Gpu.profile), summed over its dispatches. */
+export interface KernelShare {
+  kernel: string;
+  count: number;
+  ms: number;
+  /** Fraction of the profiled GPU time. */
+  share: number;
+}
+
+export interface ProfileResult {
+  /** How the dispatches were timed (runtime/gpu.ts DispatchProfile.method). */
+  method: DispatchProfile['method'];
+  decode_step: KernelShare[] | null;
+  image_encode: { resolution: number; kernels: KernelShare[] } | null;
+}
+
+export interface LlmTestResult extends Partial<DecodeCounters> {
   /** llama-bench fields. */
   n_prompt: number;
   n_gen: number;
@@ -88,6 +126,26 @@ export interface ModelBenchResult {
   /** image (at the model's resolution) + prompt → first generated token. */
   ttft_ms: Stat | null;
   peak_gpu_bytes: number;
+  /** --profile: per-kernel GPU time of one decode step and one image encode. */
+  profile?: ProfileResult;
+}
+
+/** Sums a profile's rows per kernel (entry points other than main named kernel:entry), largest first. */
+export function kernelShares(p: DispatchProfile): KernelShare[] {
+  const byKernel = new Map<string, KernelShare>();
+  for (const r of p.rows) {
+    const name = r.entry === 'main' ? r.kernel : `${r.kernel}:${r.entry}`;
+    const k = byKernel.get(name) ?? { kernel: name, count: 0, ms: 0, share: 0 };
+    k.count++;
+    k.ms += r.ms;
+    byKernel.set(name, k);
+  }
+  const total = p.rows.reduce((a, r) => a + r.ms, 0);
+  return [...byKernel.values()].map((k) => ({ ...k, share: total > 0 ? k.ms / total : 0 })).sort((a, b) => b.ms - a.ms);
+}
+
+function diff(a: RecordCounters, b: RecordCounters): RecordCounters {
+  return { dispatches: b.dispatches - a.dispatches, passes: b.passes - a.passes, copies: b.copies - a.copies, recordMs: b.recordMs - a.recordMs, pipelines: b.pipelines - a.pipelines };
 }
 
 function llmTest(nPrompt: number, nGen: number, tokens: number, secondsPerRun: number[]): LlmTestResult {
@@ -146,6 +204,8 @@ export async function runModelBench(gpu: Gpu, o: ModelBenchOptions): Promise<Mod
         maxContext,
         onProgress: (d, t) => log(`loading LLM ${d}/${t}`),
       });
+      log('compiling the decode pipelines …');
+      await precompileDecode(decoder); // as ConvLlava.load does: nothing compiles during generation
     }
     await gpu.sync();
     const loadMs = performance.now() - t0;
@@ -156,18 +216,29 @@ export async function runModelBench(gpu: Gpu, o: ModelBenchOptions): Promise<Mod
     for (const R of wanted('encode') ? o.resolutions : []) {
       const pixels = randomFill(gpu, [3, R, R], 'f32', { seed: R, halfWidth: 1.8 });
       const samples: number[] = [];
+      let work = diff(gpu.counters(), gpu.counters());
       for (let r = 0; r <= o.runs; r++) {
         log(`image encode ${R}² run ${r}/${o.runs}${r === 0 ? ' (warm-up)' : ''}`);
         const start = performance.now();
+        const before = gpu.counters();
         const { features } = tower.encode(pixels);
         const projected = projector.forward(features);
         features.dispose();
+        work = diff(before, gpu.counters()); // the same every run; the last is kept
         await gpu.sync();
         if (r > 0) samples.push(performance.now() - start);
         projected.dispose();
       }
       pixels.dispose();
-      imageEncode.push({ resolution: R, visual_tokens: (R / stride) ** 2, ms: stat(samples) });
+      imageEncode.push({
+        resolution: R,
+        visual_tokens: (R / stride) ** 2,
+        ms: stat(samples),
+        dispatches: work.dispatches,
+        passes: work.passes,
+        copies: work.copies,
+        cpu_record_ms: work.recordMs,
+      });
     }
 
     let pp: LlmTestResult | null = null;
@@ -193,6 +264,9 @@ export async function runModelBench(gpu: Gpu, o: ModelBenchOptions): Promise<Mod
       const tokenizer = new LlamaTokenizer();
       if (o.nGen > 0 && wanted('tg')) {
         const seconds: number[] = [];
+        // Work per token: counted from the first token to the end, over the timed runs.
+        let work = diff(gpu.counters(), gpu.counters());
+        let tokens = 0;
         for (let r = 0; r <= o.runs; r++) {
           log(`tg${o.nGen} run ${r}/${o.runs}${r === 0 ? ' (warm-up)' : ''}`);
           decoder.truncate(0);
@@ -204,15 +278,40 @@ export async function runModelBench(gpu: Gpu, o: ModelBenchOptions): Promise<Mod
           const start = performance.now();
           const stream = generateTokens(decoder, tokenizer, logits, { temperature: 0, maxNewTokens: o.nGen }, []);
           let step = await stream.next();
-          while (!step.done) step = await stream.next();
-          if (r > 0) seconds.push((performance.now() - start) / 1000);
+          const first = gpu.counters();
+          let generated = step.done ? 0 : 1;
+          while (!step.done) {
+            step = await stream.next();
+            if (!step.done) generated++;
+          }
+          if (r > 0) {
+            seconds.push((performance.now() - start) / 1000);
+            const d = diff(first, gpu.counters());
+            work = { dispatches: work.dispatches + d.dispatches, passes: work.passes + d.passes, copies: work.copies + d.copies, recordMs: work.recordMs + d.recordMs, pipelines: work.pipelines + d.pipelines };
+            tokens += generated - 1;
+          }
         }
         tg = llmTest(0, o.nGen, o.nGen, seconds);
+        if (tokens > 0) {
+          Object.assign(tg, {
+            dispatches_per_token: work.dispatches / tokens,
+            passes_per_token: work.passes / tokens,
+            copies_per_token: work.copies / tokens,
+            cpu_record_ms_per_token: work.recordMs / tokens,
+            pipelines_created: work.pipelines,
+            n_layers: decoder.dims.layers,
+          } satisfies DecodeCounters);
+        }
       }
       // --- TTFT: image at the model's resolution + a question → first token ------------------------
       if (wanted('ttft')) ttft = await timeToFirstToken(gpu, tower, projector, decoder, towerConfig.resolution, o.runs, log);
     }
     const peak = gpu.pool.peakBytes;
+    let profile: ProfileResult | undefined;
+    if (o.profile) {
+      log('profiling one decode step and one image encode …');
+      profile = await profileModel(gpu, tower, projector, decoder, o.resolutions[0] ?? towerConfig.resolution);
+    }
     return {
       model: label,
       dtype: o.dtype,
@@ -223,6 +322,7 @@ export async function runModelBench(gpu: Gpu, o: ModelBenchOptions): Promise<Mod
       tg,
       ttft_ms: ttft,
       peak_gpu_bytes: peak,
+      ...(profile ? { profile } : {}),
     };
   } finally {
     tower?.dispose();
@@ -231,6 +331,51 @@ export async function runModelBench(gpu: Gpu, o: ModelBenchOptions): Promise<Mod
     await ckpt.close();
     if (tmp) await rm(tmp, { recursive: true, force: true });
   }
+}
+
+/**
+ * GPU time per kernel of one greedy decode step (after a one-token prompt: embed the id → every
+ * layer → lm_head → argmax) and of one image encode (tower + projector), each dispatch in its own
+ * timed pass (Gpu.profile).
+ */
+async function profileModel(gpu: Gpu, tower: VisionTower, projector: Projector, decoder: LlamaDecoder | null, resolution: number): Promise<ProfileResult> {
+  let method: DispatchProfile['method'] = gpu.features.has('timestamp-query') ? 'timestamp-query' : 'wall-clock';
+  let decodeStep: KernelShare[] | null = null;
+  if (decoder) {
+    decoder.truncate(0);
+    const tokenizer = new LlamaTokenizer();
+    const prompt = decoder.embed([tokenizer.bosId]);
+    const hidden = decoder.forward(prompt);
+    prompt.dispose();
+    const logits = decoder.lastLogits(hidden);
+    hidden.dispose();
+    let id = argmax(gpu, logits).reshape([1]);
+    logits.dispose();
+    await id.read();
+    const p = await gpu.profile(() => {
+      const x = decoder.embed(id); //           [1, H]
+      id.dispose();
+      const h = decoder.forward(x);
+      x.dispose();
+      const l = decoder.logits(h); //            [1, vocab]
+      h.dispose();
+      id = argmax(gpu, l).reshape([1]);
+      l.dispose();
+    });
+    id.dispose();
+    method = p.method;
+    decodeStep = kernelShares(p);
+  }
+  const pixels = randomFill(gpu, [3, resolution, resolution], 'f32', { seed: resolution, halfWidth: 1.8 });
+  let projected: Tensor | null = null;
+  const p = await gpu.profile(() => {
+    const { features } = tower.encode(pixels);
+    projected = projector.forward(features);
+    features.dispose();
+  });
+  pixels.dispose();
+  (projected as Tensor | null)?.dispose();
+  return { method: p.method ?? method, decode_step: decodeStep, image_encode: { resolution, kernels: kernelShares(p) } };
 }
 
 /** Image at the model's resolution + a question → the first generated token id on the CPU. */

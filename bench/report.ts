@@ -99,10 +99,19 @@ ${encodeChart(m.image_encode.map((e) => ({ resolution: e.resolution, tokens: e.v
       m.tg && { label: `decode tg${m.tg.n_gen}`, value: m.tg.avg_ts, text: `${fmt(m.tg.avg_ts)} ± ${fmt(m.tg.stddev_ts)} tok/s` },
     ].filter(Boolean) as { label: string; value: number; text: string }[];
     if (llm.length) sections.push(`<h2>LLM throughput</h2>${hbars(llm)}`);
+    const profileBars = (rows: { kernel: string; count: number; ms: number; share: number }[]) =>
+      hbars(rows.map((k) => ({ label: `${k.kernel} ×${k.count}`, value: k.share, text: `${(k.share * 100).toFixed(1)} % (${fmt(k.ms)} ms)` })), 1);
+    if (m.profile) {
+      const how = m.profile.method === 'timestamp-query' ? 'GPU timestamps, each dispatch in its own pass' : 'wall clock, each dispatch submitted alone (no timestamp queries)';
+      if (m.profile.decode_step) sections.push(`<h2>GPU time per kernel: one decode step</h2><p>${esc(how)}</p>${profileBars(m.profile.decode_step)}`);
+      if (m.profile.image_encode) sections.push(`<h2>GPU time per kernel: one image encode ${m.profile.image_encode.resolution}²</h2><p>${esc(how)}</p>${profileBars(m.profile.image_encode.kernels)}`);
+    }
     sections.push(`<h2>Summary</h2><table>
 <tr><td>load</td><td>${fmt(m.load_ms)} ms</td></tr>
 <tr><td>parameters</td><td>vision ${(m.parameters.vision / 1e6).toFixed(1)} M, LLM + projector ${(m.parameters.llm / 1e6).toFixed(1)} M</td></tr>
 ${m.ttft_ms ? `<tr><td>time to first token (image + prompt)</td><td>${fmt(m.ttft_ms.mean)} ± ${fmt(m.ttft_ms.sd)} ms</td></tr>` : ''}
+${m.image_encode.map((e) => `<tr><td>image encode ${e.resolution}²: work recorded</td><td>${e.dispatches} dispatches, ${e.passes} passes, ${e.copies} copies, ${fmt(e.cpu_record_ms)} ms recording</td></tr>`).join('\n')}
+${m.tg?.dispatches_per_token !== undefined ? `<tr><td>decode: work per token</td><td>${fmt(m.tg.dispatches_per_token)} dispatches (${m.tg.n_layers} layers), ${fmt(m.tg.passes_per_token!)} passes, ${fmt(m.tg.copies_per_token!)} copies, ${fmt(m.tg.cpu_record_ms_per_token!)} ms recording; ${m.tg.pipelines_created} pipelines created after the first token</td></tr>` : ''}
 <tr><td>peak GPU memory (pool)</td><td>${(m.peak_gpu_bytes / 2 ** 20).toFixed(0)} MiB</td></tr></table>`);
   }
   return `<!doctype html><html><head><meta charset="utf-8"><title>convllava bench</title>

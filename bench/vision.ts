@@ -58,8 +58,10 @@ async function main(): Promise<void> {
     for (let r = 0; r < runs; r++) {
       gpu.pool.peakBytes = gpu.pool.liveBytes;
       t0 = performance.now();
+      const before = gpu.counters();
       const { features } = tower.encode(pixels);
       const projected = projector.forward(features);
+      const work = gpu.counters();
       await gpu.sync();
       const ms = performance.now() - t0;
       const values = (await projected.read()) as Float32Array;
@@ -68,7 +70,8 @@ async function main(): Promise<void> {
         `  run ${r + 1}: ${ms.toFixed(1)} ms wall (encode + project, ${r === 0 ? 'incl. pipeline compilation' : 'steady state'}); ` +
           `${features.shape[0]} tokens × ${features.shape[1]} → ${projected.shape[1]}; ` +
           `peak GPU memory ${gib(gpu.pool.peakBytes)} GiB in use (${gib(gpu.pool.heldBytes)} GiB held by the pool); ` +
-          `outputs ${finite ? 'finite' : 'NOT FINITE'}`,
+          `outputs ${finite ? 'finite' : 'NOT FINITE'}; ${work.dispatches - before.dispatches} dispatches, ${work.passes - before.passes} passes, ` +
+          `${work.copies - before.copies} copies, ${(work.recordMs - before.recordMs).toFixed(1)} ms recording`,
       );
       features.dispose();
       projected.dispose();

@@ -1,9 +1,11 @@
 /**
  * @cwasm/jpeg-turbo for browsers. The npm module reads its .wasm with fs (Node only); package.json's
  * "browser" field points bundlers here instead. Same wasm (libjpeg-turbo, so pixels stay identical
- * to PIL's), same `decode(bytes) → { width, height, data: RGBA }`, but the wasm is fetched from
- * `jpeg-turbo.wasm` next to the bundle (npm run build:browser copies it there) and compiled at
- * import time: convnext/decode.ts imports this module lazily, on the first JPEG.
+ * to PIL's), same `decode(bytes) → { width, height, data: RGBA }` (as a promise), but the wasm is
+ * fetched from `jpeg-turbo.wasm` next to this module (`new URL(…, import.meta.url)`, which bundlers
+ * follow; npm run build and build:browser copy it there) and compiled on the first call:
+ * convnext/decode.ts imports this module lazily, on the first JPEG. No top-level await, so bundlers
+ * may put it in a classic (iife) worker, as Vite does by default.
  */
 
 interface JpegTurboExports {
@@ -42,8 +44,7 @@ const imports = {
   },
 };
 
-const wasm = await loadWasm();
-const lib = wasm.exports as unknown as JpegTurboExports;
+let instance: Promise<JpegTurboExports> | null = null;
 
 async function loadWasm(): Promise<WebAssembly.Instance> {
   const response = await fetch(WASM_URL);
@@ -55,7 +56,12 @@ async function loadWasm(): Promise<WebAssembly.Instance> {
 }
 
 /** Decodes a baseline / progressive JPEG to RGBA (the npm module's `decode`, step for step). */
-export function decode(input: Uint8Array): { width: number; height: number; data: Uint8ClampedArray } {
+export async function decode(input: Uint8Array): Promise<{ width: number; height: number; data: Uint8ClampedArray }> {
+  instance ??= loadWasm().then((wasm) => wasm.exports as unknown as JpegTurboExports);
+  const lib = await instance.catch((e) => {
+    instance = null; // a failed fetch is retried on the next JPEG
+    throw e;
+  });
   const inputPointer = lib.malloc(input.byteLength);
   new Uint8Array(lib.memory.buffer, inputPointer, input.byteLength).set(input);
   const handle = lib.tjInitDecompress();

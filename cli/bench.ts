@@ -1,17 +1,19 @@
 /**
  * convllava bench [--preset P | --model DIR] [--resolutions 768,1024,1536] [-p 512] [-n 128] [-r 5]
- *                 [--only encode,pp,tg,ttft] [--dtype f16|f32|q8|q4] [--through-disk] [--kernels] [--json]
- *                 [--report out.html]
+ *                 [--only encode,pp,tg,ttft] [--dtype f16|f32|q8|q4] [--through-disk] [--kernels] [--profile]
+ *                 [--json] [--report out.html]
  *
  * Image encode ms per resolution, prefill tok/s (pp<N>), decode tok/s (tg<N>), time to first token,
- * load time and peak GPU memory — mean ± sd over r runs after a warm-up; with --kernels also the
- * per-kernel table and each figure's fraction of the measured roofline. --json prints one JSON
+ * load time and peak GPU memory — mean ± sd over r runs after a warm-up — with the work recorded:
+ * dispatches, passes and copies per image and per decode token, and the JS time spent recording;
+ * with --kernels also the per-kernel table and each figure's fraction of the measured roofline;
+ * with --profile the GPU time per kernel of one decode step and one image encode. --json prints one JSON
  * object (llama-bench field names where they exist: n_prompt, n_gen, avg_ts, stddev_ts, samples_ts).
  */
 import { writeFile } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
 import { runKernelBench, TABLE_HEADER, formatRow, type KernelResult } from '../bench/kernels.js';
-import { BENCH_TESTS, runModelBench, type BenchTest, type ModelBenchResult } from '../bench/model.js';
+import { BENCH_TESTS, runModelBench, type BenchTest, type KernelShare, type ModelBenchResult } from '../bench/model.js';
 import { renderReport, type BenchReport } from '../bench/report.js';
 import { measureCopyBandwidth } from '../bench/roofline.js';
 import { Gpu } from '../runtime/gpu.js';
@@ -30,6 +32,8 @@ const HELP = `usage: convllava bench [options]
   --dtype f16|f32|q8|q4  weight storage on the GPU (default f16; q8/q4 quantize the decoder and
                        projector on load, vision f16)
   --kernels            also run the kernel benchmark with roofline fractions
+  --profile            GPU time per kernel (sum, count, share) of one decode step and one image
+                       encode, each dispatch timed alone (timestamp queries where the adapter has them)
   --json               print one JSON object instead of tables
   --report FILE        write an HTML report with charts`;
 
@@ -54,6 +58,7 @@ export async function run(argv: string[]): Promise<number> {
       only: { type: 'string' },
       dtype: { type: 'string' },
       kernels: { type: 'boolean' },
+      profile: { type: 'boolean' },
       json: { type: 'boolean' },
       report: { type: 'string' },
       help: { type: 'boolean', short: 'h' },
@@ -102,6 +107,7 @@ export async function run(argv: string[]): Promise<number> {
       runs,
       dtype,
       tests,
+      profile: !!values.profile,
       progress,
     });
     done();
@@ -152,9 +158,34 @@ function printModel(m: ModelBenchResult): void {
   const ms = (s: { mean: number; sd: number }) => `${s.mean.toFixed(2)} ± ${s.sd.toFixed(2)} ms`;
   console.log(`\nmodel: ${m.model} (${m.dtype} weights; vision ${(m.parameters.vision / 1e6).toFixed(1)} M, LLM + projector ${(m.parameters.llm / 1e6).toFixed(1)} M parameters)`);
   console.log(`load: ${m.load_ms.toFixed(0)} ms`);
-  for (const e of m.image_encode) console.log(`image encode ${e.resolution}² (${e.visual_tokens} visual tokens): ${ms(e.ms)}`);
+  for (const e of m.image_encode) {
+    console.log(
+      `image encode ${e.resolution}² (${e.visual_tokens} visual tokens): ${ms(e.ms)}; ` +
+        `${e.dispatches} dispatches, ${e.passes} passes, ${e.copies} copies, ${e.cpu_record_ms.toFixed(2)} ms recording`,
+    );
+  }
   if (m.pp) console.log(`pp${m.pp.n_prompt}: ${m.pp.avg_ts.toFixed(2)} ± ${m.pp.stddev_ts.toFixed(2)} tok/s`);
   if (m.tg) console.log(`tg${m.tg.n_gen}: ${m.tg.avg_ts.toFixed(2)} ± ${m.tg.stddev_ts.toFixed(2)} tok/s`);
+  const tg = m.tg;
+  if (tg?.dispatches_per_token !== undefined) {
+    console.log(
+      `decode, per token: ${tg.dispatches_per_token.toFixed(1)} dispatches (${(tg.dispatches_per_token / tg.n_layers!).toFixed(2)} per layer × ${tg.n_layers} layers), ` +
+        `${tg.passes_per_token!.toFixed(1)} passes, ${tg.copies_per_token!.toFixed(1)} copies, ${tg.cpu_record_ms_per_token!.toFixed(3)} ms recording; ` +
+        `${tg.pipelines_created} pipelines created after the first token`,
+    );
+  }
   if (m.ttft_ms) console.log(`time to first token (image + prompt): ${ms(m.ttft_ms)}`);
   console.log(`peak GPU memory (pool): ${(m.peak_gpu_bytes / 2 ** 20).toFixed(1)} MiB`);
+  if (m.profile) {
+    const how = m.profile.method === 'timestamp-query' ? 'GPU timestamps, each dispatch in its own pass' : 'wall clock, each dispatch submitted alone (no timestamp-query on this adapter)';
+    const table = (title: string, rows: KernelShare[]) => {
+      const total = rows.reduce((a, r) => a + r.ms, 0);
+      console.log(`\n${title}: ${total.toFixed(3)} ms over ${rows.reduce((a, r) => a + r.count, 0)} dispatches (${how})`);
+      const w = Math.max(6, ...rows.map((r) => r.kernel.length));
+      console.log(`  ${'kernel'.padEnd(w)} ${'count'.padStart(6)} ${'ms'.padStart(10)} ${'share'.padStart(7)}`);
+      for (const r of rows) console.log(`  ${r.kernel.padEnd(w)} ${String(r.count).padStart(6)} ${r.ms.toFixed(3).padStart(10)} ${(r.share * 100).toFixed(1).padStart(6)}%`);
+    };
+    if (m.profile.decode_step) table('profile: one decode step', m.profile.decode_step);
+    if (m.profile.image_encode) table(`profile: one image encode ${m.profile.image_encode.resolution}²`, m.profile.image_encode.kernels);
+  }
 }

@@ -202,7 +202,9 @@ function jpegHeader(bytes: Uint8Array, name: string): { width: number; height: n
   throw new Error(`${name}: truncated or corrupt JPEG (no frame header and scan found)`);
 }
 
-type JpegDecoder = (bytes: Uint8Array) => { width: number; height: number; data: Uint8ClampedArray };
+type DecodedRgba = { width: number; height: number; data: Uint8ClampedArray };
+/** The npm module decodes synchronously; its browser twin (browser/jpeg-turbo.ts) first awaits its wasm. */
+type JpegDecoder = (bytes: Uint8Array) => DecodedRgba | Promise<DecodedRgba>;
 let jpegTurbo: JpegDecoder | null = null;
 
 async function decodeJpeg(bytes: Uint8Array, name: string): Promise<RawImage> {
@@ -221,9 +223,9 @@ async function decodeJpeg(bytes: Uint8Array, name: string): Promise<RawImage> {
   if (lastIndexOfEoi(bytes) < scanStart) throw new Error(`${name}: truncated JPEG (no end-of-image marker)`);
   // The wasm module is compiled on first use (CommonJS; imported lazily so PNG-only users never load it).
   jpegTurbo ??= ((await import('@cwasm/jpeg-turbo')) as unknown as { decode: JpegDecoder }).decode;
-  let rgba: { width: number; height: number; data: Uint8ClampedArray };
+  let rgba: DecodedRgba;
   try {
-    rgba = jpegTurbo(bytes);
+    rgba = await jpegTurbo(bytes);
   } catch (e) {
     const arithmetic = frame >= 0xc9 && frame <= 0xcf;
     throw new Error(

@@ -14,6 +14,7 @@ import { runToEnd } from '../nn/chunks.js';
 import { abortError, GpuSteps, type TokenSteps } from './generate.js';
 import { Llava } from './llava.js';
 import type { LlamaDecoder } from './llama.js';
+import { precompileDecode } from './warmup.js';
 
 /** One image's projected rows [Tv, H], on the backend's device (a GPU tensor or a CPU ndarray). */
 export type ImageRows = Tensor | Nd;
@@ -112,8 +113,16 @@ export class GpuBackend extends LlavaBackend<Tensor> {
     super(model);
   }
 
+  /** Loads the model and compiles every pipeline its decode loop can need (llm/warmup.ts). */
   static async load(gpu: Gpu, ckpt: Checkpoint, options: GpuBackendOptions): Promise<GpuBackend> {
-    return new GpuBackend(gpu, await Llava.load(gpuOps(gpu), ckpt, options));
+    const model = await Llava.load(gpuOps(gpu), ckpt, options);
+    try {
+      await precompileDecode(model.decoder);
+    } catch (e) {
+      model.dispose();
+      throw e;
+    }
+    return new GpuBackend(gpu, model);
   }
 
   async encodeImage(pixelValues: Float32Array, size: number, signal?: AbortSignal): Promise<Tensor> {

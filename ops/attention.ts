@@ -58,10 +58,36 @@ export function prefillTiles(headDim: number, maxWorkgroupBytes: number): { BQ: 
   throw new Error(`attention: headDim ${headDim} needs more workgroup memory than this device's ${maxWorkgroupBytes} bytes`);
 }
 
-/** Keys per decode workgroup: the largest chunk that still gives ≥ ~2 workgroups per SM of a big GPU. */
-function decodeChunk(keys: number, rows: number): number {
-  for (const chunk of [256, 128]) if (Math.ceil(keys / chunk) * rows >= 264) return chunk;
+/**
+ * The decode kernel's chunk choice: keys per workgroup, the largest that still gives at least
+ * `targetWorkgroups` workgroups (≈ 2 per SM of a big GPU). Mutable so that a spec can move the
+ * chunk boundaries into a tiny model's context; change it only before a model is loaded (the
+ * pipelines it implies are compiled at load, see `decodeVariantKeyCounts`).
+ */
+export const attentionDecodeTuning = { targetWorkgroups: 264 };
+
+const DECODE_CHUNKS = [256, 128, 64] as const;
+
+/** Keys per decode workgroup for `keys` cached keys and `rows` = queries × heads. */
+export function decodeChunk(keys: number, rows: number): number {
+  const target = attentionDecodeTuning.targetWorkgroups;
+  for (const chunk of DECODE_CHUNKS) if (chunk === 64 || Math.ceil(keys / chunk) * rows >= target) return chunk;
   return 64;
+}
+
+/**
+ * One key count per chunk size the decode kernel can use with `rows` rows and at most `maxKeys`
+ * keys, the smallest that selects it: the chunk is a pipeline constant, so a generation that grows
+ * past a boundary (1025 and 2049 keys for Vicuna-7B's 32 heads) would compile a pipeline in the
+ * middle of decoding unless each of these was compiled at load (llm/warmup.ts).
+ */
+export function decodeVariantKeyCounts(rows: number, maxKeys: number): number[] {
+  // ceil(keys / chunk) · rows ≥ target  ⇔  keys > chunk · (ceil(target / rows) − 1)
+  const below = Math.ceil(attentionDecodeTuning.targetWorkgroups / rows) - 1;
+  const candidates = [1, ...DECODE_CHUNKS.map((c) => c * Math.max(0, below) + 1)].filter((k) => k <= maxKeys).sort((a, b) => a - b);
+  const seen = new Map<number, number>();
+  for (const keys of candidates) if (!seen.has(decodeChunk(keys, rows))) seen.set(decodeChunk(keys, rows), keys);
+  return [...seen.values()];
 }
 
 /** Lanes that share one key's dot product in the decode kernel: up to 8 (128 contiguous bytes), dividing the workgroup. */

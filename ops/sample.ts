@@ -1,32 +1,81 @@
 /**
- * sample — pick the next token on the GPU.   kernels/sample.wgsl (and kernels/argmax.wgsl)
+ * sample — pick the next token on the GPU.   kernels/sample_*.wgsl (and kernels/argmax.wgsl)
  *
  * Semantics (HF `generate` with do_sample): repetition penalty over the ids in `recentIds`
  * (logit > 0 → logit / penalty, else logit · penalty; each distinct id once), then / temperature,
  * softmax, top-k (ties at the k-th value are kept), top-p (the smallest set of most probable tokens
  * whose mass is ≥ p, again tie-inclusive), and finally the inverse CDF over the kept tokens in index
  * order at the CPU-drawn uniform `u`: the first kept i whose cumulative probability exceeds u.
- * temperature 0 is greedy: the argmax kernel (or, with a penalty, the sampling kernel keeping only
+ * temperature 0 is greedy: the argmax kernel (or, with a penalty, the sampling kernels keeping only
  * the maximum and u = 0), i.e. the lowest index among the maximal penalised logits.
+ *
+ * Four dispatches, the first three over chunks of the vocabulary (one workgroup per chunk of 256
+ * logits: 125 for Vicuna's 32000), so no workgroup sweeps the whole vocabulary more than once:
+ *   1. scan       z = penalised logits / temperature; per chunk: max, min finite z, NaN/+Inf flag
+ *   2. histogram  (top-k / top-p only) counts and masses e^(z − m) of z in 512 bins below the max
+ *   3. gather     every workgroup picks, from the histogram, the bins that can hold the threshold;
+ *                 per chunk: the mass of the tokens above those bins (certainly kept), and the
+ *                 candidates inside them (a few tokens for top-k 40 / top-p 0.9)
+ *   4. draw       one workgroup: the exact threshold among the candidates (sorted in workgroup
+ *                 memory), then the inverse CDF: a prefix sum over the chunks' kept masses picks the
+ *                 chunk, a prefix sum inside it the token
+ * Each kernel's header has its part of the math. The f32 sums run in a fixed order, so a seed gives
+ * the same token on every run; against the f64 reference they differ only by rounding.
  *
  * The token stays on the GPU (a u32 [1] tensor) so the decode loop can feed it to `embedding`
  * without reading the logits back.
  */
 import { params, type Gpu } from '../runtime/gpu.js';
 import type { Tensor } from '../runtime/tensor.js';
-import { argmax, nanOrPosInf, NON_FINITE_ID } from './argmax.js';
+import { argmax, argmaxPipelines, nanOrPosInf, NON_FINITE_ID, type PipelineSpec } from './argmax.js';
 import { assertDType, check } from './util.js';
 
+const WG = 256;
+/** Histogram bins (sample_histogram.wgsl): a multiple of WG. */
+const BINS = 2 * WG;
+/** At most this many chunks: sample_draw.wgsl gives each chunk one invocation. */
+const MAX_CHUNKS = WG;
+/** Words of kernels/sample_*.wgsl's `part` buffer: HEADER, then RECORD per chunk (checked by the spec). */
+export const SAMPLE_PART_HEADER = 8;
+export const SAMPLE_PART_RECORD = 8;
+
 /**
- * One workgroup does everything, so on a GPU make it as wide as the device allows (up to 1024).
- * On a software rasteriser (lavapipe) wide workgroups only cost compile time, so 256 there.
+ * How the vocabulary is split: chunkSize logits per workgroup (a multiple of WG), chunks = ⌈n / chunkSize⌉.
+ * Default: 256 logits per chunk on a GPU (125 workgroups for 32000 logits), at most 128 chunks; one
+ * chunk on a software rasteriser, where each extra workgroup costs more than it saves (measured on
+ * lavapipe: see README).
  */
-function workgroupSize(gpu: Gpu): number {
-  if (gpu.summary.architecture === 'software') return 256;
-  const limit = Math.min(gpu.limits.maxComputeInvocationsPerWorkgroup, gpu.limits.maxComputeWorkgroupSizeX);
-  let wg = 256; // WebGPU's guaranteed minimum; the kernel needs a power of two
-  while (wg * 2 <= Math.min(limit, 1024)) wg *= 2;
-  return wg;
+export function sampleChunks(gpu: Gpu, n: number, chunkSize?: number): { chunkSize: number; chunks: number } {
+  chunkSize ??= gpu.summary.architecture === 'software' ? WG * Math.ceil(n / WG) : WG * Math.max(1, Math.ceil(n / (WG * 128)));
+  check('sample', Number.isInteger(chunkSize) && chunkSize > 0 && chunkSize % WG === 0, `chunkSize must be a positive multiple of ${WG}, got ${chunkSize}`);
+  const chunks = Math.ceil(n / chunkSize);
+  check('sample', chunks <= MAX_CHUNKS, `chunkSize ${chunkSize} splits ${n} logits into ${chunks} chunks, over ${MAX_CHUNKS}`);
+  return { chunkSize, chunks };
+}
+
+/**
+ * Candidates sample_draw.wgsl sorts in workgroup memory: the largest power of two whose keys
+ * (4 bytes each) fit beside its WG-sized arrays, at most 4096 (more fall back to a radix select).
+ */
+function candidateCapacity(gpu: Gpu): number {
+  const available = gpu.limits.maxComputeWorkgroupStorageSize - 4 * 4 * WG - 64;
+  let cap = WG;
+  while (cap * 2 * 4 <= available && cap < 4096) cap *= 2;
+  return cap;
+}
+
+/**
+ * Every pipeline `sample` can record (argmax's included), for compiling them at model load so
+ * nothing compiles during generation.
+ */
+export function samplePipelines(gpu: Gpu): PipelineSpec[] {
+  return [
+    ...argmaxPipelines(),
+    { kernel: 'sample_scan', entry: 'main', constants: { WG, BINS } },
+    { kernel: 'sample_histogram', entry: 'main', constants: { WG, BINS } },
+    { kernel: 'sample_gather', entry: 'main', constants: { WG, BINS } },
+    { kernel: 'sample_draw', entry: 'main', constants: { WG, CAP: candidateCapacity(gpu), NON_FINITE: NON_FINITE_ID } },
+  ];
 }
 
 export interface SampleOptions {
@@ -47,6 +96,11 @@ export interface SampleOptions {
   recentCount?: number;
   /** Uniform draw in [0, 1) from the caller's seeded PRNG. */
   u: number;
+  /**
+   * Logits per workgroup in dispatches 1–3, a multiple of 256 (default: by adapter, `sampleChunks`).
+   * The token does not depend on it beyond f32 rounding; specs set it to test many chunks anywhere.
+   */
+  chunkSize?: number;
 }
 
 function checkOptions(op: string, n: number, o: Omit<SampleOptions, 'recentIds'>): void {
@@ -76,27 +130,39 @@ export function sample(gpu: Gpu, logits: Tensor, o: SampleOptions): Tensor {
   );
   const penalised = recentCount > 0 && o.repetitionPenalty !== 1;
   const greedy = o.temperature === 0;
-  if (greedy && !penalised) return argmax(gpu, logits.reshape([1, n])).reshape([1]);
+  if (greedy && !penalised) return argmax(gpu, logits.reshape([1, n]), { chunkSize: o.chunkSize }).reshape([1]);
 
+  const [, , scan, histogram, gather, draw] = samplePipelines(gpu);
+  const { chunkSize, chunks } = sampleChunks(gpu, n, o.chunkSize);
+  const topK = greedy ? 1 : o.topK;
+  const topP = greedy ? 1 : o.topP;
+  const truncating = (topK > 0 && topK < n) || topP < 1;
+  // histogram masses are fixed point in units of 2^-S, S the largest with n · 2^S < 2^32
+  const fixedOne = 2 ** Math.floor(Math.log2((2 ** 32 - 1) / n));
+  const p = params(
+    ['u32', n],
+    ['u32', penalised ? recentCount : 0],
+    ['u32', topK],
+    ['u32', chunks],
+    ['u32', chunkSize],
+    ['f32', greedy ? 1 : o.temperature],
+    ['f32', topP],
+    ['f32', o.repetitionPenalty],
+    ['f32', greedy ? 0 : o.u],
+    ['f32', fixedOne],
+  );
   const recent = penalised ? o.recentIds! : gpu.empty([1], 'u32');
-  const z = gpu.empty([n]);
+  const z = gpu.empty([n], 'f32', 'sample-z');
+  const part = gpu.empty([SAMPLE_PART_HEADER + SAMPLE_PART_RECORD * chunks], 'u32', 'sample-part');
+  const hist = gpu.empty([2 * BINS], 'u32', 'sample-hist');
+  const cand = gpu.empty([chunks * chunkSize], 'u32', 'sample-candidates');
   const token = gpu.empty([1], 'u32');
-  gpu.dispatch({
-    kernel: 'sample',
-    constants: { WG: workgroupSize(gpu), NON_FINITE: NON_FINITE_ID },
-    params: params(
-      ['u32', n],
-      ['u32', penalised ? recentCount : 0],
-      ['u32', greedy ? 1 : o.topK],
-      ['f32', greedy ? 1 : o.temperature],
-      ['f32', greedy ? 1 : o.topP],
-      ['f32', o.repetitionPenalty],
-      ['f32', greedy ? 0 : o.u],
-    ),
-    bindings: [logits, recent, z, token],
-    workgroups: [1],
-  });
-  z.dispose(); // safe: later users of these buffers are ordered after this dispatch
+  gpu.dispatch({ ...scan, params: p, bindings: [logits, recent, z, part, hist], workgroups: [chunks] });
+  if (truncating) gpu.dispatch({ ...histogram, params: p, bindings: [z, part, hist], workgroups: [chunks] });
+  gpu.dispatch({ ...gather, params: p, bindings: [z, part, hist, cand], workgroups: [chunks] });
+  gpu.dispatch({ ...draw, params: p, bindings: [z, part, cand, token], workgroups: [1] });
+  // safe: later users of these buffers are ordered after these dispatches
+  [z, part, hist, cand].forEach((t) => t.dispose());
   if (recent !== o.recentIds) recent.dispose();
   return token;
 }

@@ -43,7 +43,7 @@ export async function openDevice(options: GpuOptions = {}): Promise<OpenedDevice
   const node = isNode();
   let nodeGPU: ((toggles: string[]) => GPU) | undefined;
   if (!gpu && node) {
-    nodeGPU = (await import('./node.js')).nodeGPU;
+    nodeGPU = (await importDawn()).nodeGPU;
     gpu = nodeGPU([]);
   }
   if (!gpu) {
@@ -82,6 +82,22 @@ export async function openDevice(options: GpuOptions = {}): Promise<OpenedDevice
     features: [...device.features].map(String).sort(),
   };
   return { instance: gpu, adapter, device, summary };
+}
+
+/**
+ * runtime/node.ts, which imports Dawn (npm `webgpu`, an optional peer dependency: browser-only users
+ * do not install its 130 MB of binaries). Missing → one message saying what to install.
+ */
+async function importDawn(): Promise<typeof import('./node.js')> {
+  try {
+    return await import('./node.js');
+  } catch (e) {
+    const err = e as { code?: string; message?: string };
+    if (err.code === 'ERR_MODULE_NOT_FOUND' && /'webgpu'/.test(err.message ?? '')) {
+      throw new Error("WebGPU is not available in Node: convllava runs on Dawn's bindings, the npm package 'webgpu' (an optional peer dependency). Install it: npm install webgpu");
+    }
+    throw e;
+  }
 }
 
 function noAdapterMessage(node: boolean): string {

@@ -11,8 +11,9 @@
  * have their own files:
  *
  *   runtime/device.ts      finding an adapter and opening the device (limits, features, Dawn toggles)
- *   runtime/pipelines.ts   kernel sources and the compute-pipeline cache
+ *   runtime/pipelines.ts   kernel sources, explicit bind-group layouts and the compute-pipeline cache
  *   runtime/recorder.ts    how one dispatch is recorded: checks, params arena, bind group, the open pass
+ *   runtime/bind-groups.ts the bind-group cache (groups reused across dispatches and decode steps)
  *   runtime/pool.ts        the buffer pool;  runtime/tensor.ts  Tensor
  *
  * Ops record into one open compute pass; the pass is submitted only when a result is read (or on
@@ -24,11 +25,40 @@ import { openDevice, type AdapterSummary, type GpuOptions } from './device.js';
 import { f16ToF32Array, f32ToF16Array } from './half.js';
 import { KernelLibrary } from './pipelines.js';
 import { BufferPool } from './pool.js';
-import { CommandRecorder, type Dispatch } from './recorder.js';
+import { CommandRecorder, type Dispatch, type ProfileState } from './recorder.js';
 import { Tensor, tensorBytes, numel, type DType } from './tensor.js';
 
 export type { AdapterSummary, GpuOptions } from './device.js';
 export { params, type Binding, type Dispatch } from './recorder.js';
+
+/** One dispatch of a profiled recording (Gpu.profile), in recording order. */
+export interface DispatchTime {
+  kernel: string;
+  entry: string;
+  /** GPU time of the dispatch in ms. */
+  ms: number;
+}
+
+/** What Gpu.profile measured and how. */
+export interface DispatchProfile {
+  rows: DispatchTime[];
+  /**
+   * 'timestamp-query': each dispatch in its own compute pass with GPU timestamps at its start and
+   * end. 'wall-clock': the adapter has no timestamp queries, so each dispatch was submitted alone
+   * and timed from its submission (or the previous one's completion) to its completion on the CPU
+   * clock: submission and wake-up overheads included.
+   */
+  method: 'timestamp-query' | 'wall-clock';
+}
+
+/** Recording counters (Gpu.counters): cumulative since the device was opened. */
+export interface RecordCounters {
+  dispatches: number;
+  passes: number;
+  copies: number;
+  recordMs: number;
+  pipelines: number;
+}
 
 /** Reads up to this size reuse pooled staging buffers. */
 const SMALL_READ_BYTES = 4096;
@@ -69,6 +99,7 @@ export class Gpu {
     this.pool = new BufferPool(device, device.limits.maxBufferSize);
     this.kernels = new KernelLibrary(device);
     this.recorder = new CommandRecorder(device, this.kernels);
+    this.pool.onDestroy = (buffer) => this.recorder.bindGroups.forgetBuffer(buffer);
     device.addEventListener('uncapturederror', (e) => {
       this.uncaptured.push((e as GPUUncapturedErrorEvent).error);
     });
@@ -97,7 +128,7 @@ export class Gpu {
     return this.kernels.source(name);
   }
 
-  /** Cached compute pipeline for kernel + entry point + override constants. */
+  /** Cached compute pipeline for kernel + entry point + override constants (laid out for every binding the WGSL declares). */
   pipeline(kernel: string, entry = 'main', constants: Record<string, number> = {}): GPUComputePipeline {
     return this.kernels.pipeline(kernel, entry, constants);
   }
@@ -105,6 +136,67 @@ export class Gpu {
   /** Number of dispatches recorded since creation (tests use it to check "no work was done"). */
   get dispatchCount(): number {
     return this.recorder.dispatchCount;
+  }
+
+  /** Compute pipelines created since creation: a decode loop that compiles nothing leaves it unchanged. */
+  get pipelineCount(): number {
+    return this.kernels.pipelineCount;
+  }
+
+  /** Every pipeline compiled so far: kernel, entry point and override constants. */
+  compiledPipelines(): { kernel: string; entry: string; constants: Readonly<Record<string, number>> }[] {
+    return this.kernels.compiled();
+  }
+
+  /** Compute passes begun since creation (each buffer copy ends one). */
+  get passCount(): number {
+    return this.recorder.passCount;
+  }
+
+  /** Buffer copies recorded since creation, not counting the copies of reads into staging buffers. */
+  get copyCount(): number {
+    return this.recorder.copyCount;
+  }
+
+  /** Milliseconds of JS spent recording dispatches since creation (inside `dispatch`). */
+  get recordMs(): number {
+    return this.recorder.recordMs;
+  }
+
+  /** All counters at once; subtract two snapshots to count a piece of work. */
+  counters(): RecordCounters {
+    const r = this.recorder;
+    return { dispatches: r.dispatchCount, passes: r.passCount, copies: r.copyCount, recordMs: r.recordMs, pipelines: this.kernels.pipelineCount };
+  }
+
+  /** Bind groups currently cached, and lookups answered from the cache / groups created so far. */
+  get bindGroupStats(): { cached: number; hits: number; misses: number } {
+    const c = this.recorder.bindGroups;
+    return { cached: c.size, hits: c.hits, misses: c.misses };
+  }
+
+  /**
+   * Compiles the pipelines `record`'s dispatches need, without recording or running anything: ops
+   * called inside check their arguments and allocate their outputs as usual, but every dispatch only
+   * looks up (and if new, creates) its pipeline and every copy is skipped. Tensors stay uninitialised.
+   * Resolves to the number of pipelines created; rejects if one failed to compile.
+   */
+  async precompile(record: () => void): Promise<number> {
+    const before = this.kernels.pipelineCount;
+    this.device.pushErrorScope('validation');
+    this.recorder.compileOnly = true;
+    let thrown: unknown = null;
+    try {
+      record();
+    } catch (e) {
+      thrown = e;
+    } finally {
+      this.recorder.compileOnly = false;
+    }
+    const error = await this.device.popErrorScope();
+    if (thrown) throw thrown;
+    if (error) throw new Error(`precompile: a pipeline failed to compile: ${error.message}`);
+    return this.kernels.pipelineCount - before;
   }
 
   // ---- tensors ---------------------------------------------------------------------------------
@@ -228,6 +320,7 @@ export class Gpu {
   /** Copies a tensor back to the CPU (submitting pending work first). */
   async read(t: Tensor): Promise<Float32Array | Uint32Array | Int32Array> {
     if (t.isDisposed) throw new Error(`read: tensor [${t.shape}] was disposed`);
+    if (this.recorder.compileOnly) throw new Error(`read: tensor [${t.shape}] read inside Gpu.precompile, where nothing runs`);
     const bytes = Math.ceil(t.byteLength / 4) * 4;
     // Small reads (token ids in the decode loop) reuse staging buffers; big ones get their own.
     const small = bytes <= SMALL_READ_BYTES;
@@ -236,7 +329,7 @@ export class Gpu {
       this.device.createBuffer({ size: small ? SMALL_READ_BYTES : Math.max(4, bytes), usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
     let reusable = false;
     try {
-      if (bytes > 0) this.recorder.copy(t.buffer, 0, staging, 0, bytes);
+      if (bytes > 0) this.recorder.copy(t.buffer, 0, staging, 0, bytes, true);
       this.flush();
       await Promise.race([staging.mapAsync(GPUMapMode.READ), this.lostPromise]);
       await this.checkErrors();
@@ -278,6 +371,58 @@ export class Gpu {
       querySet.destroy();
       resolve.destroy();
       staging.destroy();
+    }
+  }
+
+  /**
+   * GPU time of each dispatch `record` makes: every dispatch is recorded in a compute pass of its
+   * own whose start and end write timestamps (feature `timestamp-query`); without the feature each
+   * dispatch is submitted alone and timed on the CPU clock (see DispatchProfile.method). The work is
+   * real: it runs and its results are kept. Separate passes cost a little GPU time per dispatch, so
+   * the rows add up to somewhat more than the same work in one pass.
+   */
+  async profile(record: () => void): Promise<DispatchProfile> {
+    const timestamps = this.features.has('timestamp-query');
+    const owned: GPUBuffer[] = [];
+    let state: ProfileState;
+    this.recorder.startProfile(timestamps);
+    const staging = (bytes: number) => {
+      const resolve = this.device.createBuffer({ size: bytes, usage: GPUBufferUsage.QUERY_RESOLVE | GPUBufferUsage.COPY_SRC });
+      const read = this.device.createBuffer({ size: bytes, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
+      owned.push(resolve, read);
+      return { resolve, staging: read };
+    };
+    try {
+      try {
+        record();
+      } catch (e) {
+        state = this.recorder.stopProfile(true, staging);
+        throw e;
+      }
+      state = this.recorder.stopProfile(false, staging);
+      if (!timestamps) {
+        const done = await Promise.race([Promise.all(state.done), this.lostPromise]);
+        await this.checkErrors();
+        let previous = 0;
+        return {
+          method: 'wall-clock',
+          rows: state.rows.map((r, i) => {
+            const ms = done[i] - Math.max(previous, state.submitted[i]);
+            previous = done[i];
+            return { ...r, ms };
+          }),
+        };
+      }
+      if (state.rows.length === 0) return { method: 'timestamp-query', rows: [] };
+      const read = owned[1];
+      await Promise.race([read.mapAsync(GPUMapMode.READ), this.lostPromise]);
+      await this.checkErrors();
+      const ticks = new BigInt64Array(read.getMappedRange().slice(0));
+      read.unmap();
+      return { method: 'timestamp-query', rows: state.rows.map((r, i) => ({ ...r, ms: Number(ticks[2 * i + 1] - ticks[2 * i]) / 1e6 })) };
+    } finally {
+      for (const qs of state!?.querySets ?? []) qs.destroy();
+      for (const b of owned) b.destroy();
     }
   }
 

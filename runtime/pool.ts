@@ -1,12 +1,18 @@
 /**
  * A GPUBuffer pool. Sizes are rounded up to a bucket (1/8-octave steps: at most 12.5 % slack) so a
  * steady-state forward pass, which asks for the same sizes every time, reuses buffers and allocates
- * nothing. Releasing a buffer that recorded-but-unsubmitted commands still use is safe: WebGPU
+ * nothing. Of a bucket's free buffers the oldest (lowest id) is handed out, whatever order they were
+ * released in: a decode step that asks for the same sizes in the same order then gets the same
+ * buffers every step, so the recorder's cached bind groups (runtime/bind-groups.ts) are reused
+ * instead of missing on a rotated free list. Releasing a buffer that recorded-but-unsubmitted commands still use is safe: WebGPU
  * orders dispatches, so a later writer waits for the earlier reader. (Queue writes are not ordered
  * that way; Gpu.write submits the recorded work before writing.)
  */
 export class BufferPool {
+  /** Free buffers per bucket size, highest id first (so pop() gives the oldest). */
   private free = new Map<number, GPUBuffer[]>();
+  private ids = new WeakMap<GPUBuffer, number>();
+  private nextId = 0;
   private exact = new Set<GPUBuffer>();
   /** Pooled buffers currently handed out: releasing one twice would hand it to two tensors. */
   private live = new Set<GPUBuffer>();
@@ -15,6 +21,8 @@ export class BufferPool {
   peakBytes = 0;
   /** Bytes held by the pool (handed out + free). */
   heldBytes = 0;
+  /** Called just before the pool destroys a buffer (the recorder drops bind groups that use it). */
+  onDestroy: (buffer: GPUBuffer) => void = () => {};
 
   constructor(
     private readonly device: GPUDevice,
@@ -44,6 +52,7 @@ export class BufferPool {
         usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST,
         label,
       });
+      this.ids.set(buffer, this.nextId++);
       this.heldBytes += size;
     }
     this.live.add(buffer);
@@ -77,6 +86,7 @@ export class BufferPool {
     if (this.exact.delete(buffer)) {
       this.liveBytes -= buffer.size;
       this.heldBytes -= buffer.size;
+      this.onDestroy(buffer);
       buffer.destroy();
       return;
     }
@@ -89,7 +99,11 @@ export class BufferPool {
     this.liveBytes -= size;
     let list = this.free.get(size);
     if (!list) this.free.set(size, (list = []));
-    list.push(buffer);
+    // Keep the list in descending id order (lists are short: the buffers of one size a pass holds).
+    const id = this.ids.get(buffer)!;
+    let at = list.length;
+    while (at > 0 && this.ids.get(list[at - 1])! < id) at--;
+    list.splice(at, 0, buffer);
   }
 
   /** Destroys every free buffer (handed-out ones stay valid). */
@@ -97,6 +111,7 @@ export class BufferPool {
     for (const list of this.free.values()) {
       for (const b of list) {
         this.heldBytes -= b.size;
+        this.onDestroy(b);
         b.destroy();
       }
     }

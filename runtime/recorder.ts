@@ -3,16 +3,22 @@
  *
  *   dispatch({ kernel, constants, params, bindings, workgroups })
  *     → check the grid and every binding (inside its tensor, aligned, under the binding limit)
- *     → the cached pipeline (runtime/pipelines.ts)
+ *     → the cached pipeline for its constants and binding count (runtime/pipelines.ts)
  *     → the params block into the params arena (staged on the CPU, one queue write per batch)
- *     → a bind group: @binding(0) params, @binding(1…) the storage buffers in order
+ *     → a cached bind group (runtime/bind-groups.ts): @binding(0) the arena, the block reached by a
+ *       dynamic offset; @binding(1…) the storage buffers in order
  *     → setPipeline / setBindGroup / dispatchWorkgroups into the one open compute pass
  *
  * All work goes into one command encoder with one open compute pass (a copy ends the pass; the next
  * dispatch opens another). `flush` writes the params, submits the encoder and keeps the error scopes
  * it opened, for the Gpu facade (runtime/gpu.ts) to check at the next read or sync.
+ *
+ * Counters for benchmarks: dispatches, passes, copies and the JS time spent in dispatch(). Two
+ * modes: compile-only (Gpu.precompile: pipelines are made, nothing is recorded) and profiling
+ * (Gpu.profile: each dispatch in a pass of its own with timestamp writes).
  */
 import { Tensor } from './tensor.js';
+import { BindGroupCache } from './bind-groups.js';
 import type { KernelLibrary } from './pipelines.js';
 
 /** One binding of a dispatch: a whole tensor, or a byte range of its buffer (offset 256-aligned). */
@@ -51,7 +57,24 @@ export function params(...fields: [type: 'u32' | 'i32' | 'f32', value: number][]
   return buf;
 }
 
-const ARENA_BYTES = 1 << 16;
+/**
+ * Bytes per params arena. One dynamic-offset binding reaches anywhere in it, so the bigger it is the
+ * fewer distinct bind groups a batch needs: 1 MiB holds 4096 blocks at 256-byte alignment, more than
+ * one decode step or image encode of the largest model records.
+ */
+const ARENA_BYTES = 1 << 20;
+
+/** What `profile` collects: each dispatch in its own pass, timed by timestamps or by completion. */
+export interface ProfileState {
+  rows: { kernel: string; entry: string }[];
+  /** Timestamp queries: one set per 2048 queries (begin, end per dispatch). */
+  querySets: GPUQuerySet[] | null;
+  /** Without timestamp queries: when each dispatch was submitted alone, and when it completed. */
+  submitted: number[];
+  done: Promise<number>[];
+}
+
+const QUERIES_PER_SET = 2048;
 
 export class CommandRecorder {
   private encoder: GPUCommandEncoder | null = null;
@@ -66,19 +89,42 @@ export class CommandRecorder {
   private arenaIndex = 0;
   private arenaOffset = 0;
   private readonly uniformAlign: number;
+  private readonly maxGroups: number;
+  private readonly maxBinding: number;
+  private readonly storageAlign: number;
+  private readonly maxParamsBytes: number;
 
-  /** Number of dispatches recorded since creation (tests use it to check "no work was done"). */
+  readonly bindGroups: BindGroupCache;
+  /** Scratch space for one dispatch's bound ranges (no allocation per dispatch). */
+  private readonly scratchBuffers: GPUBuffer[] = [];
+  private readonly scratchOffsets: number[] = [];
+  private readonly scratchSizes: number[] = [];
+  private readonly dynamicOffset = [0];
+
+  /** While set, dispatches compile their pipelines and record nothing (Gpu.precompile). */
+  compileOnly = false;
+  private profiling: ProfileState | null = null;
+
+  /** Dispatches recorded since creation (tests use it to check "no work was done"). */
   dispatchCount = 0;
+  /** Compute passes begun (a copy ends the open pass; the next dispatch begins another). */
+  passCount = 0;
+  /** Buffer copies recorded, not counting the copy of a read into its staging buffer. */
+  copyCount = 0;
+  /** Milliseconds of JS spent inside dispatch(): checks, pipeline lookup, params, bind group, encoding. */
+  recordMs = 0;
 
   constructor(
     private readonly device: GPUDevice,
     private readonly kernels: KernelLibrary,
   ) {
-    this.uniformAlign = device.limits.minUniformBufferOffsetAlignment;
-  }
-
-  private get limits(): GPUSupportedLimits {
-    return this.device.limits;
+    const l = device.limits;
+    this.uniformAlign = l.minUniformBufferOffsetAlignment;
+    this.maxGroups = l.maxComputeWorkgroupsPerDimension;
+    this.maxBinding = l.maxStorageBufferBindingSize;
+    this.storageAlign = l.minStorageBufferOffsetAlignment;
+    this.maxParamsBytes = Math.min(l.maxUniformBufferBindingSize, ARENA_BYTES);
+    this.bindGroups = new BindGroupCache(device);
   }
 
   /** True while recorded work waits to be submitted. */
@@ -86,26 +132,38 @@ export class CommandRecorder {
     return this.encoder !== null;
   }
 
-  private beginPass(): GPUComputePassEncoder {
+  /** The open command encoder (opened with its error scopes when there is none). */
+  private openEncoder(): GPUCommandEncoder {
     if (!this.encoder) {
       this.device.pushErrorScope('out-of-memory');
       this.device.pushErrorScope('validation');
       this.encoder = this.device.createCommandEncoder();
     }
-    if (!this.pass) this.pass = this.encoder.beginComputePass();
+    return this.encoder;
+  }
+
+  private beginPass(): GPUComputePassEncoder {
+    const encoder = this.openEncoder();
+    if (!this.pass) {
+      this.pass = encoder.beginComputePass();
+      this.passCount++;
+    }
     return this.pass;
   }
 
+  /** Ends the open pass, if any (a copy or the submit follows); returns the encoder. */
   private endPass(): GPUCommandEncoder {
-    this.beginPass();
-    this.pass!.end();
-    this.pass = null;
-    return this.encoder!;
+    const encoder = this.openEncoder();
+    if (this.pass) {
+      this.pass.end();
+      this.pass = null;
+    }
+    return encoder;
   }
 
-  private writeParams(kernel: string, data: ArrayBuffer): { buffer: GPUBuffer; offset: number; size: number } {
+  private writeParams(kernel: string, data: ArrayBuffer): { buffer: GPUBuffer; offset: number } {
     const size = data.byteLength;
-    if (size > ARENA_BYTES) throw new Error(`${kernel}: params block of ${size} bytes exceeds the ${ARENA_BYTES}-byte arena`);
+    if (size > this.maxParamsBytes) throw new Error(`${kernel}: params block of ${size} bytes exceeds the ${this.maxParamsBytes}-byte uniform binding limit`);
     if (this.arenaOffset + size > ARENA_BYTES) {
       this.arenaIndex++;
       this.arenaOffset = 0;
@@ -124,7 +182,7 @@ export class CommandRecorder {
     this.arenaMirrors[this.arenaIndex].set(new Uint8Array(data), offset);
     this.arenaOffset = Math.ceil((offset + size) / this.uniformAlign) * this.uniformAlign;
     this.arenaUsed[this.arenaIndex] = offset + size;
-    return { buffer, offset, size };
+    return { buffer, offset };
   }
 
   /** Writes the params staged for the recorded batch (ordered before the submit that follows). */
@@ -144,51 +202,133 @@ export class CommandRecorder {
 
   /** Records one compute dispatch. Nothing runs until the next read/flush. */
   dispatch(d: Dispatch): void {
-    const maxGroups = this.limits.maxComputeWorkgroupsPerDimension;
+    const start = performance.now();
     const [x, y = 1, z = 1] = d.workgroups;
+    const maxGroups = this.maxGroups;
     if (x > maxGroups || y > maxGroups || z > maxGroups) {
       throw new Error(`${d.kernel}: workgroup grid [${x}, ${y}, ${z}] exceeds ${maxGroups} per dimension`);
     }
     if (x === 0 || y === 0 || z === 0) return; // empty tensor: nothing to do
-    const pass = this.beginPass(); // opens the error scopes first, so pipeline errors are caught too
-    const pipeline = this.kernels.pipeline(d.kernel, d.entry, d.constants);
-    const entries: GPUBindGroupEntry[] = [];
-    if (d.params) entries.push({ binding: 0, resource: this.writeParams(d.kernel, d.params) });
-    const maxBinding = this.limits.maxStorageBufferBindingSize;
-    d.bindings.forEach((b, i) => {
-      const t = b instanceof Tensor ? b : b.tensor;
+    // Every binding: not disposed, a range inside its tensor, under the binding limit.
+    const bindings = d.bindings;
+    const n = bindings.length;
+    const first = d.params ? 1 : 0; // scratch slot of binding 1
+    const buffers = this.scratchBuffers;
+    const offsets = this.scratchOffsets;
+    const sizes = this.scratchSizes;
+    for (let i = 0; i < n; i++) {
+      const b = bindings[i];
+      const whole = b instanceof Tensor;
+      const t = whole ? b : b.tensor;
       if (t.isDisposed) throw new Error(`${d.kernel}: binding ${i + 1} uses a disposed tensor [${t.shape}]`);
-      const offset = b instanceof Tensor ? 0 : b.offset;
-      const size = b instanceof Tensor ? Math.max(4, Math.ceil(t.byteLength / 4) * 4) : b.size;
-      if (!(b instanceof Tensor)) {
-        // A range past the tensor's end but inside its pool bucket's slack would pass validation
-        // and read or write garbage, so check it against the tensor, not the buffer.
-        const align = this.limits.minStorageBufferOffsetAlignment;
-        if (offset % align || offset < 0 || size <= 0 || offset + size > Math.max(4, Math.ceil(t.byteLength / 4) * 4)) {
-          throw new Error(
-            `${d.kernel}: binding ${i + 1} is bytes ${offset} … ${offset + size} of [${t.shape}] ${t.dtype} (${t.byteLength} bytes); ` +
-              `a range must lie inside the tensor and start at a multiple of ${align}`,
-          );
-        }
-      }
-      if (size > maxBinding) {
+      const tensorBytes = Math.max(4, Math.ceil(t.byteLength / 4) * 4);
+      const offset = whole ? 0 : b.offset;
+      const size = whole ? tensorBytes : b.size;
+      // A range past the tensor's end but inside its pool bucket's slack would pass validation
+      // and read or write garbage, so check it against the tensor, not the buffer.
+      if (!whole && (offset % this.storageAlign || offset < 0 || size <= 0 || offset + size > tensorBytes)) {
         throw new Error(
-          `${d.kernel}: binding ${i + 1} ([${t.shape}] ${t.dtype}) is ${size} bytes, over maxStorageBufferBindingSize ` +
-            `(${maxBinding}); the op must split it`,
+          `${d.kernel}: binding ${i + 1} is bytes ${offset} … ${offset + size} of [${t.shape}] ${t.dtype} (${t.byteLength} bytes); ` +
+            `a range must lie inside the tensor and start at a multiple of ${this.storageAlign}`,
         );
       }
-      entries.push({ binding: i + 1, resource: { buffer: t.buffer, offset, size } });
-    });
-    const bindGroup = this.device.createBindGroup({ layout: pipeline.getBindGroupLayout(0), entries });
-    pass.setPipeline(pipeline);
-    pass.setBindGroup(0, bindGroup);
+      if (size > this.maxBinding) {
+        throw new Error(
+          `${d.kernel}: binding ${i + 1} ([${t.shape}] ${t.dtype}) is ${size} bytes, over maxStorageBufferBindingSize ` +
+            `(${this.maxBinding}); the op must split it`,
+        );
+      }
+      buffers[first + i] = t.buffer;
+      offsets[first + i] = offset;
+      sizes[first + i] = size;
+    }
+    if (this.compileOnly) {
+      this.kernels.resolve(d.kernel, d.entry ?? 'main', d.constants, first === 1, n);
+      return;
+    }
+    if (this.profiling) this.beginProfiledPass();
+    const pass = this.beginPass(); // opens the error scopes first, so pipeline errors are caught too
+    const variant = this.kernels.resolve(d.kernel, d.entry ?? 'main', d.constants, first === 1, n);
+    if (d.params) {
+      const { buffer, offset } = this.writeParams(d.kernel, d.params);
+      buffers[0] = buffer;
+      offsets[0] = 0;
+      sizes[0] = d.params.byteLength;
+      this.dynamicOffset[0] = offset;
+    }
+    const group = this.bindGroups.get(variant.layout, first ? 0 : 1, first + n, buffers, offsets, sizes);
+    pass.setPipeline(variant.pipeline);
+    if (d.params) pass.setBindGroup(0, group, this.dynamicOffset);
+    else pass.setBindGroup(0, group);
     pass.dispatchWorkgroups(x, y, z);
     this.dispatchCount++;
+    if (this.profiling) this.endProfiledPass(d);
+    this.recordMs += performance.now() - start;
+  }
+
+  /** Profiling: each dispatch gets a pass of its own, with timestamps at its start and end. */
+  private beginProfiledPass(): void {
+    const p = this.profiling!;
+    if (this.pass) this.endPass();
+    if (!p.querySets) return; // beginPass() opens a plain pass
+    const index = 2 * p.rows.length;
+    if (index % QUERIES_PER_SET === 0) p.querySets.push(this.device.createQuerySet({ type: 'timestamp', count: QUERIES_PER_SET }));
+    const querySet = p.querySets[p.querySets.length - 1];
+    const at = index % QUERIES_PER_SET;
+    this.openEncoder();
+    this.pass = this.encoder!.beginComputePass({ timestampWrites: { querySet, beginningOfPassWriteIndex: at, endOfPassWriteIndex: at + 1 } });
+    this.passCount++;
+  }
+
+  private endProfiledPass(d: Dispatch): void {
+    const p = this.profiling!;
+    p.rows.push({ kernel: d.kernel, entry: d.entry ?? 'main' });
+    this.endPass();
+    if (!p.querySets) {
+      // No timestamps: submit this dispatch alone; its completion time bounds its GPU time.
+      p.submitted.push(performance.now());
+      this.flush();
+      p.done.push(this.device.queue.onSubmittedWorkDone().then(() => performance.now()));
+    }
+  }
+
+  /** Starts profiling: from now on each dispatch is recorded in a pass of its own (Gpu.profile). */
+  startProfile(timestamps: boolean): void {
+    this.flush();
+    this.profiling = { rows: [], querySets: timestamps ? [] : null, submitted: [], done: [] };
+  }
+
+  /**
+   * Ends profiling. With timestamps, resolves them into `staging` (8 bytes per query, `rows.length`
+   * pairs) and submits; returns what was collected. On `abandon` the recorded work is dropped.
+   */
+  stopProfile(abandon: boolean, makeStaging: (bytes: number) => { resolve: GPUBuffer; staging: GPUBuffer } | null): ProfileState {
+    const p = this.profiling!;
+    this.profiling = null;
+    if (abandon) {
+      this.discard();
+      return p;
+    }
+    if (p.querySets && p.rows.length) {
+      const queries = 2 * p.rows.length;
+      const buffers = makeStaging(queries * 8)!;
+      const encoder = this.openEncoder();
+      if (this.pass) this.endPass();
+      p.querySets.forEach((qs, i) => {
+        const count = Math.min(QUERIES_PER_SET, queries - i * QUERIES_PER_SET);
+        encoder.resolveQuerySet(qs, 0, count, buffers.resolve, i * QUERIES_PER_SET * 8);
+      });
+      encoder.copyBufferToBuffer(buffers.resolve, 0, buffers.staging, 0, queries * 8);
+    }
+    this.flush();
+    return p;
   }
 
   /** Records a raw buffer-to-buffer copy (ends the open pass; the caller has checked the ranges). */
-  copy(src: GPUBuffer, srcByteOffset: number, dst: GPUBuffer, dstByteOffset: number, bytes: number): void {
+  copy(src: GPUBuffer, srcByteOffset: number, dst: GPUBuffer, dstByteOffset: number, bytes: number, staging = false): void {
+    if (this.compileOnly) return;
     this.endPass().copyBufferToBuffer(src, srcByteOffset, dst, dstByteOffset, bytes);
+    if (!staging) this.copyCount++;
   }
 
   /** Submits everything recorded so far. */
@@ -220,6 +360,7 @@ export class CommandRecorder {
       timestampWrites: { querySet, beginningOfPassWriteIndex: 0, endOfPassWriteIndex: 1 },
     });
     this.pass = timedPass;
+    this.passCount++;
     try {
       record();
     } catch (e) {
@@ -250,6 +391,7 @@ export class CommandRecorder {
   destroy(): void {
     this.pass = null;
     this.encoder = null;
+    this.bindGroups.clear();
     for (const a of this.arenas) a.destroy();
   }
 }

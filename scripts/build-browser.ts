@@ -45,6 +45,9 @@ export async function bundleForBrowser(entry = 'browser/entry.ts', outdir = 'dis
     metafile: true,
     logLevel: 'silent',
     external: NODE_ONLY,
+    // package.json's "browser" field names the compiled loader (dist/, for the published package);
+    // bundling the sources, take its source.
+    alias: { '@cwasm/jpeg-turbo': './browser/jpeg-turbo.ts' },
   });
   return { metafile: result.metafile, outputs: Object.keys(result.metafile.outputs) };
 }

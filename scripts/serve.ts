@@ -28,6 +28,7 @@ const TYPES: Record<string, string> = {
   '.jpg': 'image/jpeg',
   '.wasm': 'application/wasm',
   '.map': 'application/json',
+  '.css': 'text/css; charset=utf-8',
 };
 
 export interface ServeOptions {

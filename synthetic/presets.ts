@@ -4,6 +4,8 @@
  * without downloading 14 GB.
  *
  *   tiny            the spec fixture's sizes (ConvNeXt 16/32/48/64/96, LLaMA 64 wide, 2 layers)
+ *   tiny-32         tiny with Vicuna-7B's 32 decoder layers: the real per-token structure (dispatches,
+ *                   passes, recording cost) at toy width
  *   convllava-768   ConvNeXt-L + stage 5 (3072 wide, 6 deep) at 768²  →  144 visual tokens, Vicuna-7B
  *   convllava-1024  … at 1024² → 256 visual tokens
  *   convllava-1536  … at 1536² → 576 visual tokens
@@ -43,18 +45,22 @@ export const CONVNEXT_L_PLUS_STAGE5 = { widths: [192, 384, 768, 1536, 3072], dep
 /** Vicuna-7B v1.5 = LLaMA-2 7B (config.json of lmsys/vicuna-7b-v1.5). */
 export const VICUNA_7B = { hidden: 4096, intermediate: 11008, layers: 32, heads: 32, kvHeads: 32, maxPositions: 4096 };
 
+/** The spec fixture's sizes. */
+const TINY: PresetSizes = {
+  resolution: 256,
+  widths: [16, 32, 48, 64, 96],
+  depths: [1, 1, 2, 1, 2],
+  hidden: 64,
+  intermediate: 172,
+  layers: 2,
+  heads: 4,
+  kvHeads: 4,
+  maxPositions: 2048,
+};
+
 const SIZES: Record<string, PresetSizes> = {
-  tiny: {
-    resolution: 256,
-    widths: [16, 32, 48, 64, 96],
-    depths: [1, 1, 2, 1, 2],
-    hidden: 64,
-    intermediate: 172,
-    layers: 2,
-    heads: 4,
-    kvHeads: 4,
-    maxPositions: 2048,
-  },
+  tiny: TINY,
+  'tiny-32': { ...TINY, layers: VICUNA_7B.layers },
   'convllava-768': { resolution: 768, ...CONVNEXT_L_PLUS_STAGE5, ...VICUNA_7B },
   'convllava-1024': { resolution: 1024, ...CONVNEXT_L_PLUS_STAGE5, ...VICUNA_7B },
   'convllava-1536': { resolution: 1536, ...CONVNEXT_L_PLUS_STAGE5, ...VICUNA_7B },

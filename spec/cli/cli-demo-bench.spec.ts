@@ -32,9 +32,32 @@ describe('convllava demo and bench (the CLI, as a user runs it)', () => {
     const dir = await mkdtemp(join(tmpdir(), 'convllava-bench-'));
     try {
       const report = join(dir, 'report.html');
-      const { stdout } = await run(process.execPath, [BIN, 'bench', '--preset', 'tiny', '-p', '16', '-n', '4', '-r', '1', '--json', '--report', report]);
+      const { stdout } = await run(process.execPath, [BIN, 'bench', '--preset', 'tiny', '-p', '16', '-n', '4', '-r', '1', '--profile', '--json', '--report', report]);
       const result = JSON.parse(stdout.trim().split('\n').pop()!);
       expect(result.model.image_encode[0]).to.include({ resolution: 256, visual_tokens: 16 });
+      // the work recorded: per image, and per decode token (the tiny preset has 2 layers)
+      const encode = result.model.image_encode[0];
+      expect(encode.dispatches).to.be.a('number').and.above(0);
+      expect(encode.passes).to.be.within(1, encode.dispatches + encode.copies + 1);
+      expect(encode.cpu_record_ms).to.be.above(0);
+      const tg = result.model.tg;
+      expect(tg.n_layers).to.equal(2);
+      expect(tg.dispatches_per_token).to.be.above(2 * tg.n_layers);
+      expect(tg.passes_per_token).to.be.at.least(1);
+      expect(tg.copies_per_token).to.be.at.least(0);
+      expect(tg.cpu_record_ms_per_token).to.be.above(0);
+      expect(tg.pipelines_created).to.equal(0); // nothing compiles during generation
+      // --profile: every dispatch of one decode step / one image encode, per kernel, shares summing to 1
+      const profile = result.model.profile;
+      expect(profile.method).to.be.oneOf(['timestamp-query', 'wall-clock']);
+      const steps = profile.decode_step.reduce((a: number, k: { count: number }) => a + k.count, 0);
+      // tg counts 3 tokens after the first; a pipelined loop may record one more step that it discards
+      expect(tg.dispatches_per_token).to.be.within(steps, (4 / 3) * steps);
+      expect(profile.decode_step.some((k: { kernel: string }) => k.kernel.startsWith('argmax'))).to.equal(true); // the pick is in the step
+      expect(profile.image_encode.kernels.reduce((a: number, k: { count: number }) => a + k.count, 0)).to.equal(encode.dispatches);
+      for (const rows of [profile.decode_step, profile.image_encode.kernels]) {
+        expect(rows.reduce((a: number, k: { share: number }) => a + k.share, 0)).to.be.closeTo(1, 1e-6);
+      }
       expect(result.model.pp).to.include({ n_prompt: 16, n_gen: 0 });
       expect(result.model.tg).to.include({ n_prompt: 0, n_gen: 4 });
       for (const t of [result.model.pp, result.model.tg]) {
@@ -48,6 +71,7 @@ describe('convllava demo and bench (the CLI, as a user runs it)', () => {
       const html = await readFile(report, 'utf8');
       expect(html).to.match(/<svg/);
       expect(html).to.match(/tg4/);
+      expect(html).to.match(/GPU time per kernel: one decode step/);
     } finally {
       await rm(dir, { recursive: true, force: true });
     }

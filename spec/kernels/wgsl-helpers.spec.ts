@@ -32,6 +32,9 @@ const SHARED: { helper: string; kernels: string[] }[] = [
   { helper: 'weight8', kernels: ['qkv_rope', 'gate_up_swiglu'] }, //                          fused decode weight loads
   { helper: 'weight_at_of', kernels: ['qkv_rope', 'gate_up_swiglu'] }, //                     fused decode q8 / q4 elements
   { helper: 'segment_sum', kernels: ['layer_norm', 'rms_norm'] }, //                              row reductions
+  { helper: 'nanOrPosInf', kernels: ['argmax', 'sample_scan'] }, //                             the NON_FINITE flag
+  { helper: 'globalRange', kernels: ['sample_histogram', 'sample_gather'] }, //                   sampling's bins
+  { helper: 'binOf', kernels: ['sample_histogram', 'sample_gather'] },
 ];
 
 describe('shared WGSL helpers are identical in every kernel that carries them', () => {

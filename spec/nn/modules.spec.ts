@@ -103,7 +103,10 @@ describe('nn modules vs their CPU twins (the same module on cpuOps)', () => {
     it(`ConvNextBlock ${layerScale ? 'with' : 'without'} layer scale, whole and in row chunks (33 pixels in chunks of 7)`, async () => {
       const m = await twins(gpu, blockTensors(layerScale), 'f32', (w) => ConvNextBlock.load(w, 0, 0, { eps: 1e-6, layerScale }));
       const pick = <T>(d: 'gpu' | 'cpu') => (d === 'gpu' ? m.onGpu : m.onCpu) as unknown as ConvNextBlock<T>;
+      const before = gpu.dispatchCount;
       await agree(gpu, [3, 11, C], (_, x, d) => pick<typeof x>(d).forward(x), 'block');
+      // dwconv7, LayerNorm, pwconv1 + GELU, pwconv2 + layer scale + residual (the agree() helper itself dispatches nothing)
+      expect(gpu.dispatchCount - before, 'dispatches of one block').to.equal(4);
       await agree(gpu, [3, 11, C], (_, x, d) => pick<typeof x>(d).forward(x, d === 'gpu' ? { maxChunkRows: 7 } : {}), 'block, chunked on the GPU vs whole on the CPU');
       m.free();
     });
