@@ -47,7 +47,8 @@ export interface ModelBenchOptions {
   nPrompt: number;
   nGen: number;
   runs: number;
-  dtype: 'f16' | 'f32';
+  /** q8 / q4: the decoder and projector quantized on load (runtime/quant.ts), the vision tower f16. */
+  dtype: 'f16' | 'f32' | 'q8' | 'q4';
   throughDisk?: boolean;
   /** Which tests to run (default all): image encode, prompt processing, token generation, time to first token. */
   tests?: BenchTest[];
@@ -187,16 +188,19 @@ export async function runModelBench(gpu: Gpu, o: ModelBenchOptions): Promise<Mod
     // --- load ----------------------------------------------------------------------------------------
     const t0 = performance.now();
     log('loading vision tower …');
+    const quantize = o.dtype === 'q8' || o.dtype === 'q4' ? o.dtype : undefined;
+    const floatDType = quantize ? 'f16' : (o.dtype as 'f16' | 'f32');
     tower = await VisionTower.fromSource(gpu, towerConfig, ckpt.vision, {
-      dtype: o.dtype,
+      dtype: floatDType,
       onProgress: (d, t) => log(`loading vision tower ${d}/${t}`),
     });
-    projector = await Projector.fromSource(gpu, ckpt.config, ckpt.llm, { dtype: o.dtype });
+    projector = await Projector.fromSource(gpu, ckpt.config, ckpt.llm, { dtype: floatDType, quantize });
     const maxContext = Math.min(ckpt.config.max_position_embeddings, Math.max(o.nPrompt, 64) + tower.tokens + o.nGen + 128);
     if (!visionOnly) {
       log('loading LLM …');
       decoder = await LlamaDecoder.load(gpu, ckpt.llm, ckpt.config, {
-        dtype: o.dtype,
+        dtype: floatDType,
+        quantize,
         maxContext,
         onProgress: (d, t) => log(`loading LLM ${d}/${t}`),
       });

@@ -1,6 +1,6 @@
 /**
  * convllava bench [--preset P | --model DIR] [--resolutions 768,1024,1536] [-p 512] [-n 128] [-r 5]
- *                 [--only encode,pp,tg,ttft] [--dtype f16|f32] [--through-disk] [--kernels] [--profile]
+ *                 [--only encode,pp,tg,ttft] [--dtype f16|f32|q8|q4] [--through-disk] [--kernels] [--profile]
  *                 [--json] [--report out.html]
  *
  * Image encode ms per resolution, prefill tok/s (pp<N>), decode tok/s (tg<N>), time to first token,
@@ -29,7 +29,8 @@ const HELP = `usage: convllava bench [options]
   -n, --n-gen N        decode test length (default 128; 0 skips)
   -r, --repetitions N  runs per test after one warm-up (default 5)
   --only LIST          run only these tests: ${BENCH_TESTS.join(',')} (default all)
-  --dtype f16|f32      weight storage on the GPU (default f16)
+  --dtype f16|f32|q8|q4  weight storage on the GPU (default f16; q8/q4 quantize the decoder and
+                       projector on load, vision f16)
   --kernels            also run the kernel benchmark with roofline fractions
   --profile            GPU time per kernel (sum, count, share) of one decode step and one image
                        encode, each dispatch timed alone (timestamp queries where the adapter has them)
@@ -71,7 +72,7 @@ export async function run(argv: string[]): Promise<number> {
   const preset = values.model ? undefined : (values.preset ?? 'tiny');
   if (preset && !PRESET_NAMES.includes(preset)) throw new Error(`unknown preset '${preset}'; choose one of: ${PRESET_NAMES.join(', ')}`);
   const dtype = values.dtype ?? 'f16';
-  if (dtype !== 'f16' && dtype !== 'f32') throw new Error(`--dtype must be f16 or f32, got '${dtype}'`);
+  if (dtype !== 'f16' && dtype !== 'f32' && dtype !== 'q8' && dtype !== 'q4') throw new Error(`--dtype must be f16, f32, q8 or q4, got '${dtype}'`);
   const runs = positiveInt('--repetitions', values.repetitions, 5, 1);
   const nPrompt = positiveInt('--n-prompt', values['n-prompt'], 512);
   const nGen = positiveInt('--n-gen', values['n-gen'], 128);

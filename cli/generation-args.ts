@@ -17,7 +17,9 @@ export const GENERATION_USAGE = `  --model DIR              ConvLLaVA model fold
   --seed S                 seed of the sampler (default 0): same seed, same answer
   --repetition-penalty R   > 1 discourages repeating answer tokens (default 1)
   --stop TEXT              stop before TEXT (repeatable)
-  --dtype f16|f32          weight storage on the GPU (default f16)
+  --dtype f16|f32|q8|q4    weight storage (default f16); q8/q4 quantize the decoder, lm_head,
+                           embeddings and projector while loading (groups of 32, f16 scales)
+  --quantize-vision        with q8/q4: quantize the vision tower's linears too (default f16)
   --backend webgpu|cpu     webgpu (default), or the ops' CPU references (slow; for checking)
   --max-context N          KV cache positions (default max_position_embeddings)`;
 
@@ -27,7 +29,8 @@ export interface GenerationArgs {
   prompt?: string;
   json: boolean;
   help: boolean;
-  dtype: 'f16' | 'f32';
+  dtype: 'f16' | 'f32' | 'q8' | 'q4';
+  quantizeVision: boolean;
   backend: 'webgpu' | 'cpu';
   maxContext?: number;
   sampling: SamplingOptions;
@@ -76,6 +79,7 @@ export function parseGenerationArgs(argv: string[], command: string): Generation
       'repetition-penalty': { type: 'string' },
       stop: { type: 'string', multiple: true },
       dtype: { type: 'string' },
+      'quantize-vision': { type: 'boolean', default: false },
       backend: { type: 'string' },
       'max-context': { type: 'string' },
       json: { type: 'boolean', default: false },
@@ -87,7 +91,9 @@ export function parseGenerationArgs(argv: string[], command: string): Generation
   const help = values.help ?? false;
   if (!help && !values.model) throw new Error(`--model DIR is required ('convllava ${command} --help' for usage)`);
   const dtype = values.dtype ?? 'f16';
-  if (dtype !== 'f16' && dtype !== 'f32') throw new Error(`--dtype must be f16 or f32, got '${dtype}'`);
+  if (dtype !== 'f16' && dtype !== 'f32' && dtype !== 'q8' && dtype !== 'q4') throw new Error(`--dtype must be f16, f32, q8 or q4, got '${dtype}'`);
+  const quantizeVision = values['quantize-vision'] ?? false;
+  if (quantizeVision && dtype !== 'q8' && dtype !== 'q4') throw new Error(`--quantize-vision needs --dtype q8 or q4 (got ${dtype})`);
   const backend = values.backend ?? 'webgpu';
   if (backend !== 'webgpu' && backend !== 'cpu') throw new Error(`--backend must be webgpu or cpu, got '${backend}'`);
   const maxContext = number('max-context', values['max-context'], true);
@@ -109,6 +115,7 @@ export function parseGenerationArgs(argv: string[], command: string): Generation
     json: values.json ?? false,
     help,
     dtype,
+    quantizeVision,
     backend,
     maxContext,
     sampling,
@@ -167,7 +174,7 @@ export async function prepare(args: GenerationArgs, check: (ckpt: Checkpoint) =>
 /** Loads the weights of a prepared checkpoint (closing it if the load fails), with the progress bar. */
 export async function loadPrepared(ckpt: Checkpoint, args: GenerationArgs): Promise<ConvLlava> {
   try {
-    return await ConvLlava.load(ckpt, { dtype: args.dtype, backend: args.backend, maxContext: args.maxContext, onProgress: progressBar() });
+    return await ConvLlava.load(ckpt, { dtype: args.dtype, quantizeVision: args.quantizeVision, backend: args.backend, maxContext: args.maxContext, onProgress: progressBar() });
   } catch (e) {
     await ckpt.close();
     throw e;

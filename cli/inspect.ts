@@ -7,6 +7,7 @@
  * weights at f16/f32, and whether this machine's WebGPU adapter can hold them).
  * Exit 0 when valid; 1 with one message (no stack trace) when not; 2 on a usage error.
  */
+import { quantBytes, type QuantDType } from '../runtime/quant.js';
 import { stat } from 'node:fs/promises';
 import { totalmem } from 'node:os';
 import { totalStride, visualTokens } from '../weights/config.js';
@@ -143,6 +144,15 @@ async function inspectFolder(dir: string, useGpu: boolean, checkValues: boolean)
       f16: used.reduce((s, r) => s + Math.ceil(r.params / 2) * 4, 0),
       f32: used.reduce((s, r) => s + r.params * 4, 0),
     };
+    // --dtype q8 / q4: the 2-D tensors of the decoder and projector quantized (runtime/quant.ts), the rest f16.
+    const quantized = (dtype: QuantDType, part?: Part) =>
+      used
+        .filter((r) => !part || r.part === part)
+        .reduce((s, r) => s + (r.shape.length === 2 && r.part !== 'vision' ? quantBytes(dtype, r.shape) : Math.ceil(r.params / 2) * 4), 0);
+    const quantMemory = {
+      q8: { total: quantized('q8'), llm: quantized('q8', 'llm') },
+      q4: { total: quantized('q4'), llm: quantized('q4', 'llm') },
+    };
     const largest = used.reduce((a, b) => (b.params > a.params ? b : a), used[0]);
     const adapter = useGpu ? await probeAdapter(gpuBytes, largest.params) : { available: false, error: 'not checked (--no-gpu)' };
 
@@ -175,7 +185,7 @@ async function inspectFolder(dir: string, useGpu: boolean, checkValues: boolean)
       params: { ...params, total: params.vision + params.projector + params.llm },
       storedBytes: rows.reduce((s, r) => s + r.bytes, 0),
       files: [...ckpt.llm.files, ...ckpt.vision.files].map((f) => f.path),
-      gpuMemory: { ...gpuBytes, largestTensor: { name: largest.name, shape: largest.shape, f16: Math.ceil(largest.params / 2) * 4, f32: largest.params * 4 } },
+      gpuMemory: { ...gpuBytes, ...quantMemory, largestTensor: { name: largest.name, shape: largest.shape, f16: Math.ceil(largest.params / 2) * 4, f32: largest.params * 4 } },
       adapter,
     };
 
@@ -201,6 +211,7 @@ async function inspectFolder(dir: string, useGpu: boolean, checkValues: boolean)
       `  ${'total'.padEnd(10)} ${count(summary.params.total).padStart(9)}`,
       `GPU memory for the weights (activations and KV cache extra)`,
       `  f16 ${human(gpuBytes.f16)}, f32 ${human(gpuBytes.f32)}; largest tensor ${largest.name} [${largest.shape}]`,
+      `  q8 ${human(quantMemory.q8.total)} (LLM ${human(quantMemory.q8.llm)}), q4 ${human(quantMemory.q4.total)} (LLM ${human(quantMemory.q4.llm)}) — decoder and projector quantized, vision f16`,
       adapter.available
         ? `Adapter    ${adapter.description} (maxBufferSize ${human(adapter.maxBufferSize!)}, max binding ${human(adapter.maxStorageBufferBindingSize!)})\n` +
           `  f16: ${fits!.f16.verdict} — ${fits!.f16.reason}\n  f32: ${fits!.f32.verdict} — ${fits!.f32.reason}`

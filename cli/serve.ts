@@ -12,7 +12,8 @@ const USAGE = `usage: convllava serve --model DIR [options]
   --model DIR              ConvLLaVA model folder (config.json, weights, vision_tower/)
   --host HOST              interface to listen on (default ${SERVE_DEFAULTS.host}: this machine only)
   --port N                 TCP port (default ${SERVE_DEFAULTS.port}; 0 picks a free one)
-  --dtype f16|f32          weight storage on the GPU (default f16)
+  --dtype f16|f32|q8|q4    weight storage on the GPU (default f16; q8/q4 quantize the decoder,
+                           embeddings and projector while loading)
   --max-context N          KV cache positions (default max_position_embeddings)
   --max-queue N            requests that may wait while one generates; more get 429 (default ${SERVE_DEFAULTS.maxQueue})
   --max-body-mb N          largest request body in MiB; larger get 413 (default ${SERVE_DEFAULTS.maxBodyBytes / 2 ** 20})
@@ -54,7 +55,7 @@ export async function run(argv: string[]): Promise<number> {
   }
   if (!values.model) throw new Error("--model DIR is required ('convllava serve --help' for usage)");
   const dtype = values.dtype ?? 'f16';
-  if (dtype !== 'f16' && dtype !== 'f32') throw new Error(`--dtype must be f16 or f32, got '${dtype}'`);
+  if (dtype !== 'f16' && dtype !== 'f32' && dtype !== 'q8' && dtype !== 'q4') throw new Error(`--dtype must be f16, f32, q8 or q4, got '${dtype}'`);
   const port = integer('port', values.port, 0);
   if (port !== undefined && port > 65535) throw new Error(`--port must be ≤ 65535, got ${port}`);
   const maxBodyMb = integer('max-body-mb', values['max-body-mb'], 1);

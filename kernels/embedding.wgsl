@@ -10,6 +10,8 @@
 //
 // Bindings:  @0 uniform Params   @1 ids: u32[T]   @2 table chunk: f32[rowCount · D] (or u32 words for
 //            f16, entry `main_f16`)   @3 y: f32[T · D]
+//            (or quantized rows, entry `main_q`: W_BITS 8 | 4, runtime/quant.ts — qRowWords words per
+//            row, codes then f16 group scales from word qScaleWord; dequantized as gathered)
 // Dispatch:  1-D over T · D output elements in workgroups of WG (ops/util.ts grid1d).
 // One invocation produces one output element.
 
@@ -19,10 +21,13 @@ struct Params {
   rowStart: u32,   // first table row in the bound chunk
   rowCount: u32,   // rows in the bound chunk
   vocab: u32,      // V: ids ≥ V give zero rows
+  qRowWords: u32,  // main_q: words per table row
+  qScaleWord: u32, // main_q: word of a row where its scales start
 }
 
 override WG: u32 = 256;
 override GRID_X: u32 = 32768;
+override W_BITS: u32 = 8; // main_q: 8 (q8) or 4 (q4)
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> ids: array<u32>;
@@ -59,4 +64,21 @@ fn main_f16(@builtin(global_invocation_id) gid: vec3u) {
   if (r < 0) { return; }
   let e = u32(r) * p.dim + i % p.dim;        // element index within the chunk (the chunk starts on a word)
   y[i] = unpack2x16float(tableF16[e >> 1u])[e & 1u];
+}
+
+@compute @workgroup_size(WG)
+fn main_q(@builtin(global_invocation_id) gid: vec3u) {
+  let i = gid.x + gid.y * GRID_X * WG;
+  if (i >= p.n) { return; }
+  let r = localRow(i);
+  if (r < 0) { return; }
+  let k = i % p.dim;
+  let row = u32(r) * p.qRowWords;
+  let g = k >> 5u;
+  let s = unpack2x16float(tableF16[row + p.qScaleWord + (g >> 1u)])[g & 1u];
+  if (W_BITS == 8u) {
+    y[i] = f32(extractBits(bitcast<i32>(tableF16[row + (k >> 2u)]), 8u * (k & 3u), 8u)) * s;
+  } else {
+    y[i] = (f32(extractBits(tableF16[row + (k >> 3u)], 4u * (k & 7u), 4u)) - 8.0) * s;
+  }
 }

@@ -19,7 +19,12 @@
 // Entry points:
 //   main       any K; one element per lane per step (f16 elements are indexed, rows may start mid-word).
 //   main_vec4  K % 8 == 0 only: a lane reads 16 bytes of w per step (8 halves or 4 f32) and the
-//              matching x as vec4s.
+//              matching x as vec4s. Quantized weights (W_BITS 8 or 4): K % 32 == 0, 16 bytes are
+//              16 int8 or 32 int4 codes of one group, dequantized in registers and scaled once.
+//
+// Quantized weights (W_BITS = 8 | 4, runtime/quant.ts): row n of w is qRowWords words, the packed
+// codes of k = 0 … then, from word qScaleWord, the group scales (f16, two per word); weight_at
+// dequantizes element (n, k). Still one binding: the scales sit inside each row.
 
 // Lines starting `//subgroups:` are live only in the `+subgroups` variant of this kernel (ops/subgroups.ts
 // strips the marker when the device has `subgroups` and a column's LANES fit in one subgroup): WGSL has
@@ -32,6 +37,8 @@ struct Params {
   K: u32,
   yStride: u32,
   col0: u32,
+  qRowWords: u32,  // quantized w: words per row (unused otherwise)
+  qScaleWord: u32, // quantized w: word of a row where its scales start
 }
 
 const MAX_M: u32 = 8; // private accumulators need a constant count; ops/linear.ts MATVEC_MAX_M keeps M ≤ MAX_M here
@@ -40,6 +47,7 @@ override WG: u32 = 256;
 override LANES: u32 = 32;
 override GRID_X: u32 = 32768;
 override W_F16: bool = false;
+override W_BITS: u32 = 0; // 0: f32/f16 (W_F16); 8: q8; 4: q4
 override HAS_BIAS: bool = false;
 override GELU: bool = false;
 override SUBGROUPS: bool = false; // the +subgroups variant: lanes reduce by subgroup shuffles, no barriers
@@ -67,6 +75,31 @@ fn weight(i: u32) -> f32 {
     return unpack2x16float(w[i >> 1u])[i & 1u];
   }
   return bitcast<f32>(w[i]);
+}
+
+/** Element (n, k) of the bound weight, dequantized when W_BITS ≠ 0. The same in every kernel reading quantized weights (spec/kernels/wgsl-helpers.spec.ts). */
+fn weight_at(n: u32, k: u32) -> f32 {
+  if (W_BITS == 0u) {
+    return weight(n * p.K + k);
+  }
+  let row = n * p.qRowWords;
+  let g = k >> 5u; // group of 32
+  let s = unpack2x16float(w[row + p.qScaleWord + (g >> 1u)])[g & 1u];
+  if (W_BITS == 8u) {
+    return f32(extractBits(bitcast<i32>(w[row + (k >> 2u)]), 8u * (k & 3u), 8u)) * s;
+  }
+  return (f32(extractBits(w[row + (k >> 3u)], 4u * (k & 7u), 4u)) - 8.0) * s;
+}
+
+/** The four int8 codes of a word (byte j = element j), sign-extended. */
+fn codes_i8(word: u32) -> vec4<f32> {
+  return vec4<f32>((vec4<i32>(bitcast<i32>(word)) << vec4<u32>(24u, 16u, 8u, 0u)) >> vec4<u32>(24u));
+}
+
+/** Four int4 codes of a word, nibbles 4h … 4h + 3 (h = 0 or 1), minus 8. */
+fn codes_i4(word: u32, h: u32) -> vec4<f32> {
+  let sh = vec4<u32>(0u, 4u, 8u, 12u) + 16u * h;
+  return vec4<f32>((vec4<u32>(word) >> sh) & vec4<u32>(15u)) - 8.0;
 }
 
 // erfc(z), z ≥ 0, Numerical Recipes `erfcc` (fractional error < 1.2e-7); the why is in linear_tiled.wgsl.
@@ -150,7 +183,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   var acc: array<f32, MAX_M>;
   if (n < p.N) {
     for (var k = lid % LANES; k < p.K; k += LANES) {
-      let wv = weight(n * p.K + k);
+      let wv = weight_at(n, k);
       for (var m = 0u; m < MAX_M; m++) {
         if (m < p.M) {
           acc[m] += wv * x[m * p.K + k];
@@ -165,7 +198,32 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
 fn main_vec4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
   let n = (wid.x + wid.y * GRID_X) * (WG / LANES) + lid / LANES;
   var acc: array<f32, MAX_M>;
-  if (n < p.N) {
+  if (n < p.N && W_BITS != 0u) {
+    // One vec4<u32> = 16 int8 codes (half a group) or 32 int4 codes (a group); K % 32 == 0.
+    let per = select(32u, 16u, W_BITS == 8u);
+    let row = n * p.qRowWords;
+    for (var c = lid % LANES; c < p.K / per; c += LANES) {
+      let q = w4[row / 4u + c];
+      let g = (c * per) >> 5u;
+      let sw = row + p.qScaleWord + (g >> 1u); // (an entry point sees w through one view: w4 here)
+      let s = unpack2x16float(w4[sw / 4u][sw % 4u])[g & 1u];
+      for (var m = 0u; m < MAX_M; m++) {
+        if (m < p.M) {
+          let xi = (m * p.K + c * per) / 4u;
+          var d = 0.0;
+          if (W_BITS == 8u) {
+            d = dot(codes_i8(q.x), x4[xi]) + dot(codes_i8(q.y), x4[xi + 1u]) +
+                dot(codes_i8(q.z), x4[xi + 2u]) + dot(codes_i8(q.w), x4[xi + 3u]);
+          } else {
+            for (var j = 0u; j < 4u; j++) {
+              d += dot(codes_i4(q[j], 0u), x4[xi + 2u * j]) + dot(codes_i4(q[j], 1u), x4[xi + 2u * j + 1u]);
+            }
+          }
+          acc[m] += s * d;
+        }
+      }
+    }
+  } else if (n < p.N) {
     let k8 = p.K / 8u; // 16-byte chunks of 8 elements per row (K % 8 == 0)
     for (var c = lid % LANES; c < k8 * select(2u, 1u, W_F16); c += LANES) {
       if (W_F16) {

@@ -22,6 +22,10 @@
 // and w[TILE_N, TILE_K] in workgroup memory, transposed to k-major, then each invocation accumulates
 // a micro-tile of y in registers from staged rows of x and columns of wᵀ.
 //
+// Quantized weights (W_BITS = 8 | 4, runtime/quant.ts; `main` only): row n of w is qRowWords words,
+// the packed codes then, from word qScaleWord, the f16 group scales; weight_at dequantizes (n, k)
+// while staging, so the multiply is the f32 one.
+//
 // Entry points:
 //   main       any M, N, K: scalar loads with bounds checks on every edge; workgroup
 //              (TILE_N / 4) × (TILE_M / 4), 4 × 4 micro-tiles strided — rows ty + i·(TILE_M/4),
@@ -40,12 +44,15 @@ struct Params {
   K: u32,
   yStride: u32,
   col0: u32,
+  qRowWords: u32,  // quantized w: words per row (unused otherwise)
+  qScaleWord: u32, // quantized w: word of a row where its scales start
 }
 
 override TILE_M: u32 = 64;
 override TILE_N: u32 = 64;
 override TILE_K: u32 = 16;
 override W_F16: bool = false;
+override W_BITS: u32 = 0; // 0: f32/f16 (W_F16); 8: q8; 4: q4 (entry `main` only)
 override HAS_BIAS: bool = false;
 override GELU: bool = false;
 override RESIDUAL: bool = false; // y = residual + (LAYER_SCALE ? γ · v : v)
@@ -79,6 +86,20 @@ fn weight(i: u32) -> f32 {
     return unpack2x16float(w[i >> 1u])[i & 1u];
   }
   return bitcast<f32>(w[i]);
+}
+
+/** Element (n, k) of the bound weight, dequantized when W_BITS ≠ 0. The same in every kernel reading quantized weights (spec/kernels/wgsl-helpers.spec.ts). */
+fn weight_at(n: u32, k: u32) -> f32 {
+  if (W_BITS == 0u) {
+    return weight(n * p.K + k);
+  }
+  let row = n * p.qRowWords;
+  let g = k >> 5u; // group of 32
+  let s = unpack2x16float(w[row + p.qScaleWord + (g >> 1u)])[g & 1u];
+  if (W_BITS == 8u) {
+    return f32(extractBits(bitcast<i32>(w[row + (k >> 2u)]), 8u * (k & 3u), 8u)) * s;
+  }
+  return (f32(extractBits(w[row + (k >> 3u)], 4u * (k & 7u), 4u)) - 8.0) * s;
 }
 
 // erfc(z) for z ≥ 0 by the Chebyshev fit of Numerical Recipes (Press et al., 2nd ed., §6.2,
@@ -169,7 +190,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
       let k = e % TILE_K;
       var v = 0.0;
       if (n0 + r < p.N && k0 + k < p.K) {
-        v = weight((n0 + r) * p.K + k0 + k);
+        v = weight_at(n0 + r, k0 + k);
       }
       ws[k * (TILE_N + 1u) + r] = v;
     }

@@ -38,6 +38,8 @@ struct Params {
   eps: f32,
   _pad: u32,
   invFreq: array<vec4f, 32>,  // inv_freq[i] = invFreq[i / 4][i % 4], i < D / 2 ≤ 128 (ops/rope.ts ROPE_MAX_HALF)
+  qRowWords: u32,  // quantized weights (W_BITS ≠ 0, entry `main`): words per row
+  qScaleWord: u32, // quantized weights: word of a row where its scales start
 }
 
 const MAX_M: u32 = 8; // ops/linear.ts MATVEC_MAX_M (spec/kernels/kernel-constants.spec.ts)
@@ -46,6 +48,7 @@ override WG: u32 = 128;
 override LANES: u32 = 32;
 override GRID_X: u32 = 32768;
 override W_F16: bool = false;
+override W_BITS: u32 = 0; // 0: f32/f16 (W_F16); 8: q8; 4: q4 — entry `main` only
 override SUBGROUPS: bool = false; // the +subgroups variant: lanes reduce by subgroup shuffles, no barriers
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -77,6 +80,27 @@ fn weight_of(which: u32, e: u32) -> f32 {
     return unpack2x16float(bits)[e & 1u];
   }
   return bitcast<f32>(bits);
+}
+
+/** Word i of weight `which`. */
+fn word_of(which: u32, i: u32) -> u32 {
+  if (which == 0u) { return wq[i]; }
+  if (which == 1u) { return wk[i]; }
+  return wv[i];
+}
+
+/** Element (n, k) of weight `which`: weight_of, or dequantized when W_BITS ≠ 0 (runtime/quant.ts: row n is qRowWords words, codes then f16 group scales from qScaleWord). */
+fn weight_at_of(which: u32, n: u32, k: u32) -> f32 {
+  if (W_BITS == 0u) {
+    return weight_of(which, n * p.K + k);
+  }
+  let row = n * p.qRowWords;
+  let g = k >> 5u; // group of 32
+  let s = unpack2x16float(word_of(which, row + p.qScaleWord + (g >> 1u)))[g & 1u];
+  if (W_BITS == 8u) {
+    return f32(extractBits(bitcast<i32>(word_of(which, row + (k >> 2u))), 8u * (k & 3u), 8u)) * s;
+  }
+  return (f32(extractBits(word_of(which, row + (k >> 3u)), 4u * (k & 7u), 4u)) - 8.0) * s;
 }
 
 /** 16-byte word c of weight `which`. */
@@ -222,8 +246,8 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
   if (un.valid) {
     let other = un.row + p.headDim / 2u;
     for (var k = lid % LANES; k < p.K; k += LANES) {
-      let w0 = weight_of(un.which, un.row * p.K + k);
-      let w1 = weight_of(un.which, other * p.K + k);
+      let w0 = weight_at_of(un.which, un.row, k);
+      let w1 = weight_at_of(un.which, other, k);
       let g = gamma[k];
       for (var m = 0u; m < MAX_M; m++) {
         if (m < p.M) {

@@ -97,7 +97,8 @@ export abstract class LlavaBackend<Rows extends ImageRows> implements ModelBacke
 }
 
 export interface GpuBackendOptions {
-  dtype: 'f32' | 'f16';
+  dtype: 'f32' | 'f16' | 'q8' | 'q4';
+  quantizeVision?: boolean;
   maxContext?: number;
   onProgress: (stage: 'vision' | 'projector' | 'llm', done: number, total: number) => void;
 }

@@ -40,10 +40,15 @@ class CpuSteps implements TokenSteps {
 export class CpuBackend extends LlavaBackend<Nd> {
   readonly name = 'cpu';
 
-  static async load(ckpt: Checkpoint, options: { maxContext?: number; onProgress?: (stage: 'vision' | 'projector' | 'llm') => void } = {}): Promise<CpuBackend> {
+  /** f32 weights; with dtype q8 / q4 the quantized parts hold exactly the values the GPU dequantizes. */
+  static async load(
+    ckpt: Checkpoint,
+    options: { dtype?: string; quantizeVision?: boolean; maxContext?: number; onProgress?: (stage: 'vision' | 'projector' | 'llm') => void } = {},
+  ): Promise<CpuBackend> {
     let stage: 'vision' | 'projector' | 'llm' | null = null;
     const model = await Llava.load(cpuOps, ckpt, {
-      dtype: 'f32',
+      dtype: options.dtype === 'q8' || options.dtype === 'q4' ? options.dtype : 'f32',
+      quantizeVision: options.quantizeVision,
       maxContext: options.maxContext,
       onProgress: (next) => {
         if (stage && stage !== next) options.onProgress?.(stage);

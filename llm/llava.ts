@@ -13,6 +13,7 @@ import { VisionTower } from '../convnext/model.js';
 import { runToEnd } from '../nn/chunks.js';
 import type { TensorOps } from '../nn/ops.js';
 import type { WeightDType } from '../nn/loader.js';
+import { isQuantDType, type QuantDType } from '../runtime/quant.js';
 import { Projector } from '../nn/projector.js';
 import { LlamaDecoder } from './llama.js';
 import { IMAGE_TOKEN_INDEX } from './prompt.js';
@@ -49,7 +50,13 @@ export function inputsEmbeds<T>(decoder: LlamaDecoder<T>, ids: readonly number[]
 }
 
 export interface LlavaLoadOptions {
-  dtype: WeightDType;
+  /**
+   * f32 / f16: every matrix in that dtype. q8 / q4: the decoder's linears, lm_head, the token
+   * embedding and the projector quantized as they load (runtime/quant.ts); the vision tower in f16
+   * unless `quantizeVision` (then its 2-D weights, the pointwise linears, are quantized too).
+   */
+  dtype: WeightDType | QuantDType;
+  quantizeVision?: boolean;
   maxContext?: number;
   onProgress?: (stage: 'vision' | 'projector' | 'llm', done: number, total: number) => void;
 }
@@ -64,13 +71,14 @@ export class Llava<T> {
 
   /** Loads the three parts in order; if one fails, the parts already loaded are freed. */
   static async load<T>(ops: TensorOps<T>, ckpt: Checkpoint, options: LlavaLoadOptions): Promise<Llava<T>> {
-    const { dtype } = options;
+    const quantize = isQuantDType(options.dtype) ? options.dtype : undefined;
+    const dtype: WeightDType = quantize ? 'f16' : (options.dtype as WeightDType);
     const progress = (stage: 'vision' | 'projector' | 'llm') => (done: number, total: number) => options.onProgress?.(stage, done, total);
-    const tower = await VisionTower.load(ops, ckpt, { dtype, onProgress: progress('vision') });
+    const tower = await VisionTower.load(ops, ckpt, { dtype, quantize: options.quantizeVision ? quantize : undefined, onProgress: progress('vision') });
     let projector: Projector<T> | null = null;
     try {
-      projector = await Projector.load(ops, ckpt, { dtype, onProgress: progress('projector') });
-      const decoder = await LlamaDecoder.load(ops, ckpt.llm, ckpt.config, { dtype, maxContext: options.maxContext, onProgress: progress('llm') });
+      projector = await Projector.load(ops, ckpt, { dtype, quantize, onProgress: progress('projector') });
+      const decoder = await LlamaDecoder.load(ops, ckpt.llm, ckpt.config, { dtype, quantize, maxContext: options.maxContext, onProgress: progress('llm') });
       return new Llava(ops, tower, projector, decoder);
     } catch (e) {
       projector?.dispose();

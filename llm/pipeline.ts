@@ -36,8 +36,14 @@ export interface LoadProgress {
 }
 
 export interface LoadOptions {
-  /** Storage of the weight matrices on the GPU. Default 'f16' (accumulation is always f32). */
-  dtype?: 'f32' | 'f16';
+  /**
+   * Storage of the weight matrices. Default 'f16' (accumulation is always f32). 'q8' / 'q4' quantize
+   * the decoder's linears, lm_head, the token embedding and the projector while loading (groups of
+   * 32 along K, f16 scales: runtime/quant.ts); the vision tower stays f16 unless `quantizeVision`.
+   */
+  dtype?: 'f32' | 'f16' | 'q8' | 'q4';
+  /** With dtype q8 / q4: quantize the vision tower's pointwise linears too. */
+  quantizeVision?: boolean;
   /** KV cache length in positions. Default max_position_embeddings. */
   maxContext?: number;
   onProgress?: (p: LoadProgress) => void;
@@ -151,7 +157,7 @@ export class ConvLlava {
 
     if (options.backend === 'cpu') {
       const { CpuBackend } = await import('./cpu-backend.js');
-      const backend = await CpuBackend.load(ckpt, { maxContext: options.maxContext, onProgress: complete });
+      const backend = await CpuBackend.load(ckpt, { dtype: options.dtype, quantizeVision: options.quantizeVision, maxContext: options.maxContext, onProgress: complete });
       return new ConvLlava(backend, ckpt, tokenizer, null, visualTokens, performance.now() - start);
     }
     const gpu = options.gpu ?? (await Gpu.create());
@@ -159,6 +165,7 @@ export class ConvLlava {
       let stage: LoadProgress['stage'] | null = null;
       const backend = await GpuBackend.load(gpu, ckpt, {
         dtype: options.dtype ?? 'f16',
+        quantizeVision: options.quantizeVision,
         maxContext: options.maxContext,
         onProgress: (next, done, total) => {
           if (stage && stage !== next) complete(stage);

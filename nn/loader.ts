@@ -4,7 +4,9 @@
  *
  *   - checks each tensor is present and has the shape the config implies (naming both shapes),
  *   - applies the dtype policy: matrices and conv kernels in `dtype` (f32 or f16), vectors (norm
- *     scales, biases, layer scales) always f32 — they are tiny and read by f32-only ops,
+ *     scales, biases, layer scales) always f32 — they are tiny and read by f32-only ops; with
+ *     `quantize`, every 2-D tensor (linear weights, token embeddings) is quantized to q8/q4 as it
+ *     loads (runtime/quant.ts), one tensor in memory at a time,
  *   - reports progress once per tensor against the expected total,
  *   - hands a tensor asked for twice (tied embeddings) out once,
  *   - frees everything it loaded if building the model fails (`build`).
@@ -13,6 +15,7 @@
  * weights an f16 GPU model holds.
  */
 import type { Gpu } from '../runtime/gpu.js';
+import type { QuantDType } from '../runtime/quant.js';
 import type { Tensor } from '../runtime/tensor.js';
 import type { TensorOps } from './ops.js';
 
@@ -25,10 +28,14 @@ export interface WeightReader {
 }
 
 export type WeightDType = 'f32' | 'f16';
+/** What a tensor is stored as: a float dtype, or a quantized format (2-D tensors only). */
+export type StoredDType = WeightDType | QuantDType;
 
 export interface WeightLoadOptions {
   /** Storage of matrices and conv kernels (vectors stay f32). Default f32. */
   dtype?: WeightDType;
+  /** Quantize every 2-D tensor of this part (linear weights, embeddings) to this format while loading. */
+  quantize?: QuantDType;
   /** Called after each tensor is loaded. */
   onProgress?: (done: number, total: number, name: string) => void;
 }
@@ -76,7 +83,8 @@ export class WeightLoader<T> {
     if (shape.length !== want.length || shape.some((d, i) => d !== want[i])) {
       throw new Error(`${this.what.part}: '${name}' has shape [${shape}] but ${this.what.config} implies [${want}]`);
     }
-    const t = await this.ops.load(this.source, name, shape.length === 1 ? 'f32' : (this.options.dtype ?? 'f32'));
+    const stored = shape.length === 1 ? 'f32' : shape.length === 2 && this.options.quantize ? this.options.quantize : (this.options.dtype ?? 'f32');
+    const t = await this.ops.load(this.source, name, stored);
     this.loaded.set(name, t);
     this.options.onProgress?.(this.loaded.size, this.total, name);
     return t;

@@ -19,7 +19,7 @@ import { dwconv7, dwconv7Ref } from '../ops/dwconv7.js';
 import { embedding, embeddingRef } from '../ops/embedding.js';
 import { gateUpSwiglu, gateUpSwigluRef } from '../ops/gateUpSwiglu.js';
 import { layerNorm, layerNormRef } from '../ops/layerNorm.js';
-import { linear, linearRef, type LinearOptions } from '../ops/linear.js';
+import { linear, linearRef, uploadWeight, type LinearOptions } from '../ops/linear.js';
 import { patchConv, patchConvRef } from '../ops/patchConv.js';
 import { qkvRope, qkvRopeRef, type QkvOperands, type QkvRopeOptions } from '../ops/qkvRope.js';
 import { rmsNorm, rmsNormRef } from '../ops/rmsNorm.js';
@@ -27,7 +27,8 @@ import { rope, ropeRef, type RopeOptions } from '../ops/rope.js';
 import { sliceRows, sliceRowsRef, writeRows, writeRowsRef } from '../ops/rows.js';
 import { swiglu, swigluRef } from '../ops/swiglu.js';
 import { nchwToNhwc, nchwToNhwcRef } from '../ops/transpose.js';
-import type { WeightDType, WeightReader } from './loader.js';
+import type { StoredDType, WeightReader } from './loader.js';
+import { isQuantDType, roundTrip } from '../runtime/quant.js';
 import { tidy } from './tidy.js';
 
 /** A CPU tensor: a contiguous row-major f32 ndarray. */
@@ -50,7 +51,7 @@ export interface TensorOps<T> {
   /** Bytes the tensor occupies (f16 weights: two per element). */
   byteLength(x: T): number;
   /** One named tensor of a weight source, stored as `dtype` (nn/loader.ts decides which). */
-  load(source: WeightReader, name: string, dtype: WeightDType): Promise<T>;
+  load(source: WeightReader, name: string, dtype: StoredDType): Promise<T>;
 
   linear(x: T, w: T, bias?: T, opts?: LinearOptions<T>): T;
   layerNorm(x: T, gamma: T, beta: T, eps: number): T;
@@ -89,7 +90,11 @@ export function gpuOps(gpu: Gpu): GpuOps {
     empty: (shape, label) => gpu.empty(shape, 'f32', label),
     maxRowsPerBinding: (width) => Math.floor(gpu.limits.maxStorageBufferBindingSize / (width * 4)),
     byteLength: (x) => x.byteLength,
-    load: (source, name, dtype) => source.toGpu(gpu, name, dtype),
+    load: async (source, name, dtype) => {
+      if (!isQuantDType(dtype)) return source.toGpu(gpu, name, dtype);
+      // Quantize on load: this tensor's f32 values, quantized row by row, uploaded as packed words.
+      return uploadWeight(gpu, await source.readF32(name), source.shape(name), dtype, name);
+    },
     linear: (x, w, bias, opts) => linear(gpu, x, w, bias, opts),
     layerNorm: (x, gamma, beta, eps) => layerNorm(gpu, x, gamma, beta, eps),
     rmsNorm: (x, gamma, eps) => rmsNorm(gpu, x, gamma, eps),
@@ -120,8 +125,10 @@ export const cpuOps: TensorOps<Nd> = {
   byteLength: (x) => x.data.byteLength,
   async load(source, name, dtype) {
     const values = await source.readF32(name);
+    const shape = source.shape(name);
+    if (isQuantDType(dtype)) return ndarray(roundTrip(values, shape[0], shape[1], dtype), shape); // the values the GPU dequantizes
     if (dtype === 'f16') for (let i = 0; i < values.length; i++) values[i] = f16BitsToF32(f32ToF16Bits(values[i]));
-    return ndarray(values, source.shape(name));
+    return ndarray(values, shape);
   },
   linear: (x, w, bias, opts) => linearRef(x, w, bias, opts),
   layerNorm: layerNormRef,

@@ -12,14 +12,15 @@
  */
 import ndarray, { type NdArray } from 'ndarray';
 import { params, type Gpu } from '../runtime/gpu.js';
-import { Tensor } from '../runtime/tensor.js';
+import { isQuantDType, quantLayout } from '../runtime/quant.js';
+import { Tensor, type DType } from '../runtime/tensor.js';
 import { assertDType, check, gcd, grid1d, GRID_X } from './util.js';
 
 const WG = 256;
 
 /** Row ranges [rowStart, rowStart + rowCount) whose bytes each fit one binding, with 256-aligned starts. */
-export function embeddingChunks(vocab: number, dim: number, dtype: 'f32' | 'f16', maxBindingBytes: number, align = 256): { rowStart: number; rowCount: number }[] {
-  const rowBytes = dtype === 'f16' ? 2 * dim : 4 * dim;
+export function embeddingChunks(vocab: number, dim: number, dtype: DType, maxBindingBytes: number, align = 256): { rowStart: number; rowCount: number }[] {
+  const rowBytes = tableRowBytes(dtype, dim);
   const rowAlign = align / gcd(rowBytes, align); // rows per aligned step
   // room for the rounding of an f16 chunk's end up to a whole word
   const maxRows = Math.floor((maxBindingBytes - 4) / rowBytes);
@@ -32,14 +33,19 @@ export function embeddingChunks(vocab: number, dim: number, dtype: 'f32' | 'f16'
   return chunks;
 }
 
+/** Bytes of one table row: f32, f16 (two per word), or a quantized row (runtime/quant.ts). */
+function tableRowBytes(dtype: DType, dim: number): number {
+  return isQuantDType(dtype) ? quantLayout(dtype, dim).rowWords * 4 : dtype === 'f16' ? 2 * dim : 4 * dim;
+}
+
 /**
  * y[t] = table[ids[t]].  ids: u32 tensor [T] or CPU ids; table [V, D] f32 | f16 → y [T, D] f32.
  */
 export function embedding(gpu: Gpu, ids: Tensor | ArrayLike<number>, table: Tensor): Tensor {
   check('embedding', table.shape.length === 2, `table must be [V, D], got [${table.shape}]`);
-  assertDType('embedding', table, 'table', 'f32', 'f16');
+  assertDType('embedding', table, 'table', 'f32', 'f16', 'q8', 'q4');
   const [vocab, dim] = table.shape;
-  const chunks = embeddingChunks(vocab, dim, table.dtype as 'f32' | 'f16', gpu.limits.maxStorageBufferBindingSize, gpu.limits.minStorageBufferOffsetAlignment);
+  const chunks = embeddingChunks(vocab, dim, table.dtype, gpu.limits.maxStorageBufferBindingSize, gpu.limits.minStorageBufferOffsetAlignment);
   let idTensor: Tensor;
   if (ids instanceof Tensor) {
     check('embedding', ids.shape.length === 1, `ids must be [T], got [${ids.shape}]`);
@@ -57,15 +63,16 @@ export function embedding(gpu: Gpu, ids: Tensor | ArrayLike<number>, table: Tens
   const T = idTensor.shape[0];
   const y = gpu.empty([T, dim]);
   const n = T * dim;
-  const rowBytes = table.dtype === 'f16' ? 2 * dim : 4 * dim;
+  const rowBytes = tableRowBytes(table.dtype, dim);
+  const quant = isQuantDType(table.dtype) ? quantLayout(table.dtype, dim) : undefined;
   for (const { rowStart, rowCount } of chunks) {
     const offset = rowStart * rowBytes;
     const size = Math.min(Math.ceil((rowCount * rowBytes) / 4) * 4, table.byteLength - offset);
     gpu.dispatch({
       kernel: 'embedding',
-      entry: table.dtype === 'f16' ? 'main_f16' : 'main',
-      constants: { WG, GRID_X },
-      params: params(['u32', n], ['u32', dim], ['u32', rowStart], ['u32', rowCount], ['u32', vocab]),
+      entry: quant ? 'main_q' : table.dtype === 'f16' ? 'main_f16' : 'main',
+      constants: quant ? { WG, GRID_X, W_BITS: table.dtype === 'q8' ? 8 : 4 } : { WG, GRID_X },
+      params: params(['u32', n], ['u32', dim], ['u32', rowStart], ['u32', rowCount], ['u32', vocab], ['u32', quant?.rowWords ?? 0], ['u32', quant?.scaleWord ?? 0]),
       bindings: [idTensor, { tensor: table, offset, size }, y],
       workgroups: grid1d(gpu, n, WG),
     });

@@ -9,6 +9,7 @@
  */
 import type { NdArray } from 'ndarray';
 import { params, type Gpu } from '../runtime/gpu.js';
+import { isQuantDType, quantLayout } from '../runtime/quant.js';
 import type { Tensor } from '../runtime/tensor.js';
 import { linear, linearRef, matvecLanes, MATVEC_MAX_M } from './linear.js';
 import { rmsNorm, rmsNormRef } from './rmsNorm.js';
@@ -42,14 +43,15 @@ export function gateUpSwiglu(gpu: Gpu, x: Tensor, gamma: Tensor, eps: number, wg
   }
   const y = gpu.empty([M, N]);
   if (M === 0 || N === 0) return y;
-  const vec4 = K % 8 === 0 && K > 0;
-  const lanes = matvecLanes(K, vec4, wg.dtype === 'f16');
+  const quant = isQuantDType(wg.dtype) ? quantLayout(wg.dtype, K) : undefined; // q8/q4: `main`, dequantizing per element
+  const vec4 = K % 8 === 0 && K > 0 && !quant;
+  const lanes = matvecLanes(K, vec4, wg.dtype);
   const variant = subgroupKernel(gpu, 'gate_up_swiglu', lanes);
   gpu.dispatch({
     kernel: variant.kernel,
     entry: vec4 ? 'main_vec4' : 'main',
-    constants: { WG, LANES: lanes, GRID_X, W_F16: wg.dtype === 'f16' ? 1 : 0, SUBGROUPS: variant.SUBGROUPS },
-    params: params(['u32', M], ['u32', N], ['u32', K], ['f32', eps]),
+    constants: { WG, LANES: lanes, GRID_X, W_F16: wg.dtype === 'f16' ? 1 : 0, W_BITS: wg.dtype === 'q8' ? 8 : wg.dtype === 'q4' ? 4 : 0, SUBGROUPS: variant.SUBGROUPS },
+    params: params(['u32', M], ['u32', N], ['u32', K], ['f32', eps], ['u32', quant?.rowWords ?? 0], ['u32', quant?.scaleWord ?? 0]),
     bindings: [x, gamma, wg, wu, y],
     workgroups: grid1d(gpu, N, WG / lanes),
   });

@@ -3,7 +3,8 @@
  * then optionally y = residual + γ · y (a residual add, with ConvNeXt's layer scale) in the same kernel.
  *
  *   x     f32  [..., K]   leading dims are flattened to M rows
- *   w     f32 | f16 [N, K] PyTorch layout (f16: two halves per u32 word, see runtime/tensor.ts)
+ *   w     f32 | f16 | q8 | q4 [N, K] PyTorch layout (f16: two halves per u32 word, see runtime/tensor.ts;
+ *         q8/q4: per row the packed codes then the f16 group scales, runtime/quant.ts — dequantized in registers)
  *   bias  f32  [N]        optional
  *   y     f32  [..., N]   accumulated in f32
  *
@@ -12,6 +13,8 @@
  *                     in workgroup memory.
  *   otherwise         kernels/linear_tiled.wgsl — a register-tiled GEMM over workgroup-memory tiles.
  * Each has a `main_vec4` entry point (16-byte loads) used when K % 8 == 0, else `main` (any K).
+ * Quantized weights take `main_vec4` of the matrix-vector kernel when K % 32 == 0, else `main`
+ * (and the tiled kernel's `main`: it dequantizes while staging).
  *
  * Operands bigger than maxStorageBufferBindingSize (128 MiB on lavapipe; LLaMA's lm_head or a
  * 4096×11008 f32 weight) are bound in slices: w in ranges of rows (each producing a range of y's
@@ -19,7 +22,8 @@
  */
 import ndarray, { type NdArray } from 'ndarray';
 import { params, type Binding, type Gpu } from '../runtime/gpu.js';
-import { numel, storageBytes, type Tensor } from '../runtime/tensor.js';
+import { isQuantDType, packQuantized, quantize, quantLayout, type QuantDType } from '../runtime/quant.js';
+import { numel, storageBytes, type DType, type Tensor } from '../runtime/tensor.js';
 import { erfc64 } from './gelu.js';
 import { subgroupKernel } from './subgroups.js';
 import { assertDType, check, gcd, grid1d, GRID_X, lcm } from './util.js';
@@ -63,8 +67,9 @@ const MATVEC_WG = 256;
  * model: K = 64 is eight 16-byte loads) gets fewer lanes and more columns per workgroup, instead of
  * idle lanes and extra reduction steps.
  */
-export function matvecLanes(K: number, vec4: boolean, f16: boolean): number {
-  const loads = vec4 ? K / (f16 ? 8 : 4) : K;
+export function matvecLanes(K: number, vec4: boolean, f16: boolean | DType): number {
+  const perLoad = f16 === true || f16 === 'f16' ? 8 : f16 === 'q8' ? 16 : f16 === 'q4' ? 32 : 4; // elements per 16 bytes
+  const loads = vec4 ? K / perLoad : K;
   let lanes = 1;
   while (lanes * 2 <= Math.min(32, loads)) lanes *= 2;
   return lanes;
@@ -91,7 +96,7 @@ export function linearWithBindingLimit(
 ): Tensor {
   const { M, N, K } = checkLinearShapes('linear', x.shape, w.shape, bias?.shape);
   assertDType('linear', x, 'x', 'f32');
-  assertDType('linear', w, 'w', 'f32', 'f16');
+  assertDType('linear', w, 'w', 'f32', 'f16', 'q8', 'q4');
   if (bias) assertDType('linear', bias, 'bias', 'f32');
   checkEpilogue('linear', [...x.shape.slice(0, -1), N], opts.residual?.shape, opts.scale?.shape);
   if (opts.residual) assertDType('linear', opts.residual, 'residual', 'f32');
@@ -99,13 +104,17 @@ export function linearWithBindingLimit(
   if (M === 0 || N === 0) return gpu.empty([...x.shape.slice(0, -1), N]);
 
   const f16 = w.dtype === 'f16';
-  const vec4 = K % 8 === 0 && K > 0; // (a vec4 view of an empty x would be a too-small binding)
+  const quant = isQuantDType(w.dtype) ? quantLayout(w.dtype, K) : undefined;
   const matvec = M <= MATVEC_MAX_M;
+  // (K > 0: a vec4 view of an empty x would be a too-small binding; quantized: whole groups, matvec only)
+  const vec4 = K > 0 && (quant ? matvec && K % 32 === 0 : K % 8 === 0);
   const tiles = vec4 ? TILED_VEC4 : TILED;
-  const lanes = matvecLanes(K, vec4, f16);
+  const lanes = matvecLanes(K, vec4, w.dtype);
+  const wRowBytes = quant ? quant.rowWords * 4 : K * (f16 ? 2 : 4);
   const kernel = matvec ? subgroupKernel(gpu, 'linear_matvec', lanes) : { kernel: 'linear_tiled', SUBGROUPS: 0 };
   const flags = {
     W_F16: f16 ? 1 : 0,
+    W_BITS: w.dtype === 'q8' ? 8 : w.dtype === 'q4' ? 4 : 0,
     HAS_BIAS: bias ? 1 : 0,
     GELU: opts.activation === 'gelu' ? 1 : 0,
     RESIDUAL: opts.residual ? 1 : 0,
@@ -114,7 +123,7 @@ export function linearWithBindingLimit(
   // Rows of w per binding (→ columns of y per dispatch), and rows of x and y per binding.
   // The tiled kernel's grid also caps them: one workgroup per tile, ≤ maxComputeWorkgroupsPerDimension.
   const maxGroups = gpu.limits.maxComputeWorkgroupsPerDimension;
-  const wRows = rowsPerBinding(N, [K * (f16 ? 2 : 4)], maxBindingBytes, `w [${w.shape}] ${w.dtype}`, matvec ? N : maxGroups * tiles.TILE_N);
+  const wRows = rowsPerBinding(N, [wRowBytes], maxBindingBytes, `w [${w.shape}] ${w.dtype}`, matvec ? N : maxGroups * tiles.TILE_N);
   const xyRows = rowsPerBinding(M, [K * 4, N * 4], maxBindingBytes, `x [${M}, ${K}] / y [${M}, ${N}]`, maxGroups * tiles.TILE_M);
   const y = gpu.empty([...x.shape.slice(0, -1), N]); // (after the checks: a refused call leaks nothing)
 
@@ -125,13 +134,13 @@ export function linearWithBindingLimit(
     const residual = opts.residual ? range(opts.residual, m0 * N * 4, rows * N * 4) : xSlice;
     for (let n0 = 0; n0 < N; n0 += wRows) {
       const cols = Math.min(wRows, N - n0);
-      const wStart = storageBytes(w.dtype, n0 * K);
-      const wSlice = range(w, wStart, storageBytes(w.dtype, n0 * K + cols * K) - wStart);
+      const wStart = quant ? n0 * wRowBytes : storageBytes(w.dtype, n0 * K);
+      const wSlice = range(w, wStart, quant ? cols * wRowBytes : storageBytes(w.dtype, n0 * K + cols * K) - wStart);
       gpu.dispatch({
         kernel: kernel.kernel,
         entry: vec4 ? 'main_vec4' : 'main',
         constants: matvec ? { WG: MATVEC_WG, LANES: lanes, GRID_X, SUBGROUPS: kernel.SUBGROUPS, ...flags } : { ...tiles, ...flags },
-        params: params(['u32', rows], ['u32', cols], ['u32', K], ['u32', N], ['u32', n0]),
+        params: params(['u32', rows], ['u32', cols], ['u32', K], ['u32', N], ['u32', n0], ['u32', quant?.rowWords ?? 0], ['u32', quant?.scaleWord ?? 0]),
         // The kernel never reads a binding its flags leave off (bias, residual, scale); x's slice stands in.
         bindings: [xSlice, wSlice, bias ?? xSlice, ySlice, residual, opts.scale ?? xSlice],
         workgroups: matvec ? grid1d(gpu, cols, MATVEC_WG / lanes) : [Math.ceil(cols / tiles.TILE_N), Math.ceil(rows / tiles.TILE_M)],
@@ -146,9 +155,17 @@ export function linearFlops(M: number, N: number, K: number): number {
   return 2 * M * N * K;
 }
 
-/** Uploads f32 values as a weight of the given dtype (f16 is rounded to nearest even, as `.half()`). */
-export function uploadWeight(gpu: Gpu, data: ArrayLike<number>, shape: readonly number[], dtype: 'f32' | 'f16'): Tensor {
-  return gpu.upload(shape, data, dtype);
+/**
+ * Uploads f32 values as a weight of the given dtype (f16 is rounded to nearest even, as `.half()`;
+ * q8/q4 quantize the rows of a [N, K] matrix, runtime/quant.ts).
+ */
+export function uploadWeight(gpu: Gpu, data: ArrayLike<number>, shape: readonly number[], dtype: 'f32' | 'f16' | QuantDType, label?: string): Tensor {
+  if (!isQuantDType(dtype)) return gpu.upload(shape, data, dtype, label);
+  check('uploadWeight', shape.length === 2, `a ${dtype} weight must be a matrix [N, K], got [${shape}]`);
+  const words = packQuantized(quantize(data, shape[0], shape[1], dtype));
+  const t = gpu.weight(shape, dtype, label);
+  gpu.writeWords(t, words);
+  return t;
 }
 
 /**

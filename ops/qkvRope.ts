@@ -8,10 +8,12 @@
  * One dispatch for a few rows (M ≤ MATVEC_MAX_M: decode), where the weights are streamed once and the
  * norm and RoPE ride along. Otherwise — a prompt (M large: a GEMM per projection pays), attention
  * biases, or operands over the binding limit — the same result from the unfused ops, which are also
- * the CPU reference (`qkvRopeRef`).
+ * the CPU reference (`qkvRopeRef`). Quantized (q8/q4) weights take the `main` entry point, which
+ * dequantizes each element (runtime/quant.ts).
  */
 import type { NdArray } from 'ndarray';
 import type { Gpu } from '../runtime/gpu.js';
+import { isQuantDType, quantLayout } from '../runtime/quant.js';
 import type { Tensor } from '../runtime/tensor.js';
 import { linear, linearRef, matvecLanes, MATVEC_MAX_M } from './linear.js';
 import { rmsNorm, rmsNormRef } from './rmsNorm.js';
@@ -96,19 +98,21 @@ export function qkvRope(gpu: Gpu, x: Tensor, a: QkvOperands<Tensor>, o: QkvRopeO
 
   const q = gpu.empty([M, o.heads * D]);
   if (M === 0) return q;
-  const block = new ArrayBuffer(32 + ROPE_MAX_HALF * 4);
+  const quant = isQuantDType(wDType) ? quantLayout(wDType, K) : undefined;
+  const block = new ArrayBuffer(32 + ROPE_MAX_HALF * 4 + 16); // Params: 8 words, invFreq, qRowWords, qScaleWord (+ pad)
   const u32 = new Uint32Array(block, 0, 8);
   u32.set([M, K, o.heads, o.kvHeads, D, o.position]);
   new Float32Array(block, 24, 1)[0] = o.eps;
-  new Float32Array(block, 32).set(invFreqBlock(D, o.theta));
+  new Float32Array(block, 32, ROPE_MAX_HALF).set(invFreqBlock(D, o.theta));
+  new Uint32Array(block, 32 + ROPE_MAX_HALF * 4, 2).set([quant?.rowWords ?? 0, quant?.scaleWord ?? 0]);
   const units = (o.heads + 2 * o.kvHeads) * (D / 2);
-  const vec4 = K % 8 === 0 && K > 0;
-  const lanes = matvecLanes(K, vec4, wDType === 'f16');
+  const vec4 = K % 8 === 0 && K > 0 && !quant;
+  const lanes = matvecLanes(K, vec4, wDType);
   const variant = subgroupKernel(gpu, 'qkv_rope', lanes);
   gpu.dispatch({
     kernel: variant.kernel,
     entry: vec4 ? 'main_vec4' : 'main',
-    constants: { WG, LANES: lanes, GRID_X, W_F16: wDType === 'f16' ? 1 : 0, SUBGROUPS: variant.SUBGROUPS },
+    constants: { WG, LANES: lanes, GRID_X, W_F16: wDType === 'f16' ? 1 : 0, W_BITS: wDType === 'q8' ? 8 : wDType === 'q4' ? 4 : 0, SUBGROUPS: variant.SUBGROUPS },
     params: block,
     bindings: [x, a.gamma, a.wq, a.wk, a.wv, q, a.kCache, a.vCache],
     workgroups: grid1d(gpu, units, WG / lanes),

@@ -26,7 +26,7 @@ import { f16ToF32Array, f32ToF16Array } from './half.js';
 import { KernelLibrary } from './pipelines.js';
 import { BufferPool } from './pool.js';
 import { CommandRecorder, type Dispatch, type ProfileState } from './recorder.js';
-import { Tensor, storageBytes, numel, type DType } from './tensor.js';
+import { Tensor, tensorBytes, numel, type DType } from './tensor.js';
 
 export type { AdapterSummary, GpuOptions } from './device.js';
 export { params, type Binding, type Dispatch } from './recorder.js';
@@ -215,7 +215,7 @@ export class Gpu {
   }
 
   private allocate(shape: readonly number[], dtype: DType, label: string | undefined, exact: boolean): Tensor {
-    const bytes = storageBytes(dtype, numel(shape));
+    const bytes = tensorBytes(dtype, shape);
     let t: Tensor;
     try {
       t = new Tensor(this, exact ? this.pool.acquireExact(bytes, label) : this.pool.acquire(bytes, label), shape, dtype);
@@ -254,6 +254,7 @@ export class Gpu {
         `write: an odd number (${data.length}) of f16 elements at offset ${elementOffset} can only end the tensor [${t.shape}] f16`,
       );
     }
+    if (t.dtype === 'q8' || t.dtype === 'q4') throw new Error(`write: [${t.shape}] ${t.dtype} is written as packed words (writeWords)`);
     this.flush();
     let bytes: ArrayBufferView;
     if (t.dtype === 'f32') bytes = data instanceof Float32Array ? data : Float32Array.from(data);
@@ -268,6 +269,15 @@ export class Gpu {
     const byteOffset = t.dtype === 'f16' ? elementOffset * 2 : elementOffset * 4;
     // writeBuffer needs a multiple-of-4 size
     this.device.queue.writeBuffer(t.buffer, byteOffset, bytes.buffer, bytes.byteOffset, Math.ceil(bytes.byteLength / 4) * 4);
+  }
+
+  /** Overwrites u32 words of a tensor's buffer from `wordOffset` (quantized weights: runtime/quant.ts packQuantized). */
+  writeWords(t: Tensor, words: Uint32Array, wordOffset = 0): void {
+    if (wordOffset < 0 || (wordOffset + words.length) * 4 > t.byteLength) {
+      throw new Error(`writeWords: ${words.length} words at word ${wordOffset} do not fit [${t.shape}] ${t.dtype} (${t.byteLength} bytes)`);
+    }
+    this.flush(); // as in write(): recorded work first
+    this.device.queue.writeBuffer(t.buffer, wordOffset * 4, words.buffer, words.byteOffset, words.byteLength);
   }
 
   // ---- recording and submission ---------------------------------------------------------------
@@ -354,6 +364,7 @@ export class Gpu {
         if (t.dtype === 'f32') return new Float32Array(raw, 0, t.size);
         if (t.dtype === 'u32') return new Uint32Array(raw, 0, t.size);
         if (t.dtype === 'i32') return new Int32Array(raw, 0, t.size);
+        if (t.dtype === 'q8' || t.dtype === 'q4') return new Uint32Array(raw); // the packed words
         return f16ToF32Array(new Uint16Array(raw, 0, t.size));
       } finally {
         if (reusable) this.smallStaging.push(staging);

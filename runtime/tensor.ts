@@ -7,10 +7,12 @@
  *   f16  two halves packed per u32 word (element i = half i&1 of word i>>1), read in WGSL with
  *        unpack2x16float — portable: needs no `shader-f16` feature. Byte size = ceil(n/2)·4.
  *   u32 / i32  one 32-bit integer per element (token ids, argmax results)
+ *   q8 / q4    quantized weights [N, K]: per row, packed codes then f16 group scales (runtime/quant.ts)
  */
 import type { Gpu } from './gpu.js';
+import { isQuantDType, quantBytes } from './quant.js';
 
-export type DType = 'f32' | 'f16' | 'u32' | 'i32';
+export type DType = 'f32' | 'f16' | 'u32' | 'i32' | 'q8' | 'q4';
 
 export function numel(shape: readonly number[]): number {
   let n = 1;
@@ -20,7 +22,13 @@ export function numel(shape: readonly number[]): number {
 
 /** Bytes a tensor of `n` elements of `dtype` occupies on the GPU (before 4-byte alignment). */
 export function storageBytes(dtype: DType, n: number): number {
+  if (isQuantDType(dtype)) throw new Error(`storageBytes: a ${dtype} tensor's size depends on its row length; use tensorBytes`);
   return dtype === 'f16' ? Math.ceil(n / 2) * 4 : n * 4;
+}
+
+/** Bytes a tensor of `shape` and `dtype` occupies on the GPU (quantized: whole padded rows). */
+export function tensorBytes(dtype: DType, shape: readonly number[]): number {
+  return isQuantDType(dtype) ? quantBytes(dtype, shape) : storageBytes(dtype, numel(shape));
 }
 
 export class Tensor {
@@ -40,7 +48,7 @@ export class Tensor {
   }
 
   get byteLength(): number {
-    return storageBytes(this.dtype, this.size);
+    return tensorBytes(this.dtype, this.shape);
   }
 
   get isDisposed(): boolean {

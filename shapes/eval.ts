@@ -1,5 +1,5 @@
 /**
- * `npm run eval:shapes [-- --images N --seed S --dtype f32|f16 --torch --json --keep DIR]`
+ * `npm run eval:shapes [-- --images N --seed S --dtype f32|f16|q8|q4 --quantize-vision --torch --json --keep DIR]`
  *
  * Draws N fresh scenes (shapes/scene.ts, its own generator: no evaluation seed reproduces a training
  * image), asks every applicable question through the WGSL model (greedy) and prints accuracy per
@@ -40,6 +40,7 @@ async function main(): Promise<number> {
       seed: { type: 'string', default: '424242' },
       model: { type: 'string', default: SHAPES_MODEL },
       dtype: { type: 'string', default: 'f32' },
+      'quantize-vision': { type: 'boolean', default: false },
       torch: { type: 'boolean', default: false },
       json: { type: 'boolean', default: false },
       keep: { type: 'string' },
@@ -47,18 +48,19 @@ async function main(): Promise<number> {
     },
   });
   if (values.help) {
-    console.log('usage: npm run eval:shapes -- [--images N=200] [--seed S=424242] [--dtype f32|f16] [--torch] [--json] [--keep DIR] [--model DIR]');
+    console.log('usage: npm run eval:shapes -- [--images N=200] [--seed S=424242] [--dtype f32|f16|q8|q4] [--quantize-vision] [--torch] [--json] [--keep DIR] [--model DIR]');
     return 0;
   }
   const images = Number(values.images);
   const seed = Number(values.seed);
   if (!Number.isInteger(images) || images < 1) throw new Error(`--images must be an integer ≥ 1, got ${values.images}`);
   if (!Number.isInteger(seed) || seed < 0 || seed >= 2 ** 32) throw new Error(`--seed must be an integer in [0, 2^32), got ${values.seed}`);
-  if (values.dtype !== 'f32' && values.dtype !== 'f16') throw new Error(`--dtype must be f32 or f16, got ${values.dtype}`);
+  const dtype = values.dtype;
+  if (dtype !== 'f32' && dtype !== 'f16' && dtype !== 'q8' && dtype !== 'q4') throw new Error(`--dtype must be f32, f16, q8 or q4, got ${dtype}`);
 
   const dir = values.keep ?? mkdtempSync(join(tmpdir(), 'convllava-eval-'));
   mkdirSync(dir, { recursive: true });
-  const model = await ConvLlava.load(values.model, { dtype: values.dtype });
+  const model = await ConvLlava.load(values.model, { dtype, quantizeVision: values['quantize-vision'] });
   const rows: Row[] = [];
   const start = performance.now();
   try {
@@ -123,7 +125,7 @@ async function main(): Promise<number> {
     console.log(JSON.stringify({ images, seed, dtype: values.dtype, seconds, table, answers }));
   } else {
     const pct = (x: number | undefined) => (x === undefined ? '' : `${(100 * x).toFixed(1)} %`);
-    console.log(`${images} images (seed ${seed}), ${rows.length} questions, weights ${values.dtype}, ${seconds.toFixed(0)} s`);
+    console.log(`${images} images (seed ${seed}), ${rows.length} questions, weights ${dtype}${values['quantize-vision'] ? ' (vision too)' : ''}, ${seconds.toFixed(0)} s`);
     console.log(['kind'.padEnd(9), 'questions'.padStart(9), 'WGSL'.padStart(8), ...(values.torch ? ['PyTorch'.padStart(8), 'same ids'.padStart(9)] : [])].join('  '));
     for (const t of table) {
       console.log([t.kind.padEnd(9), String(t.questions).padStart(9), pct(t.wgsl).padStart(8), ...(values.torch ? [pct(t.torch).padStart(8), pct(t.identical).padStart(9)] : [])].join('  '));

@@ -3,6 +3,7 @@
  * folder and a single file are listed and summarised with exit 0; broken inputs exit non-zero with
  * one clear message and no stack trace; --json is parseable either way.
  */
+import { quantBytes } from '../../runtime/quant.js';
 import { expect } from 'chai';
 import { execFile } from 'node:child_process';
 import { cp, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
@@ -77,6 +78,14 @@ describe('convllava inspect', () => {
     expect(report.summary.params.llm).to.equal(sum('llm'));
     expect(report.summary.params.total).to.equal(sum('vision') + sum('projector') + sum('llm'));
     expect(report.summary.gpuMemory.f16).to.be.lessThan(report.summary.gpuMemory.f32);
+    // q8 / q4: the decoder's and projector's 2-D tensors in runtime/quant.ts's layout, the rest f16
+    const llm2d = report.tensors.filter((t: { part: string; shape: number[] }) => t.part === 'llm' && t.shape.length === 2);
+    const llmRest = report.tensors.filter((t: { part: string; shape: number[] }) => t.part === 'llm' && t.shape.length !== 2);
+    const llmQ4 = llm2d.reduce((s: number, t: { shape: number[] }) => s + quantBytes('q4', t.shape), 0) +
+      llmRest.reduce((s: number, t: { params: number }) => s + Math.ceil(t.params / 2) * 4, 0);
+    expect(report.summary.gpuMemory.q4.llm).to.equal(llmQ4);
+    expect(report.summary.gpuMemory.q4.total).to.be.lessThan(report.summary.gpuMemory.q8.total);
+    expect(report.summary.gpuMemory.q8.total).to.be.lessThan(report.summary.gpuMemory.f16);
     expect(report.summary.adapter.available).to.equal(true);
     expect(report.summary.adapter.fits.f16.verdict).to.equal('yes');
   });

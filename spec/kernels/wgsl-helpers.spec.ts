@@ -24,11 +24,13 @@ function wgslFunction(kernel: string, name: string): string {
 
 const SHARED: { helper: string; kernels: string[] }[] = [
   { helper: 'weight', kernels: ['linear_matvec', 'linear_tiled', 'dwconv7', 'patch_conv'] }, // f16 / f32 weight element
+  { helper: 'weight_at', kernels: ['linear_matvec', 'linear_tiled'] }, //                       q8 / q4 dequantization
   { helper: 'erfc_pos', kernels: ['linear_matvec', 'linear_tiled'] }, //                         the fused GELU's erfc
   { helper: 'gelu', kernels: ['linear_matvec', 'linear_tiled'] },
   { helper: 'store', kernels: ['linear_matvec', 'linear_tiled'] }, //                           the epilogue
   { helper: 'sincos_accurate', kernels: ['rope', 'qkv_rope'] }, //                              RoPE's angles
   { helper: 'weight8', kernels: ['qkv_rope', 'gate_up_swiglu'] }, //                          fused decode weight loads
+  { helper: 'weight_at_of', kernels: ['qkv_rope', 'gate_up_swiglu'] }, //                     fused decode q8 / q4 elements
   { helper: 'segment_sum', kernels: ['layer_norm', 'rms_norm'] }, //                              row reductions
   { helper: 'nanOrPosInf', kernels: ['argmax', 'sample_scan'] }, //                             the NON_FINITE flag
   { helper: 'globalRange', kernels: ['sample_histogram', 'sample_gather'] }, //                   sampling's bins

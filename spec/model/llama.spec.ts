@@ -169,12 +169,14 @@ describe('LLaMA decoder (llm/llama.ts) vs its CPU reference (the same assembly o
     attention_bias: true,
   };
 
-  for (const dtype of ['f32', 'f16'] as const) {
+  for (const dtype of ['f32', 'f16', 'q8', 'q4'] as const) {
     it(`prefill of 9 tokens then 3 decode steps agree at every position (${dtype} weights)`, async () => {
       const gpu = await testGpu();
       const source = new SyntheticWeights(decoderTensors(config), 11); // seeded weights for any config, both decoders
-      const decoder = await LlamaDecoder.load(gpu, source, config, { dtype });
-      const reference = await LlamaDecoder.load(cpuOps, source, config, { dtype }); // f16: matrices rounded through f16
+      // q8 / q4: every 2-D weight quantized on load; the reference holds the dequantized values
+      const options = dtype === 'q8' || dtype === 'q4' ? { dtype: 'f16' as const, quantize: dtype } : { dtype };
+      const decoder = await LlamaDecoder.load(gpu, source, config, options);
+      const reference = await LlamaDecoder.load(cpuOps, source, config, options); // f16: matrices rounded through f16
       try {
         const prompt = [1, 17, 250, 3, 99, 42, 42, 7, 299];
         const x = decoder.embed(prompt);
