@@ -85,6 +85,8 @@ export interface DecodeCounters {
   pipelines_created: number;
   /** Decoder layers, to read dispatches_per_token per layer. */
   n_layers: number;
+  /** Weight bytes a decode step reads (LlamaDecoder.weightBytesPerToken; f16 / q8 / q4 differ). */
+  weight_bytes_per_token: number;
 }
 
 /** One kernel's share of a profiled piece of work (Gpu.profile), summed over its dispatches. */
@@ -303,6 +305,7 @@ export async function runModelBench(gpu: Gpu, o: ModelBenchOptions): Promise<Mod
             cpu_record_ms_per_token: work.recordMs / tokens,
             pipelines_created: work.pipelines,
             n_layers: decoder.dims.layers,
+            weight_bytes_per_token: decoder.weightBytesPerToken,
           } satisfies DecodeCounters);
         }
       }

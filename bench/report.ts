@@ -111,7 +111,7 @@ ${encodeChart(m.image_encode.map((e) => ({ resolution: e.resolution, tokens: e.v
 <tr><td>parameters</td><td>vision ${(m.parameters.vision / 1e6).toFixed(1)} M, LLM + projector ${(m.parameters.llm / 1e6).toFixed(1)} M</td></tr>
 ${m.ttft_ms ? `<tr><td>time to first token (image + prompt)</td><td>${fmt(m.ttft_ms.mean)} ± ${fmt(m.ttft_ms.sd)} ms</td></tr>` : ''}
 ${m.image_encode.map((e) => `<tr><td>image encode ${e.resolution}²: work recorded</td><td>${e.dispatches} dispatches, ${e.passes} passes, ${e.copies} copies, ${fmt(e.cpu_record_ms)} ms recording</td></tr>`).join('\n')}
-${m.tg?.dispatches_per_token !== undefined ? `<tr><td>decode: work per token</td><td>${fmt(m.tg.dispatches_per_token)} dispatches (${m.tg.n_layers} layers), ${fmt(m.tg.passes_per_token!)} passes, ${fmt(m.tg.copies_per_token!)} copies, ${fmt(m.tg.cpu_record_ms_per_token!)} ms recording; ${m.tg.pipelines_created} pipelines created after the first token</td></tr>` : ''}
+${m.tg?.dispatches_per_token !== undefined ? `<tr><td>decode: work per token</td><td>${fmt(m.tg.dispatches_per_token)} dispatches (${m.tg.n_layers} layers), ${fmt(m.tg.passes_per_token!)} passes, ${fmt(m.tg.copies_per_token!)} copies, ${fmt(m.tg.cpu_record_ms_per_token!)} ms recording; ${m.tg.pipelines_created} pipelines created after the first token; ${fmt(m.tg.weight_bytes_per_token! / 2 ** 20)} MiB of weights read</td></tr>` : ''}
 <tr><td>peak GPU memory (pool)</td><td>${(m.peak_gpu_bytes / 2 ** 20).toFixed(0)} MiB</td></tr></table>`);
   }
   return `<!doctype html><html><head><meta charset="utf-8"><title>convllava bench</title>

@@ -171,7 +171,8 @@ function printModel(m: ModelBenchResult): void {
     console.log(
       `decode, per token: ${tg.dispatches_per_token.toFixed(1)} dispatches (${(tg.dispatches_per_token / tg.n_layers!).toFixed(2)} per layer × ${tg.n_layers} layers), ` +
         `${tg.passes_per_token!.toFixed(1)} passes, ${tg.copies_per_token!.toFixed(1)} copies, ${tg.cpu_record_ms_per_token!.toFixed(3)} ms recording; ` +
-        `${tg.pipelines_created} pipelines created after the first token`,
+        `${tg.pipelines_created} pipelines created after the first token; ` +
+        `${(tg.weight_bytes_per_token! / 2 ** 20).toFixed(2)} MiB of weights read`,
     );
   }
   if (m.ttft_ms) console.log(`time to first token (image + prompt): ${ms(m.ttft_ms)}`);

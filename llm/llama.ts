@@ -180,6 +180,17 @@ export class LlamaDecoder<T = Tensor> {
     this.length = length;
   }
 
+  /**
+   * Weight bytes one decode step reads: every layer's matrices and norms, the final norm and lm_head,
+   * and one row of the embedding table (all of it when lm_head is the tied table). Decode streams
+   * these once per token, so they set its speed at memory bandwidth.
+   */
+  get weightBytesPerToken(): number {
+    const table = this.ops.byteLength(this.embedTokens.table);
+    const tied = this.lmHead.weight === this.embedTokens.table;
+    return this.bytes.weights - (tied ? 0 : table - table / this.dims.vocab);
+  }
+
   /** Bytes held by the weights and the KV cache. */
   get bytes(): { weights: number; kvCache: number } {
     const sum = (ts: T[]) => ts.reduce((s, t) => s + this.ops.byteLength(t), 0);

@@ -46,14 +46,14 @@ export function gateUpSwiglu(gpu: Gpu, x: Tensor, gamma: Tensor, eps: number, wg
   const quant = isQuantDType(wg.dtype) ? quantLayout(wg.dtype, K) : undefined; // q8/q4: `main`, dequantizing per element
   const vec4 = K % 8 === 0 && K > 0 && !quant;
   const lanes = matvecLanes(K, vec4, wg.dtype);
-  const variant = subgroupKernel(gpu, 'gate_up_swiglu', lanes);
+  const variant = subgroupKernel(gpu, 'gate_up_swiglu', lanes); // lanes capped at the subgroup size
   gpu.dispatch({
     kernel: variant.kernel,
     entry: vec4 ? 'main_vec4' : 'main',
-    constants: { WG, LANES: lanes, GRID_X, W_F16: wg.dtype === 'f16' ? 1 : 0, W_BITS: wg.dtype === 'q8' ? 8 : wg.dtype === 'q4' ? 4 : 0, SUBGROUPS: variant.SUBGROUPS },
+    constants: { WG, LANES: variant.lanes, GRID_X, W_F16: wg.dtype === 'f16' ? 1 : 0, W_BITS: wg.dtype === 'q8' ? 8 : wg.dtype === 'q4' ? 4 : 0, SUBGROUPS: variant.SUBGROUPS },
     params: params(['u32', M], ['u32', N], ['u32', K], ['f32', eps], ['u32', quant?.rowWords ?? 0], ['u32', quant?.scaleWord ?? 0]),
     bindings: [x, gamma, wg, wu, y],
-    workgroups: grid1d(gpu, N, WG / lanes),
+    workgroups: grid1d(gpu, N, WG / variant.lanes),
   });
   return y;
 }

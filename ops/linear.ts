@@ -111,7 +111,7 @@ export function linearWithBindingLimit(
   const tiles = vec4 ? TILED_VEC4 : TILED;
   const lanes = matvecLanes(K, vec4, w.dtype);
   const wRowBytes = quant ? quant.rowWords * 4 : K * (f16 ? 2 : 4);
-  const kernel = matvec ? subgroupKernel(gpu, 'linear_matvec', lanes) : { kernel: 'linear_tiled', SUBGROUPS: 0 };
+  const kernel = matvec ? subgroupKernel(gpu, 'linear_matvec', lanes) : { kernel: 'linear_tiled', SUBGROUPS: 0, lanes }; // lanes capped at the subgroup size
   const flags = {
     W_F16: f16 ? 1 : 0,
     W_BITS: w.dtype === 'q8' ? 8 : w.dtype === 'q4' ? 4 : 0,
@@ -139,11 +139,11 @@ export function linearWithBindingLimit(
       gpu.dispatch({
         kernel: kernel.kernel,
         entry: vec4 ? 'main_vec4' : 'main',
-        constants: matvec ? { WG: MATVEC_WG, LANES: lanes, GRID_X, SUBGROUPS: kernel.SUBGROUPS, ...flags } : { ...tiles, ...flags },
+        constants: matvec ? { WG: MATVEC_WG, LANES: kernel.lanes, GRID_X, SUBGROUPS: kernel.SUBGROUPS, ...flags } : { ...tiles, ...flags },
         params: params(['u32', rows], ['u32', cols], ['u32', K], ['u32', N], ['u32', n0], ['u32', quant?.rowWords ?? 0], ['u32', quant?.scaleWord ?? 0]),
         // The kernel never reads a binding its flags leave off (bias, residual, scale); x's slice stands in.
         bindings: [xSlice, wSlice, bias ?? xSlice, ySlice, residual, opts.scale ?? xSlice],
-        workgroups: matvec ? grid1d(gpu, cols, MATVEC_WG / lanes) : [Math.ceil(cols / tiles.TILE_N), Math.ceil(rows / tiles.TILE_M)],
+        workgroups: matvec ? grid1d(gpu, cols, MATVEC_WG / kernel.lanes) : [Math.ceil(cols / tiles.TILE_N), Math.ceil(rows / tiles.TILE_M)],
       });
     }
   }

@@ -108,14 +108,14 @@ export function qkvRope(gpu: Gpu, x: Tensor, a: QkvOperands<Tensor>, o: QkvRopeO
   const units = (o.heads + 2 * o.kvHeads) * (D / 2);
   const vec4 = K % 8 === 0 && K > 0 && !quant;
   const lanes = matvecLanes(K, vec4, wDType);
-  const variant = subgroupKernel(gpu, 'qkv_rope', lanes);
+  const variant = subgroupKernel(gpu, 'qkv_rope', lanes); // lanes capped at the subgroup size
   gpu.dispatch({
     kernel: variant.kernel,
     entry: vec4 ? 'main_vec4' : 'main',
-    constants: { WG, LANES: lanes, GRID_X, W_F16: wDType === 'f16' ? 1 : 0, W_BITS: wDType === 'q8' ? 8 : wDType === 'q4' ? 4 : 0, SUBGROUPS: variant.SUBGROUPS },
+    constants: { WG, LANES: variant.lanes, GRID_X, W_F16: wDType === 'f16' ? 1 : 0, W_BITS: wDType === 'q8' ? 8 : wDType === 'q4' ? 4 : 0, SUBGROUPS: variant.SUBGROUPS },
     params: block,
     bindings: [x, a.gamma, a.wq, a.wk, a.wv, q, a.kCache, a.vCache],
-    workgroups: grid1d(gpu, units, WG / lanes),
+    workgroups: grid1d(gpu, units, WG / variant.lanes),
   });
   return q;
 }

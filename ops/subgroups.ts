@@ -23,12 +23,15 @@ export function subgroupSource(source: string): string {
 const registered = new WeakMap<Gpu, Set<string>>();
 
 /**
- * The kernel name and SUBGROUPS flag to dispatch `kernel` with, for columns summed by `lanes`
- * invocations: the subgroup variant when the device has subgroups that hold whole columns.
+ * The kernel name, SUBGROUPS flag and lanes per column to dispatch `kernel` with, for columns that
+ * want `lanes` invocations (ops/linear.ts matvecLanes): on a device with subgroups the lanes are
+ * capped at the subgroup size (lavapipe 8; NVIDIA's 32 caps nothing), so every column sums in one
+ * subgroup with the shuffle butterfly — each lane then covers more of the row, and a workgroup more
+ * columns — instead of a barrier tree across subgroups.
  */
-export function subgroupKernel(gpu: Gpu, kernel: string, lanes: number): { kernel: string; SUBGROUPS: 0 | 1 } {
+export function subgroupKernel(gpu: Gpu, kernel: string, lanes: number): { kernel: string; SUBGROUPS: 0 | 1; lanes: number } {
   const size = gpu.subgroupMinSize;
-  if (!size || lanes > size || size % lanes !== 0) return { kernel, SUBGROUPS: 0 };
+  if (!size || (size & (size - 1)) !== 0) return { kernel, SUBGROUPS: 0, lanes };
   const name = `${kernel}+subgroups`;
   let names = registered.get(gpu);
   if (!names) registered.set(gpu, (names = new Set()));
@@ -36,5 +39,5 @@ export function subgroupKernel(gpu: Gpu, kernel: string, lanes: number): { kerne
     gpu.defineKernel(name, subgroupSource(gpu.kernelSource(kernel)));
     names.add(name);
   }
-  return { kernel: name, SUBGROUPS: 1 };
+  return { kernel: name, SUBGROUPS: 1, lanes: Math.min(lanes, size) };
 }

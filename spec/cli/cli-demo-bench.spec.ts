@@ -47,6 +47,8 @@ describe('convllava demo and bench (the CLI, as a user runs it)', () => {
       expect(tg.copies_per_token).to.be.at.least(0);
       expect(tg.cpu_record_ms_per_token).to.be.above(0);
       expect(tg.pipelines_created).to.equal(0); // nothing compiles during generation
+      // weights read per token: the f16 lm_head (32000 × 64) and the layers, not the untied embedding table
+      expect(tg.weight_bytes_per_token).to.be.within(32000 * 64 * 2 + 1, 2 * 32000 * 64 * 2 - 1);
       // --profile: every dispatch of one decode step / one image encode, per kernel, shares summing to 1
       const profile = result.model.profile;
       expect(profile.method).to.be.oneOf(['timestamp-query', 'wall-clock']);
