@@ -73,8 +73,16 @@ export class Llava<T> {
   static async load<T>(ops: TensorOps<T>, ckpt: Checkpoint, options: LlavaLoadOptions): Promise<Llava<T>> {
     const quantize = isQuantDType(options.dtype) ? options.dtype : undefined;
     const dtype: WeightDType = quantize ? 'f16' : (options.dtype as WeightDType);
+    const onDisk = ckpt.quantizedAs; // a folder written by `convllava quantize` loads only in its own format
+    if (onDisk && options.dtype !== onDisk) {
+      throw new Error(
+        `${ckpt.dir} is a quantized checkpoint (${onDisk}: quantization_config in config.json); load it with dtype '${onDisk}' ` +
+          `(--dtype ${onDisk}), not '${options.dtype}' — quantized folders are not dequantized to floats`,
+      );
+    }
+    const quantizeVision = options.quantizeVision || ckpt.visionQuantized;
     const progress = (stage: 'vision' | 'projector' | 'llm') => (done: number, total: number) => options.onProgress?.(stage, done, total);
-    const tower = await VisionTower.load(ops, ckpt, { dtype, quantize: options.quantizeVision ? quantize : undefined, onProgress: progress('vision') });
+    const tower = await VisionTower.load(ops, ckpt, { dtype, quantize: quantizeVision ? quantize : undefined, onProgress: progress('vision') });
     let projector: Projector<T> | null = null;
     try {
       projector = await Projector.load(ops, ckpt, { dtype, quantize, onProgress: progress('projector') });
