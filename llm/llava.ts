@@ -14,6 +14,7 @@ import { runToEnd } from '../nn/chunks.js';
 import type { TensorOps } from '../nn/ops.js';
 import type { WeightDType } from '../nn/loader.js';
 import { isQuantDType, type QuantDType } from '../runtime/quant.js';
+import { wrongDTypeMessage } from '../weights/quantized.js';
 import { Projector } from '../nn/projector.js';
 import { LlamaDecoder } from './llama.js';
 import { IMAGE_TOKEN_INDEX } from './prompt.js';
@@ -75,10 +76,7 @@ export class Llava<T> {
     const dtype: WeightDType = quantize ? 'f16' : (options.dtype as WeightDType);
     const onDisk = ckpt.quantizedAs; // a folder written by `convllava quantize` loads only in its own format
     if (onDisk && options.dtype !== onDisk) {
-      throw new Error(
-        `${ckpt.dir} is a quantized checkpoint (${onDisk}: quantization_config in config.json); load it with dtype '${onDisk}' ` +
-          `(--dtype ${onDisk}), not '${options.dtype}' — quantized folders are not dequantized to floats`,
-      );
+      throw new Error(wrongDTypeMessage(ckpt.dir, onDisk, options.dtype));
     }
     const quantizeVision = options.quantizeVision || ckpt.visionQuantized;
     const progress = (stage: 'vision' | 'projector' | 'llm') => (done: number, total: number) => options.onProgress?.(stage, done, total);

@@ -60,6 +60,14 @@ export function parseQuantizationConfig(config: unknown, file: string): Quantiza
   return { quant_method: QUANT_METHOD, bits: bits as 8 | 4, group_size: QUANT_GROUP, scales_suffix: SCALES_SUFFIX, modules: modules as string[] };
 }
 
+/** The error for loading a quantized folder in another dtype (they are never dequantized to floats). */
+export function wrongDTypeMessage(dir: string, stored: QuantDType, asked: string): string {
+  return (
+    `${dir} is a quantized checkpoint (${stored}: quantization_config in config.json); load it with dtype '${stored}' ` +
+    `(--dtype ${stored}), not '${asked}' — quantized folders are not dequantized to floats`
+  );
+}
+
 /** The stored shapes and dtypes of a quantized [N, K] weight. */
 export function diskLayout(dtype: QuantDType, N: number, K: number): { codes: { dtype: 'I8' | 'U8'; shape: [number, number] }; scales: { dtype: 'F16'; shape: [number, number] } } {
   const { groups } = quantLayout(dtype, K);
