@@ -7,6 +7,8 @@
  *     scales, biases, layer scales) always f32 — they are tiny and read by f32-only ops; with
  *     `quantize`, every 2-D tensor (linear weights, token embeddings) is quantized to q8/q4 as it
  *     loads (runtime/quant.ts), one tensor in memory at a time,
+ *   - a tensor the checkpoint stores quantized (a `convllava quantize` folder, weights/quantized.ts)
+ *     loads only in its own format, from its stored codes and scales (no requantization),
  *   - reports progress once per tensor against the expected total,
  *   - hands a tensor asked for twice (tied embeddings) out once,
  *   - frees everything it loaded if building the model fails (`build`).
