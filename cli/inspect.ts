@@ -13,6 +13,7 @@ import { totalmem } from 'node:os';
 import { totalStride, visualTokens } from '../weights/config.js';
 import { Checkpoint, TensorSet } from '../weights/checkpoint.js';
 import { named, WeightsError } from '../weights/errors.js';
+import { SCALES_SUFFIX } from '../weights/quantized.js';
 import { isFloatDType } from '../weights/convert.js';
 import { expectedLlmTensors, expectedVisionTensors, type ModelPart } from '../weights/names.js';
 import type { TensorInfo } from '../weights/safetensors.js';
@@ -34,6 +35,8 @@ interface TensorRow {
   params: number;
   file: string;
   part?: Part;
+  /** Stored quantized (a folder written by `convllava quantize`). */
+  quantized?: QuantDType;
 }
 
 interface AdapterReport {
@@ -132,6 +135,15 @@ async function inspectFolder(dir: string, useGpu: boolean, checkValues: boolean)
     for (const set of [ckpt.llm, ckpt.vision]) {
       for (const name of set.names()) {
         const info = set.info(name);
+        if (name.endsWith(SCALES_SUFFIX) && set.quantizedAs(name.slice(0, -SCALES_SUFFIX.length))) continue; // folded into its weight's row
+        const q = set.quantizedAs(name);
+        if (q) {
+          // A quantized weight (weights/quantized.ts): one row, its logical shape, codes + scales bytes.
+          const scales = set.info(name + SCALES_SUFFIX);
+          const shape = set.shape(name);
+          rows.push({ ...row(info, info.file), dtype: q, shape, params: shape[0] * shape[1], bytes: info.end - info.begin + scales.end - scales.begin, part: partOf.get(name) ?? 'other', quantized: q });
+          continue;
+        }
         rows.push({ ...row(info, info.file), part: partOf.get(name) ?? 'other' });
       }
     }
@@ -153,6 +165,21 @@ async function inspectFolder(dir: string, useGpu: boolean, checkValues: boolean)
       q8: { total: quantized('q8'), llm: quantized('q8', 'llm') },
       q4: { total: quantized('q4'), llm: quantized('q4', 'llm') },
     };
+    // A quantized folder loads only in its own format: its weights as stored (quantized ones in the
+    // GPU layout of runtime/quant.ts, the others f16), per part.
+    const storedAs = (part?: Part) =>
+      used.filter((r) => !part || r.part === part).reduce((s, r) => s + (r.quantized ? quantBytes(r.quantized, r.shape) : Math.ceil(r.params / 2) * 4), 0);
+    const asStored = ckpt.quantization
+      ? {
+          dtype: ckpt.quantizedAs!,
+          total: storedAs(),
+          vision: storedAs('vision'),
+          projector: storedAs('projector'),
+          llm: storedAs('llm'),
+          quantizedTensors: rows.filter((r) => r.quantized).length,
+          visionQuantized: ckpt.visionQuantized,
+        }
+      : null;
     const largest = used.reduce((a, b) => (b.params > a.params ? b : a), used[0]);
     const adapter = useGpu ? await probeAdapter(gpuBytes, largest.params) : { available: false, error: 'not checked (--no-gpu)' };
 
@@ -185,7 +212,8 @@ async function inspectFolder(dir: string, useGpu: boolean, checkValues: boolean)
       params: { ...params, total: params.vision + params.projector + params.llm },
       storedBytes: rows.reduce((s, r) => s + r.bytes, 0),
       files: [...ckpt.llm.files, ...ckpt.vision.files].map((f) => f.path),
-      gpuMemory: { ...gpuBytes, ...quantMemory, largestTensor: { name: largest.name, shape: largest.shape, f16: Math.ceil(largest.params / 2) * 4, f32: largest.params * 4 } },
+      quantization: ckpt.quantization ? { ...ckpt.quantization, modules: ckpt.quantization.modules.length } : null,
+      gpuMemory: { ...gpuBytes, ...quantMemory, asStored, largestTensor: { name: largest.name, shape: largest.shape, f16: Math.ceil(largest.params / 2) * 4, f32: largest.params * 4 } },
       adapter,
     };
 
@@ -211,7 +239,14 @@ async function inspectFolder(dir: string, useGpu: boolean, checkValues: boolean)
       `  ${'total'.padEnd(10)} ${count(summary.params.total).padStart(9)}`,
       `GPU memory for the weights (activations and KV cache extra)`,
       `  f16 ${human(gpuBytes.f16)}, f32 ${human(gpuBytes.f32)}; largest tensor ${largest.name} [${largest.shape}]`,
-      `  q8 ${human(quantMemory.q8.total)} (LLM ${human(quantMemory.q8.llm)}), q4 ${human(quantMemory.q4.total)} (LLM ${human(quantMemory.q4.llm)}) — decoder and projector quantized, vision f16`,
+      ...(asStored
+        ? [
+            `  as stored (${asStored.dtype}, loads only with --dtype ${asStored.dtype}): ${human(asStored.total)} — LLM ${human(asStored.llm)}, projector ${human(asStored.projector)}, ` +
+              `vision ${human(asStored.vision)} (${asStored.visionQuantized ? `linears ${asStored.dtype}` : 'f16'}); ${asStored.quantizedTensors} tensors quantized`,
+          ]
+        : [
+            `  q8 ${human(quantMemory.q8.total)} (LLM ${human(quantMemory.q8.llm)}), q4 ${human(quantMemory.q4.total)} (LLM ${human(quantMemory.q4.llm)}) — decoder and projector quantized, vision f16`,
+          ]),
       adapter.available
         ? `Adapter    ${adapter.description} (maxBufferSize ${human(adapter.maxBufferSize!)}, max binding ${human(adapter.maxStorageBufferBindingSize!)})\n` +
           `  f16: ${fits!.f16.verdict} — ${fits!.f16.reason}\n  f32: ${fits!.f32.verdict} — ${fits!.f32.reason}`

@@ -6,6 +6,7 @@
 const COMMANDS: Record<string, { file: string; summary: string }> = {
   demo: { file: './demo.js', summary: 'run the whole pipeline on the embedded tiny model and sample image' },
   inspect: { file: './inspect.js', summary: 'list / validate a .safetensors file or a ConvLLaVA model folder' },
+  quantize: { file: './quantize.js', summary: 'write a q8 / q4 quantized copy of a model folder (loads with --dtype q8|q4)' },
   'encode-image': { file: './encode-image.js', summary: 'preprocess + vision tower + projector; dump every stage' },
   run: { file: './run.js', summary: 'answer a question about an image (streams the answer)' },
   chat: { file: './chat.js', summary: 'interactive multi-turn chat about an image' },

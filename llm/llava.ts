@@ -14,6 +14,7 @@ import { runToEnd } from '../nn/chunks.js';
 import type { TensorOps } from '../nn/ops.js';
 import type { WeightDType } from '../nn/loader.js';
 import { isQuantDType, type QuantDType } from '../runtime/quant.js';
+import { wrongDTypeMessage } from '../weights/quantized.js';
 import { Projector } from '../nn/projector.js';
 import { LlamaDecoder } from './llama.js';
 import { IMAGE_TOKEN_INDEX } from './prompt.js';
@@ -73,8 +74,13 @@ export class Llava<T> {
   static async load<T>(ops: TensorOps<T>, ckpt: Checkpoint, options: LlavaLoadOptions): Promise<Llava<T>> {
     const quantize = isQuantDType(options.dtype) ? options.dtype : undefined;
     const dtype: WeightDType = quantize ? 'f16' : (options.dtype as WeightDType);
+    const onDisk = ckpt.quantizedAs; // a folder written by `convllava quantize` loads only in its own format
+    if (onDisk && options.dtype !== onDisk) {
+      throw new Error(wrongDTypeMessage(ckpt.dir, onDisk, options.dtype));
+    }
+    const quantizeVision = options.quantizeVision || ckpt.visionQuantized;
     const progress = (stage: 'vision' | 'projector' | 'llm') => (done: number, total: number) => options.onProgress?.(stage, done, total);
-    const tower = await VisionTower.load(ops, ckpt, { dtype, quantize: options.quantizeVision ? quantize : undefined, onProgress: progress('vision') });
+    const tower = await VisionTower.load(ops, ckpt, { dtype, quantize: quantizeVision ? quantize : undefined, onProgress: progress('vision') });
     let projector: Projector<T> | null = null;
     try {
       projector = await Projector.load(ops, ckpt, { dtype, quantize, onProgress: progress('projector') });

@@ -16,6 +16,7 @@
  * Browser note: nothing here touches the file system; a model folder path is opened through
  * weights/checkpoint.ts, imported only when a path is given.
  */
+import { wrongDTypeMessage } from '../weights/quantized.js';
 import { Gpu } from '../runtime/gpu.js';
 import type { Checkpoint } from '../weights/checkpoint.js';
 import { towerStride, visionTowerConfig } from '../convnext/config.js';
@@ -144,6 +145,11 @@ export class ConvLlava {
   static async load(model: string | Checkpoint, options: LoadOptions = {}): Promise<ConvLlava> {
     const start = performance.now();
     const ckpt = typeof model === 'string' ? await (await import('../weights/checkpoint.js')).Checkpoint.open(model) : model;
+    if (ckpt.quantizedAs && options.dtype !== ckpt.quantizedAs) {
+      // A folder written by `convllava quantize` loads only in its own format (the default dtype included).
+      if (typeof model === 'string') await ckpt.close();
+      throw new Error(wrongDTypeMessage(ckpt.dir, ckpt.quantizedAs, options.dtype ?? (options.backend === 'cpu' ? 'f32' : 'f16')));
+    }
     const stride = towerStride(visionTowerConfig(ckpt.config, ckpt.visionConfig));
     const visualTokens = (ckpt.config.mm_vision_resolution / stride) ** 2;
     const tokenizer = options.tokenizer ?? new LlamaTokenizer();

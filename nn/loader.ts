@@ -7,6 +7,8 @@
  *     scales, biases, layer scales) always f32 — they are tiny and read by f32-only ops; with
  *     `quantize`, every 2-D tensor (linear weights, token embeddings) is quantized to q8/q4 as it
  *     loads (runtime/quant.ts), one tensor in memory at a time,
+ *   - a tensor the checkpoint stores quantized (a `convllava quantize` folder, weights/quantized.ts)
+ *     loads only in its own format, from its stored codes and scales (no requantization),
  *   - reports progress once per tensor against the expected total,
  *   - hands a tensor asked for twice (tied embeddings) out once,
  *   - frees everything it loaded if building the model fails (`build`).
@@ -15,7 +17,7 @@
  * weights an f16 GPU model holds.
  */
 import type { Gpu } from '../runtime/gpu.js';
-import type { QuantDType } from '../runtime/quant.js';
+import type { QuantDType, QuantizedMatrix } from '../runtime/quant.js';
 import type { Tensor } from '../runtime/tensor.js';
 import type { TensorOps } from './ops.js';
 
@@ -25,6 +27,10 @@ export interface WeightReader {
   shape(name: string): number[];
   readF32(name: string): Promise<Float32Array>;
   toGpu(gpu: Gpu, name: string, dtype: 'f32' | 'f16'): Promise<Tensor>;
+  /** A quantized checkpoint (weights/quantized.ts): the format `name` is stored in, if quantized. */
+  quantizedAs?(name: string): QuantDType | undefined;
+  /** Its stored codes and scales, as they are (loaded with no requantization). */
+  readQuantized?(name: string): Promise<QuantizedMatrix>;
 }
 
 export type WeightDType = 'f32' | 'f16';
@@ -84,6 +90,12 @@ export class WeightLoader<T> {
       throw new Error(`${this.what.part}: '${name}' has shape [${shape}] but ${this.what.config} implies [${want}]`);
     }
     const stored = shape.length === 1 ? 'f32' : shape.length === 2 && this.options.quantize ? this.options.quantize : (this.options.dtype ?? 'f32');
+    const onDisk = this.source.quantizedAs?.(name);
+    if (onDisk && stored !== onDisk) {
+      throw new Error(
+        `${this.what.part}: '${name}' is stored quantized (${onDisk}) in the checkpoint; it loads only as ${onDisk} (dtype '${onDisk}'), not ${stored} — quantized folders are not dequantized to floats`,
+      );
+    }
     const t = await this.ops.load(this.source, name, stored);
     this.loaded.set(name, t);
     this.options.onProgress?.(this.loaded.size, this.total, name);

@@ -28,7 +28,7 @@ import { sliceRows, sliceRowsRef, writeRows, writeRowsRef } from '../ops/rows.js
 import { swiglu, swigluRef } from '../ops/swiglu.js';
 import { nchwToNhwc, nchwToNhwcRef } from '../ops/transpose.js';
 import type { StoredDType, WeightReader } from './loader.js';
-import { isQuantDType, roundTrip } from '../runtime/quant.js';
+import { dequantize, isQuantDType, packQuantized, roundTrip } from '../runtime/quant.js';
 import { tidy } from './tidy.js';
 
 /** A CPU tensor: a contiguous row-major f32 ndarray. */
@@ -92,6 +92,13 @@ export function gpuOps(gpu: Gpu): GpuOps {
     byteLength: (x) => x.byteLength,
     load: async (source, name, dtype) => {
       if (!isQuantDType(dtype)) return source.toGpu(gpu, name, dtype);
+      if (source.quantizedAs?.(name) === dtype) {
+        // A quantized checkpoint: its stored codes and scales, packed into the GPU layout as they are.
+        const words = packQuantized(await source.readQuantized!(name));
+        const t = gpu.weight(source.shape(name), dtype, name);
+        gpu.writeWords(t, words);
+        return t;
+      }
       // Quantize on load: this tensor's f32 values, quantized row by row, uploaded as packed words.
       return uploadWeight(gpu, await source.readF32(name), source.shape(name), dtype, name);
     },
@@ -124,6 +131,10 @@ export const cpuOps: TensorOps<Nd> = {
   maxRowsPerBinding: () => Infinity,
   byteLength: (x) => x.data.byteLength,
   async load(source, name, dtype) {
+    if (isQuantDType(dtype) && source.quantizedAs?.(name) === dtype) {
+      const q = await source.readQuantized!(name); // a quantized checkpoint: exactly its stored values
+      return ndarray(dequantize(q), [q.N, q.K]);
+    }
     const values = await source.readF32(name);
     const shape = source.shape(name);
     if (isQuantDType(dtype)) return ndarray(roundTrip(values, shape[0], shape[1], dtype), shape); // the values the GPU dequantizes

@@ -33,6 +33,8 @@ import { CheckpointError, named, quote, truncated, WeightsError } from './errors
 import { insideFolder, joinRel, type ModelFolderReader } from './folder.js';
 import { findDuplicateKey, parseJsonChecked } from './json-keys.js';
 import { expectedLlmTensors, expectedVisionTensors, type ExpectedTensor } from './names.js';
+import { dequantize, type QuantDType, type QuantizedMatrix } from '../runtime/quant.js';
+import { diskLayout, matrixFromDisk, parseQuantizationConfig, quantDTypeOfBits, SCALES_SUFFIX, VISION_PREFIX, type QuantizationConfig } from './quantized.js';
 import { SafetensorsError, SafetensorsFile, type StDType, type TensorInfo } from './safetensors.js';
 
 /** Read access to a set of named tensors (one or more safetensors files), by checkpoint name. */
@@ -58,6 +60,8 @@ const DRAIN_BYTES = 64 << 20;
 /** The tensors of one or more safetensors files, each name in exactly one file. */
 export class TensorSet implements WeightSource {
   private bytesSinceDrain = 0;
+  /** Tensors stored quantized (weights/quantized.ts): their format and logical shape [N, K]. */
+  private readonly quantized = new Map<string, { dtype: QuantDType; shape: number[] }>();
 
   constructor(
     /** The folder (or file) this set was loaded from, for messages. */
@@ -119,12 +123,54 @@ export class TensorSet implements WeightSource {
     return this.byName.has(name);
   }
 
+  /** The logical shape: [N, K] for a quantized weight (its codes are stored as [N, bytes per row]). */
   shape(name: string): number[] {
-    return [...this.info(name).shape];
+    const q = this.quantized.get(name);
+    return q ? [...q.shape] : [...this.info(name).shape];
+  }
+
+  /** Marks `name` as stored quantized (Checkpoint.open does, after checking it against the config). */
+  markQuantized(name: string, dtype: QuantDType, shape: readonly number[]): void {
+    this.quantized.set(name, { dtype, shape: [...shape] });
+  }
+
+  /** The format `name` is stored in on disk, when it is quantized. */
+  quantizedAs(name: string): QuantDType | undefined {
+    return this.quantized.get(name)?.dtype;
+  }
+
+  /** A quantized tensor's codes and scales as stored (no requantization). */
+  async readQuantized(name: string): Promise<QuantizedMatrix> {
+    const q = this.quantized.get(name);
+    const info = this.info(name);
+    if (!q) throw new CheckpointError(`${info.file}: tensor ${named(name)} is not stored quantized`, info.file, name);
+    const scalesInfo = this.info(name + SCALES_SUFFIX);
+    const codes = await this.readBytes(name);
+    const scaleBytes = await this.byName.get(name + SCALES_SUFFIX)!.readBytes(name + SCALES_SUFFIX, alignedBytes(scalesInfo.end - scalesInfo.begin));
+    const scales = new Uint16Array(scaleBytes.buffer, scaleBytes.byteOffset, scaleBytes.byteLength / 2);
+    return matrixFromDisk(q.dtype, q.shape[0], q.shape[1], codes, scales);
+  }
+
+  /**
+   * Rows [row0, row0 + rows) of a 2-D float tensor as f32 (the quantize command streams tensors in
+   * row blocks this way, so a 7B embedding is never in memory whole).
+   */
+  async readRowsF32(name: string, row0: number, rows: number): Promise<Float32Array> {
+    const { dtype, file, shape } = this.floatTensor(name);
+    const K = shape.slice(1).reduce((a, b) => a * b, 1);
+    const size = bytesPerElement(dtype);
+    const bytes = await file.readRange(name, row0 * K * size, rows * K * size, alignedBytes(rows * K * size));
+    return toF32(dtype, bytes, new Float32Array(rows * K));
   }
 
   dtype(name: string): StDType {
     return this.info(name).dtype;
+  }
+
+  /** `length` raw stored bytes of a tensor from byte `offset` (chunked copies). */
+  readRange(name: string, offset: number, length: number): Promise<Uint8Array> {
+    this.info(name);
+    return this.byName.get(name)!.readRange(name, offset, length);
   }
 
   /** The raw stored bytes of a tensor. */
@@ -134,6 +180,7 @@ export class TensorSet implements WeightSource {
   }
 
   async readF32(name: string): Promise<Float32Array> {
+    if (this.quantized.has(name)) return dequantize(await this.readQuantized(name)); // the values a quantized model computes with
     const { dtype, numel, file } = this.floatTensor(name);
     const bytes = await file.readBytes(name, alignedBytes(numel * bytesPerElement(dtype)));
     return toF32(dtype, bytes, new Float32Array(numel));
@@ -141,6 +188,11 @@ export class TensorSet implements WeightSource {
 
   /** See WeightSource.toGpu. `chunkElements` (even) overrides the staging size (tests use tiny chunks). */
   async toGpu(gpu: Gpu, name: string, dtype: 'f32' | 'f16', options: { chunkElements?: number } = {}): Promise<Tensor> {
+    const q = this.quantized.get(name);
+    if (q) {
+      const file = this.info(name).file;
+      throw new CheckpointError(`${file}: tensor ${named(name)} is stored quantized (${q.dtype}); it loads only as ${q.dtype} (dtype '${q.dtype}'), not ${dtype}`, file, name);
+    }
     const { dtype: src, numel, file, shape } = this.floatTensor(name);
     const maxBuffer = gpu.limits.maxBufferSize;
     const gpuBytes = dtype === 'f16' ? Math.ceil(numel / 2) * 4 : numel * 4;
@@ -248,7 +300,19 @@ export class Checkpoint {
     readonly vision: TensorSet,
     /** Non-fatal findings: extra tensors, unindexed tensors, index size mismatches. */
     readonly warnings: string[],
+    /** config.json's quantization_config (a folder written by `convllava quantize`), if any. */
+    readonly quantization?: QuantizationConfig,
   ) {}
+
+  /** The format of a quantized folder (q8 / q4), undefined for a float one. */
+  get quantizedAs(): QuantDType | undefined {
+    return this.quantization ? quantDTypeOfBits(this.quantization.bits) : undefined;
+  }
+
+  /** Whether the folder stores the vision tower's linears quantized. */
+  get visionQuantized(): boolean {
+    return !!this.quantization?.modules.some((m) => m.startsWith(VISION_PREFIX));
+  }
 
   /** A model folder on disk (Node). */
   static async open(dir: string): Promise<Checkpoint> {
@@ -264,7 +328,14 @@ export class Checkpoint {
   static async openFrom(reader: ModelFolderReader): Promise<Checkpoint> {
     const dir = reader.where;
     const at = (rel: string) => reader.nameOf(rel);
-    const config = parseLlavaConfig(await readJson(reader, 'config.json'), at('config.json'));
+    const rawConfig = await readJson(reader, 'config.json');
+    const config = parseLlavaConfig(rawConfig, at('config.json'));
+    let quantization: QuantizationConfig | undefined;
+    try {
+      quantization = parseQuantizationConfig(rawConfig, at('config.json'));
+    } catch (e) {
+      throw new CheckpointError((e as Error).message, at('config.json'));
+    }
     const generationPath = 'generation_config.json';
     const generationConfig = (await exists(reader, generationPath)) ? ((await readJson(reader, generationPath)) as Record<string, unknown>) : undefined;
     const visionConfigPath = 'vision_tower/config.json';
@@ -280,9 +351,12 @@ export class Checkpoint {
       opened.push(llm);
       const vision = await TensorSet.openFolderFrom(reader, 'vision_tower', warnings);
       opened.push(vision);
-      checkTensors(llm, expectedLlmTensors(config), warnings);
-      checkTensors(vision, expectedVisionTensors(visionConfig), warnings);
-      return new Checkpoint(dir, config, generationConfig, visionConfig, preprocessorConfig, llm, vision, warnings);
+      const llmExpected = expectedLlmTensors(config);
+      const visionExpected = expectedVisionTensors(visionConfig);
+      if (quantization) markQuantized(quantization, at('config.json'), llm, llmExpected, vision, visionExpected);
+      checkTensors(llm, llmExpected, warnings);
+      checkTensors(vision, visionExpected, warnings);
+      return new Checkpoint(dir, config, generationConfig, visionConfig, preprocessorConfig, llm, vision, warnings, quantization);
     } catch (e) {
       await Promise.all(opened.map((s) => s.close()));
       throw e;
@@ -291,6 +365,48 @@ export class Checkpoint {
 
   async close(): Promise<void> {
     await Promise.all([this.llm.close(), this.vision.close()]);
+  }
+}
+
+/**
+ * Marks the tensors quantization_config.modules lists as quantized, after checking each is a 2-D
+ * tensor the config expects, stored as weights/quantized.ts says: codes `name` (I8 / U8, [N, bytes per
+ * row]) and scales `name.scales` (F16 [N, ⌈K/32⌉]). Every problem is an error naming the tensor.
+ */
+function markQuantized(
+  q: QuantizationConfig,
+  configFile: string,
+  llm: TensorSet,
+  llmExpected: ExpectedTensor[],
+  vision: TensorSet,
+  visionExpected: ExpectedTensor[],
+): void {
+  const dtype = quantDTypeOfBits(q.bits);
+  const llmShapes = new Map(llmExpected.map((e) => [e.name, e.shape]));
+  const visionShapes = new Map(visionExpected.map((e) => [e.name, e.shape]));
+  for (const module of q.modules) {
+    const inVision = module.startsWith(VISION_PREFIX);
+    const name = inVision ? module.slice(VISION_PREFIX.length) : module;
+    const [set, shapes] = inVision ? [vision, visionShapes] : [llm, llmShapes];
+    const shape = shapes.get(name);
+    if (!shape || shape.length !== 2) {
+      throw new CheckpointError(`${configFile}: quantization_config.modules lists ${named(module)}, which is not a 2-D weight this config expects`, configFile, name);
+    }
+    const want = diskLayout(dtype, shape[0], shape[1]);
+    for (const [tensor, w] of [[name, want.codes], [name + SCALES_SUFFIX, want.scales]] as const) {
+      if (!set.has(tensor)) {
+        throw new CheckpointError(`${set.where}: tensor ${named(tensor)} is missing (quantized ${dtype} weight ${named(name)} [${shape}] needs its ${tensor === name ? 'codes' : 'scales'})`, set.where, tensor);
+      }
+      const info = set.info(tensor);
+      if (info.dtype !== w.dtype || !sameShape(info.shape, w.shape)) {
+        throw new CheckpointError(
+          `${info.file}: tensor ${named(tensor)} is ${info.dtype} [${info.shape}] but a ${dtype} weight [${shape}] stores ${tensor === name ? 'its codes' : 'its scales'} as ${w.dtype} [${w.shape}]`,
+          info.file,
+          tensor,
+        );
+      }
+    }
+    set.markQuantized(name, dtype, shape);
   }
 }
 
@@ -306,6 +422,10 @@ export function checkTensors(set: TensorSet, expected: ExpectedTensor[], warning
     known.add(e.name);
     if (!set.has(e.name)) {
       if (!e.optional) missing.push(e.name);
+      continue;
+    }
+    if (set.quantizedAs(e.name)) {
+      known.add(e.name + SCALES_SUFFIX); // codes and scales checked by markQuantized
       continue;
     }
     const info = set.info(e.name);
