@@ -17,7 +17,7 @@ import { isQuantDType, quantLayout } from '../runtime/quant.js';
 import type { Tensor } from '../runtime/tensor.js';
 import { linear, linearRef, matvecLanes, MATVEC_MAX_M } from './linear.js';
 import { rmsNorm, rmsNormRef } from './rmsNorm.js';
-import { rope, ropeInvFreq, ropeRef, ROPE_MAX_HALF } from './rope.js';
+import { invFreqBlock, rope, ropeRef, ROPE_MAX_HALF } from './rope.js';
 import { writeRows, writeRowsRef } from './rows.js';
 import { subgroupKernel } from './subgroups.js';
 import { assertDType, check, grid1d, GRID_X } from './util.js';
@@ -65,19 +65,6 @@ function checkShapes(op: string, x: readonly number[], a: QkvOperands<{ shape: r
   check(op, Number.isInteger(o.position) && o.position >= 0 && o.position + M <= a.kCache.shape[0],
     `rows ${o.position} … ${o.position + M - 1} do not fit the cache of ${a.kCache.shape[0]} positions`);
   return { M, K };
-}
-
-/** inv_freq padded to the kernel's uniform array, per (headDim, theta): built once, not per dispatch. */
-const invFreqBlocks = new Map<string, Float32Array>();
-function invFreqBlock(headDim: number, theta: number): Float32Array {
-  const key = `${headDim}:${theta}`;
-  let block = invFreqBlocks.get(key);
-  if (!block) {
-    block = new Float32Array(ROPE_MAX_HALF);
-    block.set(ropeInvFreq(headDim, theta));
-    invFreqBlocks.set(key, block);
-  }
-  return block;
 }
 
 /** q [M, nH·D]; the caches get rows position … position + M − 1. See the file header. */

@@ -5,7 +5,7 @@
  * Each head's vector is split in halves (not interleaved pairs): element i pairs with i + D/2.
  */
 import ndarray, { type NdArray } from 'ndarray';
-import { params, type Gpu } from '../runtime/gpu.js';
+import type { Gpu } from '../runtime/gpu.js';
 import type { Tensor } from '../runtime/tensor.js';
 import { assertDType, check, grid1d, GRID_X } from './util.js';
 
@@ -37,6 +37,22 @@ export function ropeInvFreq(headDim: number, theta: number): Float32Array {
   return inv;
 }
 
+/**
+ * inv_freq padded to the kernels' uniform array (`invFreq: array<vec4f, ROPE_MAX_HALF / 4>` in rope.wgsl
+ * and qkv_rope.wgsl), per (headDim, theta): built once, not per dispatch.
+ */
+const invFreqBlocks = new Map<string, Float32Array>();
+export function invFreqBlock(headDim: number, theta: number): Float32Array {
+  const key = `${headDim}:${theta}`;
+  let block = invFreqBlocks.get(key);
+  if (!block) {
+    block = new Float32Array(ROPE_MAX_HALF);
+    block.set(ropeInvFreq(headDim, theta));
+    invFreqBlocks.set(key, block);
+  }
+  return block;
+}
+
 function checkShape(op: string, shape: readonly number[], o: RopeOptions): number {
   check(op, shape.length === 2, `x must be [T, nHeads·headDim], got [${shape}]`);
   check(op, o.headDim > 0 && o.headDim % 2 === 0, `headDim must be even and positive, got ${o.headDim}`);
@@ -55,15 +71,15 @@ export function rope(gpu: Gpu, x: Tensor, o: RopeOptions): Tensor {
   assertDType('rope', x, 'x', 'f32');
   const half = o.headDim / 2;
   check('rope', half <= ROPE_MAX_HALF, `headDim ${o.headDim} exceeds the kernel's maximum ${2 * ROPE_MAX_HALF}`);
-  const inv = ropeInvFreq(o.headDim, o.theta);
-  const freqFields: ['f32', number][] = [];
-  for (let i = 0; i < ROPE_MAX_HALF; i++) freqFields.push(['f32', i < half ? inv[i] : 0]);
   const pairs = T * o.nHeads * half;
+  const block = new ArrayBuffer(16 + ROPE_MAX_HALF * 4); // Params: pairs, nHeads, headDim, positionOffset, invFreq
+  new Uint32Array(block, 0, 4).set([pairs, o.nHeads, o.headDim, o.positionOffset]);
+  new Float32Array(block, 16).set(invFreqBlock(o.headDim, o.theta));
   const y = gpu.empty(x.shape);
   gpu.dispatch({
     kernel: 'rope',
     constants: { WG, GRID_X },
-    params: params(['u32', pairs], ['u32', o.nHeads], ['u32', o.headDim], ['u32', o.positionOffset], ...freqFields),
+    params: block,
     bindings: [x, y],
     workgroups: grid1d(gpu, pairs, WG),
   });
