@@ -7,19 +7,21 @@
 import ndarray, { type NdArray } from 'ndarray';
 import type { Gpu } from '../runtime/gpu.js';
 import type { Tensor } from '../runtime/tensor.js';
-import { chunkBinding, dispatchChunked, type SplitOptions } from './chunks.js';
-import { assertDType, assertSameShape, GRID_X } from './util.js';
+import { chunkBinding, dispatchChunked, elementBytes, type SplitOptions } from './chunks.js';
+import { actKernel, assertPrecision, precisionOf } from './precision.js';
+import { assertSameShape, GRID_X } from './util.js';
 
 const WG = 256;
 
-/** y = a + b (same shape, f32). */
+/** y = a + b (same shape; f32, or f16 → f16). */
 export function add(gpu: Gpu, a: Tensor, b: Tensor, options: SplitOptions = {}): Tensor {
   assertSameShape('add', a, b);
-  assertDType('add', a, 'a', 'f32');
-  assertDType('add', b, 'b', 'f32');
-  const y = gpu.empty(a.shape);
+  const p = precisionOf('add', a, 'a');
+  assertPrecision('add', p, { b });
+  const y = gpu.empty(a.shape, p);
   dispatchChunked(gpu, {
-    kernel: 'add',
+    kernel: actKernel(gpu, 'add', p),
+    elemBytes: elementBytes(a),
     n: a.size,
     wg: WG,
     constants: { WG, GRID_X },
@@ -29,7 +31,7 @@ export function add(gpu: Gpu, a: Tensor, b: Tensor, options: SplitOptions = {}):
   return y;
 }
 
-/** CPU reference. */
+/** CPU reference (f32; the f16 kernel's reference is `f16Ref(addRef)`, ops/precision.ts). */
 export function addRef(a: NdArray<Float32Array>, b: NdArray<Float32Array>): NdArray<Float32Array> {
   assertSameShape('addRef', a, b);
   const out = new Float32Array(a.size);

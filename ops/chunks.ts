@@ -11,35 +11,46 @@ import { params, type Binding, type Gpu } from '../runtime/gpu.js';
 import type { Tensor } from '../runtime/tensor.js';
 import { grid1d, GRID_X, lcm } from './util.js';
 
-/** Elements [start, start + count) of a flat f32 index range. */
+/** Elements [start, start + count) of a flat index range. */
 export interface Chunk {
   start: number;
   count: number;
 }
 
 /**
- * Cuts n f32 elements into chunks of at most `maxBytes` (default: the device's binding limit) whose
- * starts are 256-byte aligned; `unit` forces every chunk except the last to be a multiple of `unit`
- * elements (whole rows for the row-wise ops). `what` names the caller in errors.
+ * Cuts n elements of `elemBytes` bytes (4: f32, 2: f16 activations) into chunks of at most
+ * `maxBytes` (default: the device's binding limit) whose starts are 256-byte aligned; `unit` forces
+ * every chunk except the last to be a multiple of `unit` elements (whole rows for the row-wise ops).
+ * `what` names the caller in errors.
  */
-export function f32Chunks(gpu: Gpu, n: number, unit = 1, maxBytes?: number, what = 'f32Chunks'): Chunk[] {
+export function f32Chunks(gpu: Gpu, n: number, unit = 1, maxBytes?: number, what = 'f32Chunks', elemBytes = 4): Chunk[] {
   const limit = Math.min(maxBytes ?? Infinity, gpu.limits.maxStorageBufferBindingSize);
-  if (n * 4 <= limit) return [{ start: 0, count: n }];
-  const alignElems = gpu.limits.minStorageBufferOffsetAlignment / 4;
+  if (n * elemBytes <= limit) return [{ start: 0, count: n }];
+  const alignElems = gpu.limits.minStorageBufferOffsetAlignment / elemBytes;
   const step = lcm(alignElems, unit);
-  const per = Math.floor(limit / 4 / step) * step;
+  const per = Math.floor(limit / elemBytes / step) * step;
   if (per === 0) {
-    throw new Error(`${what}: a unit of ${unit} f32 elements (aligned to ${alignElems}) does not fit one ${limit}-byte binding`);
+    throw new Error(`${what}: a unit of ${unit} ${elemBytes}-byte elements (aligned to ${alignElems}) does not fit one ${limit}-byte binding`);
   }
   const chunks: Chunk[] = [];
   for (let start = 0; start < n; start += per) chunks.push({ start, count: Math.min(per, n - start) });
   return chunks;
 }
 
-/** The byte range of an f32 tensor that holds `chunk` (the whole tensor when it is one chunk). */
+/**
+ * The byte range of an f32 or f16 tensor that holds `chunk` (the whole tensor when it is one chunk).
+ * An f16 range ending mid-word is widened to the word (bindings are whole 4-byte words).
+ */
 export function chunkBinding(t: Tensor, chunk: Chunk): Binding {
   if (chunk.start === 0 && chunk.count === t.size) return t;
-  return { tensor: t, offset: chunk.start * 4, size: chunk.count * 4 };
+  const bytes = elementBytes(t);
+  const offset = chunk.start * bytes;
+  return { tensor: t, offset, size: Math.min(Math.ceil((chunk.count * bytes) / 4) * 4, t.byteLength - offset) };
+}
+
+/** Bytes per element of an f32 / f16 (activation) tensor. */
+export function elementBytes(t: Tensor): 2 | 4 {
+  return t.dtype === 'f16' ? 2 : 4;
 }
 
 /** Options of the ops that split big operands; tests shrink the limit to exercise the split. */
@@ -66,9 +77,11 @@ export function dispatchChunked(
     unit?: number;
     extraParams?: number[];
     maxBindingBytes?: number;
+    /** Bytes per element of the split operands (2 for f16 activations); default 4. */
+    elemBytes?: number;
   },
 ): void {
-  for (const chunk of f32Chunks(gpu, d.n, d.unit ?? 1, d.maxBindingBytes, d.kernel)) {
+  for (const chunk of f32Chunks(gpu, d.n, d.unit ?? 1, d.maxBindingBytes, d.kernel, d.elemBytes)) {
     const extra = (d.extraParams ?? []).map((v): ['u32', number] => ['u32', v]);
     gpu.dispatch({
       kernel: d.kernel,
@@ -94,12 +107,14 @@ export function dispatchRowChunks(
     eps: number;
     bind: (chunk: Chunk) => Binding[];
     maxBindingBytes?: number;
+    /** Bytes per element of the split operands (2 for f16 activations); default 4. */
+    elemBytes?: number;
   },
 ): void {
   const maxThreads = Math.min(1024, gpu.limits.maxComputeInvocationsPerWorkgroup, gpu.limits.maxComputeWorkgroupSizeX);
   const TPR = threadsPerRow(d.C, maxThreads);
   const WG = Math.max(256, TPR);
-  for (const chunk of f32Chunks(gpu, d.rows * d.C, d.C, d.maxBindingBytes, `${d.kernel} (rows of ${d.C})`)) {
+  for (const chunk of f32Chunks(gpu, d.rows * d.C, d.C, d.maxBindingBytes, `${d.kernel} (rows of ${d.C})`, d.elemBytes)) {
     const rows = chunk.count / d.C;
     gpu.dispatch({
       kernel: d.kernel,
@@ -130,13 +145,15 @@ export function threadsPerRow(C: number, maxThreads: number): number {
 }
 
 /**
- * Binds f32 elements [start, end) of t from the aligned byte offset at or below `start` (for ranges
- * that cannot start aligned, e.g. image rows of W·C floats); `elementOffset` is where `start` lands
- * inside the binding, for the kernel to add. The whole tensor is bound as itself.
+ * Binds elements [start, end) of an f32 or f16 tensor t from the aligned byte offset at or below
+ * `start` (for ranges that cannot start aligned, e.g. image rows of W·C floats); `elementOffset` is
+ * where `start` lands inside the binding, for the kernel to add. The whole tensor is bound as itself.
  */
 export function f32Range(gpu: Gpu, t: Tensor, start: number, end: number): { binding: Binding; elementOffset: number } {
   if (start === 0 && end === t.size) return { binding: t, elementOffset: 0 };
+  const bytes = elementBytes(t);
   const align = gpu.limits.minStorageBufferOffsetAlignment;
-  const offset = Math.floor((start * 4) / align) * align;
-  return { binding: { tensor: t, offset, size: end * 4 - offset }, elementOffset: start - offset / 4 };
+  const offset = Math.floor((start * bytes) / align) * align;
+  const size = Math.min(Math.ceil((end * bytes - offset) / 4) * 4, t.byteLength - offset);
+  return { binding: { tensor: t, offset, size }, elementOffset: start - offset / bytes };
 }

@@ -11,6 +11,7 @@ import { fileURLToPath } from 'node:url';
 import ndarray, { type NdArray } from 'ndarray';
 import { Gpu } from '../runtime/gpu.js';
 import { uniformStream } from '../llm/generate.js';
+import { toF16Nd } from '../ops/precision.js';
 
 let shared: Promise<Gpu> | null = null;
 
@@ -152,4 +153,27 @@ export function runCli(args: string[], options: { stdin?: string; closeStdoutAft
     child.on('close', (code) => resolve({ code, stdout, stderr }));
     child.stdin.end(options.stdin ?? '');
   });
+}
+
+// ---- f16 activations (ops/precision.ts) --------------------------------------------------------
+
+/**
+ * An f16 kernel against its f16-rounding reference: both compute in f32 and round once to f16, so
+ * they agree exactly except where summation order moves a value across a rounding boundary — one
+ * f16 ulp, ≤ 2⁻¹⁰ relative (the atol covers f16 subnormals near zero).
+ */
+export const F16_TOL: Tolerance = { atol: 1e-6, rtol: 1e-3 };
+
+/**
+ * Uploads x as an activation at precision p; returns the tensor and the values it holds (x rounded
+ * to f16 at f16), which is what the reference must be given.
+ */
+export function uploadAt(gpu: Gpu, x: NdArray<Float32Array>, p: 'f32' | 'f16'): { t: import('../runtime/tensor.js').Tensor; nd: NdArray<Float32Array> } {
+  const nd = p === 'f16' ? toF16Nd(x) : x;
+  return { t: gpu.upload(x.shape, nd.data, p), nd };
+}
+
+/** The activation precisions this device runs: f32, and f16 when it has shader-f16. */
+export function precisionsOf(gpu: Gpu): ('f32' | 'f16')[] {
+  return gpu.hasF16 ? ['f32', 'f16'] : ['f32'];
 }
