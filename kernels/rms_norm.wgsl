@@ -3,14 +3,21 @@
 //
 //   y[r, c] = x[r, c] / sqrt(Σ x² / C + eps) · gamma[c]
 //
-// Bindings:  @0 uniform Params { rows, C, eps }   @1 x: f32[rows·C]   @2 gamma: f32[C]
-//            @3 y: f32[rows·C]      (x / y may be byte ranges of whole rows)
+// Bindings:  @0 uniform Params { rows, C, eps }   @1 x: act[rows·C]   @2 gamma: f32[C]
+//            @3 y: act[rows·C]      (x / y may be byte ranges of whole rows)
 // Dispatch:  workgroups of WG invocations: TPR threads ("a segment") per row, WG / TPR rows per
 //            workgroup. The workgroup grid is folded: workgroup w = wid.x + wid.y · GRID_X.
 // One segment normalizes one row: each thread sums the squares of elements lane, lane + TPR, …
 // (coalesced), keeping the first CACHED of them in registers so that a row of C ≤ CACHED · TPR is
 // read from memory once; the segment adds its partials by a tree in workgroup memory, then each
 // thread scales its elements.
+//
+// Precision (ops/precision.ts): `act` is f32, or f16 in the +f16(act) variant (gamma is an f32
+// weight either way). Elements are widened to f32 as they are read, so the sum of squares, the
+// mean square and every step of y are f32 (an f16 x² would overflow past |x| = 256); the only
+// rounding is y's store.
+
+alias act = f32;
 
 struct Params { rows: u32, C: u32, eps: f32 }
 
@@ -20,9 +27,9 @@ override GRID_X: u32 = 32768;
 const CACHED: u32 = 8u;       // row elements per thread held in registers
 
 @group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(1) var<storage, read> x: array<act>;
 @group(0) @binding(2) var<storage, read> gamma: array<f32>;
-@group(0) @binding(3) var<storage, read_write> y: array<f32>;
+@group(0) @binding(3) var<storage, read_write> y: array<act>;
 
 var<workgroup> partial: array<f32, WG>;
 
@@ -53,19 +60,19 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
   var ss = 0.0;
   for (var i = 0u; i < CACHED; i++) {
     let c = lane + i * TPR;
-    if (c < C) { v[i] = x[base + c]; ss += v[i] * v[i]; }
+    if (c < C) { v[i] = f32(x[base + c]); ss += v[i] * v[i]; }
   }
   for (var c = uncached; c < C; c += TPR) {
-    let u = x[base + c];
+    let u = f32(x[base + c]);
     ss += u * u;
   }
   let inv_rms = inverseSqrt(segment_sum(lid, lane, ss) / f32(p.C) + p.eps);
 
   for (var i = 0u; i < CACHED; i++) {
     let c = lane + i * TPR;
-    if (c < C) { y[base + c] = v[i] * inv_rms * gamma[c]; }
+    if (c < C) { y[base + c] = act(v[i] * inv_rms * gamma[c]); }
   }
   for (var c = uncached; c < C; c += TPR) {
-    y[base + c] = x[base + c] * inv_rms * gamma[c];
+    y[base + c] = act(f32(x[base + c]) * inv_rms * gamma[c]);
   }
 }

@@ -5,10 +5,14 @@
 import ndarray, { type NdArray } from 'ndarray';
 import type { Gpu } from '../runtime/gpu.js';
 import type { Tensor } from '../runtime/tensor.js';
-import { chunkBinding, dispatchRowChunks, type SplitOptions } from './chunks.js';
+import { chunkBinding, dispatchRowChunks, elementBytes, type SplitOptions } from './chunks.js';
+import { actKernel, precisionOf } from './precision.js';
 import { assertDType, check } from './util.js';
 
-/** y = (x − mean) / sqrt(var + eps) · gamma + beta over the last dim C; x [..., C], gamma/beta [C]. */
+/**
+ * y = (x − mean) / sqrt(var + eps) · gamma + beta over the last dim C; x [..., C] f32 or f16 (y takes
+ * its precision; statistics are f32 either way), gamma / beta [C] f32 weights.
+ */
 export function layerNorm(gpu: Gpu, x: Tensor, gamma: Tensor, beta: Tensor, eps: number, options: SplitOptions = {}): Tensor {
   const C = x.shape[x.shape.length - 1];
   check('layerNorm', x.shape.length >= 1 && C > 0, `x must be [..., C] with C > 0, got [${x.shape}]`);
@@ -16,10 +20,11 @@ export function layerNorm(gpu: Gpu, x: Tensor, gamma: Tensor, beta: Tensor, eps:
     check('layerNorm', t.shape.length === 1 && t.shape[0] === C, `${name} is [${t.shape}] but x is [${x.shape}]: ${name} must be [${C}]`);
     assertDType('layerNorm', t, name, 'f32');
   }
-  assertDType('layerNorm', x, 'x', 'f32');
-  const y = gpu.empty(x.shape);
+  const p = precisionOf('layerNorm', x);
+  const y = gpu.empty(x.shape, p);
   dispatchRowChunks(gpu, {
-    kernel: 'layer_norm',
+    kernel: actKernel(gpu, 'layer_norm', p),
+    elemBytes: elementBytes(x),
     rows: x.size / C,
     C,
     eps,
@@ -29,7 +34,7 @@ export function layerNorm(gpu: Gpu, x: Tensor, gamma: Tensor, beta: Tensor, eps:
   return y;
 }
 
-/** CPU reference: two-pass mean / biased variance in double precision. */
+/** CPU reference: two-pass mean / biased variance in double precision (at f16: `f16Ref(layerNormRef)`). */
 export function layerNormRef(
   x: NdArray<Float32Array>,
   gamma: NdArray<Float32Array>,
