@@ -8,14 +8,21 @@
 // so that many workgroups stream the cache in parallel even for one query (32 heads alone would
 // leave most of a large GPU idle).
 //
-// Bindings:  @0 uniform Params   @1 q: f32[T, nHeads·D]   @2 k: f32[S, nKvHeads·D]
-//            @3 v: f32[S, nKvHeads·D]   @4 partial: f32[T·nHeads, nChunks, D + 2]  (acc…, m, l)
+// Bindings:  @0 uniform Params   @1 q: act[T, nHeads·D]   @2 k: act[S, nKvHeads·D]
+//            @3 v: act[S, nKvHeads·D]   @4 partial: f32[T·nHeads, nChunks, D + 2]  (acc…, m, l)
 // Dispatch:  workgroups (nChunks, T · nHeads), WG invocations each.
 // Scores: a group of G lanes per key, lane j reading vec4s j, j + G, … of the key's row (G lanes
 // read G·16 contiguous bytes: coalesced), partial dots summed through workgroup memory; WG / G keys
 // per round. Softmax statistics: tree reductions in workgroup memory. P·V: invocation e owns the
 // vec4 of output dims e % (D/4) for the keys e / (D/4), + PARTS, … (each key's V row is read by
 // D/4 adjacent lanes as whole vec4s), and the PARTS partial sums are added at the end.
+//
+// Precision (ops/precision.ts): `act` is f32, or f16 in the +f16(act) variant (q and the KV cache:
+// at f16 the cache rows this kernel streams are half the bytes). Rows are read as vec4<act> and
+// widened: the scores, softmax statistics and P·V sums are f32, and so is `partial` (internal to
+// the split-K pair); nothing is rounded here — attention_combine.wgsl rounds the output once.
+
+alias act = f32;
 
 struct Params {
   T: u32,
@@ -34,9 +41,9 @@ override G: u32 = 8;           // lanes per key in the score phase (divides WG)
 override PARTS: u32 = 4;       // ⌊WG / (D/4)⌋ ≥ 1: key subsets summed in parallel per output vec4
 
 @group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> q: array<vec4f>;
-@group(0) @binding(2) var<storage, read> k: array<vec4f>;
-@group(0) @binding(3) var<storage, read> v: array<vec4f>;
+@group(0) @binding(1) var<storage, read> q: array<vec4<act>>;
+@group(0) @binding(2) var<storage, read> k: array<vec4<act>>;
+@group(0) @binding(3) var<storage, read> v: array<vec4<act>>;
 @group(0) @binding(4) var<storage, read_write> partial: array<f32>;
 
 var<workgroup> qv: array<vec4f, HEAD_DIM / 4>;
@@ -84,7 +91,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
   let c1 = min(c0 + CHUNK, kEnd);
   let n = select(0u, c1 - c0, c1 > c0);  // visible keys in this chunk (0: none)
 
-  for (var e = lid; e < D4; e += WG) { qv[e] = q[(row * D) / 4u + e] * p.scale; }
+  for (var e = lid; e < D4; e += WG) { qv[e] = vec4<f32>(q[(row * D) / 4u + e]) * p.scale; }
   workgroupBarrier();
 
   // scores, G lanes per key
@@ -95,7 +102,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
     var part = 0.0;
     if (key < c1) {
       let base = (key * p.nKvHeads + kvh) * D4;
-      for (var c = lane; c < D4; c += G) { part += dot(qv[c], k[base + c]); }
+      for (var c = lane; c < D4; c += G) { part += dot(qv[c], vec4<f32>(k[base + c])); }
     }
     red[lid] = part;
     workgroupBarrier();
@@ -126,7 +133,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
     let d4 = lid % D4;
     var sum = vec4f(0.0);
     for (var kk = lid / D4; kk < n; kk += PARTS) {
-      sum += probs[kk] * v[((c0 + kk) * p.nKvHeads + kvh) * D4 + d4];
+      sum += probs[kk] * vec4<f32>(v[((c0 + kk) * p.nKvHeads + kvh) * D4 + d4]);
     }
     pv[lid] = sum;
   }

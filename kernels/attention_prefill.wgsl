@@ -4,8 +4,8 @@
 //   o[t, h] = Σ_k softmax_k( q[t, h] · K[k, g(h)] / √D ) · V[k, g(h)]
 //   over keys k ≤ queryOffset + t and k < kvLength;  g(h) = ⌊h / (nHeads / nKvHeads)⌋
 //
-// Bindings:  @0 uniform Params   @1 q: f32[T, nHeads·D]   @2 k: f32[S, nKvHeads·D]
-//            @3 v: f32[S, nKvHeads·D]   @4 o: f32[T, nHeads·D]
+// Bindings:  @0 uniform Params   @1 q: act[T, nHeads·D]   @2 k: act[S, nKvHeads·D]
+//            @3 v: act[S, nKvHeads·D]   @4 o: act[T, nHeads·D]
 // Dispatch:  workgroups (⌈T / BQ⌉, nHeads): one workgroup per (block of BQ queries, head).
 //            WG = BQ · TPQ invocations: TPQ invocations share each query.
 // Per key tile of BK keys: the workgroup loads K into workgroup memory; invocation (query qi, lane j)
@@ -14,6 +14,13 @@
 // online-softmax update  m' = max(m, max s),  acc = acc·e^(m−m') + Σ e^(s−m')·v,  l likewise.
 // Rows of the Q and K/V tiles are padded by one float so lanes reading different rows at the
 // same column hit different banks.
+//
+// Precision (ops/precision.ts): `act` is f32, or f16 in the +f16(act) variant (q, the KV cache and
+// the output). The tiles in workgroup memory stay f32 (they hold the f16 values exactly), and the
+// scores, the softmax statistics m, l and the P·V accumulators are f32; the only rounding to f16 is
+// the store of o.
+
+alias act = f32;
 
 struct Params {
   T: u32,
@@ -36,10 +43,10 @@ override WG: u32 = BQ * TPQ;
 override ROW: u32 = HEAD_DIM + 1;   // padded row stride of the tiles
 
 @group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> q: array<f32>;
-@group(0) @binding(2) var<storage, read> k: array<f32>;
-@group(0) @binding(3) var<storage, read> v: array<f32>;
-@group(0) @binding(4) var<storage, read_write> o: array<f32>;
+@group(0) @binding(1) var<storage, read> q: array<act>;
+@group(0) @binding(2) var<storage, read> k: array<act>;
+@group(0) @binding(3) var<storage, read> v: array<act>;
+@group(0) @binding(4) var<storage, read_write> o: array<act>;
 
 var<workgroup> qTile: array<f32, BQ * ROW>;     // this block's queries, pre-scaled by 1/√D
 var<workgroup> kvTile: array<f32, BK * ROW>;    // K of the tile, then V of the tile
@@ -66,7 +73,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
     let r = e / D;
     let c = e % D;
     var value = 0.0;
-    if (q0 + r < p.T) { value = q[(q0 + r) * qStride + h * D + c] * p.scale; }
+    if (q0 + r < p.T) { value = f32(q[(q0 + r) * qStride + h * D + c]) * p.scale; }
     qTile[r * ROW + c] = value;
   }
 
@@ -81,7 +88,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
       let r = e / D;
       let c = e % D;
       var value = 0.0;
-      if (k0 + r < kEnd) { value = k[(k0 + r) * kvStride + kvh * D + c]; }
+      if (k0 + r < kEnd) { value = f32(k[(k0 + r) * kvStride + kvh * D + c]); }
       kvTile[r * ROW + c] = value;
     }
     workgroupBarrier();
@@ -105,7 +112,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
       let r = e / D;
       let c = e % D;
       var value = 0.0;
-      if (k0 + r < kEnd) { value = v[(k0 + r) * kvStride + kvh * D + c]; }
+      if (k0 + r < kEnd) { value = f32(v[(k0 + r) * kvStride + kvh * D + c]); }
       kvTile[r * ROW + c] = value;
     }
     workgroupBarrier();
@@ -127,6 +134,6 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
   }
 
   if (t < p.T) {
-    for (var dd = 0u; dd < dpt; dd++) { o[t * qStride + h * D + j + dd * TPQ] = acc[dd] / l; }
+    for (var dd = 0u; dd < dpt; dd++) { o[t * qStride + h * D + j + dd * TPQ] = act(acc[dd] / l); }
   }
 }

@@ -14,9 +14,15 @@
 // reduction by π/4 with π/4 split into three parts (Cephes sinf/cosf, accurate to ~1 ulp for
 // |x| < 8192) and evaluates minimax polynomials on [-π/4, π/4].
 //
-// Bindings:  @0 uniform Params   @1 x: f32[T · nHeads · D]   @2 y: f32[T · nHeads · D]
+// Bindings:  @0 uniform Params   @1 x: act[T · nHeads · D]   @2 y: act[T · nHeads · D]
 // Dispatch:  1-D over T · nHeads · half rotation pairs in workgroups of WG (ops/util.ts grid1d).
 // One invocation rotates one (t, h, i) pair: it reads 2 elements and writes 2.
+//
+// Precision (ops/precision.ts): `act` is f32, or f16 in the +f16(act) variant. The angle, its
+// sin / cos and the rotation are f32 (an f16 angle would be off by radians at position 4000); the
+// two stores are the only rounding to f16.
+
+alias act = f32;
 
 struct Params {
   pairs: u32,            // T · nHeads · half
@@ -30,8 +36,8 @@ override WG: u32 = 256;
 override GRID_X: u32 = 32768;
 
 @group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> x: array<f32>;
-@group(0) @binding(2) var<storage, read_write> y: array<f32>;
+@group(0) @binding(1) var<storage, read> x: array<act>;
+@group(0) @binding(2) var<storage, read_write> y: array<act>;
 
 // Cephes: π/4 = DP1 + DP2 + DP3, DP1 and DP2 short enough that j·DP1, j·DP2 are exact in f32.
 const DP1: f32 = 0.78515625;
@@ -69,8 +75,8 @@ fn main(@builtin(global_invocation_id) gid: vec3u) {
   let pos = f32(p.positionOffset + t);
   let angle = pos * p.invFreq[i / 4u][i % 4u];
   let sc = sincos_accurate(angle);
-  let x0 = x[base + i];
-  let x1 = x[base + i + half];
-  y[base + i] = x0 * sc.y - x1 * sc.x;
-  y[base + i + half] = x1 * sc.y + x0 * sc.x;
+  let x0 = f32(x[base + i]);
+  let x1 = f32(x[base + i + half]);
+  y[base + i] = act(x0 * sc.y - x1 * sc.x);
+  y[base + i + half] = act(x1 * sc.y + x0 * sc.x);
 }

@@ -6,11 +6,16 @@
  * q [T, nHeads·D] holds queries at absolute positions queryOffset … queryOffset + T − 1; the caches
  * [S, nKvHeads·D] hold keys / values of positions 0 … kvLength − 1 (rows ≥ kvLength are ignored).
  * Query t sees keys 0 … queryOffset + t; head h reads kv head ⌊h / (nHeads / nKvHeads)⌋.
+ *
+ * Precision: q, the caches and the output share one activation precision (ops/precision.ts): at f16
+ * the KV cache is f16, which halves the bytes decode streams. Scores, softmax and P·V are f32 either
+ * way (so is decode's split-K partials buffer); the output is rounded once — `f16Ref(attentionRef)`.
  */
 import ndarray, { type NdArray } from 'ndarray';
 import { params, type Gpu } from '../runtime/gpu.js';
 import type { Tensor } from '../runtime/tensor.js';
-import { assertDType, assertSameShape, check } from './util.js';
+import { actKernel, assertPrecision, precisionOf } from './precision.js';
+import { assertSameShape, check } from './util.js';
 
 export interface AttentionOptions {
   nHeads: number;
@@ -95,10 +100,11 @@ function decodeLanesPerKey(vec4PerRow: number): number {
   return vec4PerRow >= 8 ? 8 : vec4PerRow >= 4 ? 4 : vec4PerRow >= 2 ? 2 : 1;
 }
 
-/** o = softmax(q·Kᵀ/√D + causal mask)·V per head. Returns [T, nHeads·headDim]. */
+/** o = softmax(q·Kᵀ/√D + causal mask)·V per head. Returns [T, nHeads·headDim] at q's precision (f32, or f16 with f16 caches). */
 export function attention(gpu: Gpu, q: Tensor, kCache: Tensor, vCache: Tensor, o: AttentionOptions): Tensor {
   const T = checkArgs('attention', q.shape, kCache.shape, vCache.shape, o);
-  for (const [t, name] of [[q, 'q'], [kCache, 'kCache'], [vCache, 'vCache']] as const) assertDType('attention', t, name, 'f32');
+  const p = precisionOf('attention', q, 'q');
+  assertPrecision('attention', p, { kCache, vCache });
   const D = o.headDim;
   const scale = 1 / Math.sqrt(D);
   const path = o.path ?? (T <= DECODE_MAX_T ? 'decode' : 'prefill');
@@ -106,9 +112,9 @@ export function attention(gpu: Gpu, q: Tensor, kCache: Tensor, vCache: Tensor, o
     check('attention', D % PREFILL_TPQ === 0 && D <= PREFILL_TPQ * PREFILL_MAX_DPT, `the prefill kernel needs headDim a multiple of ${PREFILL_TPQ} and ≤ ${PREFILL_TPQ * PREFILL_MAX_DPT}, got ${D}`);
     const { BQ, BK } = prefillTiles(D, gpu.limits.maxComputeWorkgroupStorageSize);
     check('attention', BK % PREFILL_TPQ === 0 && BK / PREFILL_TPQ <= PREFILL_MAX_KPT, `prefill tile BK = ${BK} needs BK / ${PREFILL_TPQ} ≤ ${PREFILL_MAX_KPT}`);
-    const out = gpu.empty(q.shape);
+    const out = gpu.empty(q.shape, p);
     gpu.dispatch({
-      kernel: 'attention_prefill',
+      kernel: actKernel(gpu, 'attention_prefill', p),
       constants: { HEAD_DIM: D, BQ, BK, TPQ: PREFILL_TPQ },
       params: params(['u32', T], ['u32', o.nHeads], ['u32', o.nKvHeads], ['u32', o.queryOffset], ['u32', o.kvLength], ['f32', scale]),
       bindings: [q, kCache, vCache, out],
@@ -117,21 +123,21 @@ export function attention(gpu: Gpu, q: Tensor, kCache: Tensor, vCache: Tensor, o
     return out;
   }
   check('attention', D % 4 === 0 && D <= 4 * DECODE_WG, `the decode kernel needs headDim a multiple of 4 and ≤ ${4 * DECODE_WG}, got ${D}`);
-  const out = gpu.empty(q.shape);
+  const out = gpu.empty(q.shape, p);
   const rows = T * o.nHeads;
   const keys = Math.min(o.kvLength, o.queryOffset + T);
   const chunk = decodeChunk(keys, rows);
   const nChunks = Math.ceil(keys / chunk);
-  const partial = gpu.empty([rows, nChunks, D + 2]);
+  const partial = gpu.empty([rows, nChunks, D + 2]); // f32 at either precision: internal to the pair
   gpu.dispatch({
-    kernel: 'attention_decode',
+    kernel: actKernel(gpu, 'attention_decode', p),
     constants: { HEAD_DIM: D, CHUNK: chunk, WG: DECODE_WG, G: decodeLanesPerKey(D / 4), PARTS: Math.floor(DECODE_WG / (D / 4)) },
     params: params(['u32', T], ['u32', o.nHeads], ['u32', o.nKvHeads], ['u32', o.queryOffset], ['u32', o.kvLength], ['u32', nChunks], ['f32', scale]),
     bindings: [q, kCache, vCache, partial],
     workgroups: [nChunks, rows],
   });
   gpu.dispatch({
-    kernel: 'attention_combine',
+    kernel: actKernel(gpu, 'attention_combine', p),
     constants: { HEAD_DIM: D, WG: COMBINE_WG },
     params: params(['u32', rows], ['u32', nChunks]),
     bindings: [partial, out],
@@ -141,7 +147,7 @@ export function attention(gpu: Gpu, q: Tensor, kCache: Tensor, vCache: Tensor, o
   return out;
 }
 
-/** CPU reference: two-pass softmax in f64 per (query, head). */
+/** CPU reference: two-pass softmax in f64 per (query, head) (f32; the f16 kernels' reference is `f16Ref(attentionRef)`). */
 export function attentionRef(
   q: NdArray<Float32Array>,
   kCache: NdArray<Float32Array>,

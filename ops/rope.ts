@@ -3,11 +3,13 @@
  *
  * x is [T, nHeads·headDim]: row t holds every head of the token at position positionOffset + t.
  * Each head's vector is split in halves (not interleaved pairs): element i pairs with i + D/2.
+ * At f16 activations the rotation is still f32 and y is rounded once (reference `f16Ref(ropeRef)`).
  */
 import ndarray, { type NdArray } from 'ndarray';
 import type { Gpu } from '../runtime/gpu.js';
 import type { Tensor } from '../runtime/tensor.js';
-import { assertDType, check, grid1d, GRID_X } from './util.js';
+import { actKernel, precisionOf } from './precision.js';
+import { check, grid1d, GRID_X } from './util.js';
 
 const WG = 256;
 /** The params block holds inv_freq for at most this many rotation pairs: rope.wgsl's `invFreq: array<vec4f, ROPE_MAX_HALF / 4>` (a uniform array needs a constant size). */
@@ -65,19 +67,19 @@ function checkShape(op: string, shape: readonly number[], o: RopeOptions): numbe
   return shape[0];
 }
 
-/** y = rope(x) for rows at positions positionOffset … positionOffset + T − 1. */
+/** y = rope(x) for rows at positions positionOffset … positionOffset + T − 1 (f32, or f16 → f16). */
 export function rope(gpu: Gpu, x: Tensor, o: RopeOptions): Tensor {
   const T = checkShape('rope', x.shape, o);
-  assertDType('rope', x, 'x', 'f32');
+  const p = precisionOf('rope', x, 'x');
   const half = o.headDim / 2;
   check('rope', half <= ROPE_MAX_HALF, `headDim ${o.headDim} exceeds the kernel's maximum ${2 * ROPE_MAX_HALF}`);
   const pairs = T * o.nHeads * half;
   const block = new ArrayBuffer(16 + ROPE_MAX_HALF * 4); // Params: pairs, nHeads, headDim, positionOffset, invFreq
   new Uint32Array(block, 0, 4).set([pairs, o.nHeads, o.headDim, o.positionOffset]);
   new Float32Array(block, 16).set(invFreqBlock(o.headDim, o.theta));
-  const y = gpu.empty(x.shape);
+  const y = gpu.empty(x.shape, p);
   gpu.dispatch({
-    kernel: 'rope',
+    kernel: actKernel(gpu, 'rope', p),
     constants: { WG, GRID_X },
     params: block,
     bindings: [x, y],
@@ -87,7 +89,7 @@ export function rope(gpu: Gpu, x: Tensor, o: RopeOptions): Tensor {
 }
 
 /**
- * CPU reference, following PyTorch's float32 arithmetic: angle = fround(pos · inv_freq[i]), then
+ * CPU reference (f32; at f16 use `f16Ref(ropeRef)`), following PyTorch's float32 arithmetic: angle = fround(pos · inv_freq[i]), then
  * cos / sin of that f32 angle (computed in f64 and rounded, as a correctly rounded cosf would).
  */
 export function ropeRef(x: NdArray<Float32Array>, o: RopeOptions): NdArray<Float32Array> {

@@ -1,6 +1,7 @@
 import { expect } from 'chai';
 import { attention, attentionRef, prefillTiles, type AttentionOptions } from '../../ops/attention.js';
-import { expectClose, randomNd, testGpu } from '../helpers.js';
+import { f16Ref } from '../../ops/precision.js';
+import { expectClose, F16_TOL, randomNd, testGpu, uploadAt } from '../helpers.js';
 
 interface Case {
   T: number;
@@ -29,6 +30,14 @@ const cases: Case[] = [
   c(1, 4096, 20, 4, 128, 4095, 4096), // a full 4096-key context: decode chunks of 256 keys
 ];
 
+/** f16 only: odd head counts (3, 5, 7 heads; GQA 5:1), headDim 8 and 32, caches not a multiple of any chunk. */
+const f16Extra: Case[] = [
+  c(9, 9, 3, 3, 32, 0, 9),
+  c(2, 700, 5, 1, 16, 690, 692),
+  c(1, 300, 7, 7, 8, 299, 300),
+  c(4, 2100, 5, 5, 128, 2095, 2099), // decode chunks of 256 (2100 keys · 20 rows ≥ 264 workgroups), last chunk ragged
+];
+
 describe('attention (kernels/attention_prefill.wgsl, attention_decode.wgsl + attention_combine.wgsl)', () => {
   for (const { T, S, o } of cases) {
     for (const path of ['prefill', 'decode'] as const) {
@@ -45,6 +54,44 @@ describe('attention (kernels/attention_prefill.wgsl, attention_decode.wgsl + att
     }
   }
 
+  // f16: q and the caches are f16 (the KV cache at f16 is what halves decode's bytes); scores,
+  // softmax and P·V run in f32 and the output is rounded once, so the reference is the f32 one on
+  // the rounded inputs with its output rounded (f16Ref).
+  for (const { T, S, o } of [...cases, ...f16Extra]) {
+    for (const path of ['prefill', 'decode'] as const) {
+      it(`f16 ${path}: T=${T}, S=${S}, heads ${o.nHeads}/${o.nKvHeads}×${o.headDim}, offset ${o.queryOffset}, kvLength ${o.kvLength}`, async function () {
+        const gpu = await testGpu();
+        if (!gpu.hasF16) this.skip();
+        const q = uploadAt(gpu, randomNd([T, o.nHeads * o.headDim], 1 + T), 'f16');
+        const k = uploadAt(gpu, randomNd([S, o.nKvHeads * o.headDim], 2 + S), 'f16');
+        const v = uploadAt(gpu, randomNd([S, o.nKvHeads * o.headDim], 3 + S), 'f16');
+        const y = attention(gpu, q.t, k.t, v.t, { ...o, path });
+        expect(y.dtype).to.equal('f16');
+        expectClose(await y.read(), f16Ref(attentionRef)(q.nd, k.nd, v.nd, o).data, F16_TOL);
+        [q.t, k.t, v.t, y].forEach((t) => t.dispose());
+      });
+    }
+  }
+
+  it('f16: without `path`, up to 4 queries take the split-K decode path (2 dispatches), more the prefill one (1)', async function () {
+    const gpu = await testGpu();
+    if (!gpu.hasF16) this.skip();
+    const o = { nHeads: 6, nKvHeads: 2, headDim: 64, queryOffset: 60, kvLength: 0 };
+    const k = uploadAt(gpu, randomNd([80, 128], 11), 'f16');
+    const v = uploadAt(gpu, randomNd([80, 128], 12), 'f16');
+    for (const [T, dispatches] of [[4, 2], [5, 1]]) {
+      const q = uploadAt(gpu, randomNd([T, 384], 10 + T), 'f16');
+      const ot = { ...o, kvLength: o.queryOffset + T };
+      const before = gpu.dispatchCount;
+      const y = attention(gpu, q.t, k.t, v.t, ot);
+      expect(gpu.dispatchCount - before, `T=${T}`).to.equal(dispatches);
+      expect(y.dtype).to.equal('f16');
+      expectClose(await y.read(), f16Ref(attentionRef)(q.nd, k.nd, v.nd, ot).data, F16_TOL, `T=${T}`);
+      [q.t, y].forEach((t) => t.dispose());
+    }
+    [k.t, v.t].forEach((t) => t.dispose());
+  });
+
   it('softmax is stable for large scores (|q·k| ≫ 88)', async () => {
     const gpu = await testGpu();
     const o = { nHeads: 2, nKvHeads: 1, headDim: 16, queryOffset: 0, kvLength: 20 };
@@ -58,6 +105,21 @@ describe('attention (kernels/attention_prefill.wgsl, attention_decode.wgsl + att
       y.dispose();
     }
     [tq, tk, tv].forEach((t) => t.dispose());
+  });
+
+  it('f16: softmax is stable for large scores (|q·k| ≫ 88)', async function () {
+    const gpu = await testGpu();
+    if (!gpu.hasF16) this.skip();
+    const o = { nHeads: 2, nKvHeads: 1, headDim: 16, queryOffset: 0, kvLength: 20 };
+    const q = uploadAt(gpu, randomNd([20, 32], 7, -30, 30), 'f16');
+    const k = uploadAt(gpu, randomNd([20, 16], 8, -30, 30), 'f16');
+    const v = uploadAt(gpu, randomNd([20, 16], 9), 'f16');
+    for (const path of ['prefill', 'decode'] as const) {
+      const y = attention(gpu, q.t, k.t, v.t, { ...o, path });
+      expectClose(await y.read(), f16Ref(attentionRef)(q.nd, k.nd, v.nd, o).data, F16_TOL, path);
+      y.dispose();
+    }
+    [q.t, k.t, v.t].forEach((t) => t.dispose());
   });
 
   it('picks tiles that fit workgroup memory', () => {
@@ -86,5 +148,23 @@ describe('attention (kernels/attention_prefill.wgsl, attention_decode.wgsl + att
     [q12, k12].forEach((t) => t.dispose());
     expect(gpu.pool.liveBytes).to.equal(live);
     [q, k, v, k2, v2].forEach((t) => t.dispose());
+  });
+
+  it('rejects mixed precisions and non-activation dtypes, naming the operand', async () => {
+    const gpu = await testGpu();
+    const o = { nHeads: 4, nKvHeads: 2, headDim: 16, queryOffset: 0, kvLength: 5 };
+    const q32 = gpu.empty([5, 64]);
+    const q16 = gpu.empty([5, 64], 'f16');
+    const k32 = gpu.empty([8, 32]);
+    const k16 = gpu.empty([8, 32], 'f16');
+    const ku = gpu.empty([8, 32], 'u32');
+    const qu = gpu.empty([5, 64], 'u32');
+    const live = gpu.pool.liveBytes; // a refused call allocates nothing
+    expect(() => attention(gpu, q16, k32, k32, o)).to.throw(/attention: kCache is f32 but the op runs at f16/);
+    expect(() => attention(gpu, q32, k32, k16, o)).to.throw(/attention: vCache is f16 but the op runs at f32/);
+    expect(() => attention(gpu, q32, ku, k32, o)).to.throw(/attention: kCache is u32/);
+    expect(() => attention(gpu, qu, k32, k32, o)).to.throw(/attention: q must be an f32 or f16 activation tensor, got u32/);
+    expect(gpu.pool.liveBytes).to.equal(live);
+    [q32, q16, k32, k16, ku, qu].forEach((t) => t.dispose());
   });
 });
