@@ -8,8 +8,10 @@
 // chosen) and an out-of-range one indeterminate, so `round_to_f16` rounds explicitly, with integer
 // arithmetic on the f32 bits (and WGSL's `round`, which ties to even, for the subnormal range): its
 // result is an f32 that f16 represents exactly (or ±inf, or NaN), so the conversion `dst(…)` that
-// stores it has nothing left to round. In the other directions the rounding is an identity
-// (an f16 value is already on the f16 grid), and the f32 → f32 copy skips it (ROUND_TO_F16 false).
+// stores it has nothing left to round. It runs only where dst is f16 (ROUND_TO_F16, set by the op).
+// What no WGSL code can force is that a device keeps f16 subnormals (below 2⁻¹⁴) when it converts
+// them: lavapipe does (spec/kernels/cast.spec.ts runs every f16 bit pattern through, and fails on a
+// device that flushes them).
 //
 // Bindings:  @0 uniform Params { n }   @1 x: src[n]   @2 y: dst[n]
 //            (operands over one binding are split: n and the bindings are one chunk, ops/chunks.ts)
@@ -17,9 +19,9 @@
 //            i = gid.x + gid.y · GRID_X · WG.
 // One invocation converts one element.
 //
-// Precision (ops/precision.ts): `src` and `dst` are f32, or f16 in the variants +f16(dst)
-// (f32 → f16), +f16(src) (f16 → f32) and +f16(src,dst) (an f16 copy). The only rounding point is
-// `round_to_f16` in the f32 → f16 direction, and it is exact round-to-nearest-even.
+// Precision (ops/precision.ts): `src` and `dst` are f32, or f16 in the two variants the op uses:
+// +f16(dst) (f32 → f16) and +f16(src) (f16 → f32); a same-dtype cast is a buffer copy (ops/cast.ts).
+// The only rounding point is `round_to_f16` in the f32 → f16 direction: round to nearest even.
 
 alias src = f32;
 alias dst = f32;
