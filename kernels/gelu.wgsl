@@ -17,9 +17,17 @@
 // relative for z > 0 (the GELU tail); a GPU's exp adds its own few ulp. spec/gelu.spec.ts holds the
 // kernel to 1e-7 + 1e-6·|ref| over x ∈ [−8, 8].
 //
-// Bindings:  @0 uniform Params { n }   @1 x: f32[n]   @2 y: f32[n]
+// Bindings:  @0 uniform Params { n }   @1 x: act[n]   @2 y: act[n]
+//            (operands over one binding are split: n and the bindings are one chunk, ops/chunks.ts)
 // Dispatch:  1-D over n in workgroups of WG, folded (ops/util.ts grid1d): i = gid.x + gid.y·GRID_X·WG.
 // One invocation computes one element.
+//
+// Precision (ops/precision.ts): `act` is f32, or f16 in the +f16(act) variant. There x is read as
+// f16, GELU is computed in f32 as above, and the result rounded once to f16 at the store: the
+// f16-rounding of the f32 kernel's value (within one f16 ulp of f16Ref(geluRef), the f32 kernel's
+// ~1e-6 error can move a value across a rounding boundary).
+
+alias act = f32;
 
 struct Params { n: u32 }
 
@@ -27,8 +35,8 @@ override WG: u32 = 256;
 override GRID_X: u32 = 32768;
 
 @group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> x: array<f32>;
-@group(0) @binding(2) var<storage, read_write> y: array<f32>;
+@group(0) @binding(1) var<storage, read> x: array<act>;
+@group(0) @binding(2) var<storage, read_write> y: array<act>;
 
 // erfc(z) for any f32 z (see the header for the method and its accuracy).
 fn erfc_f32(z: f32) -> f32 {
@@ -66,6 +74,6 @@ fn erfc_f32(z: f32) -> f32 {
 fn main(@builtin(global_invocation_id) gid: vec3u) {
   let i = gid.x + gid.y * GRID_X * WG;
   if (i >= p.n) { return; }
-  let v = x[i];
-  y[i] = 0.5 * v * erfc_f32(-v * 0.70710678118654752);
+  let v = f32(x[i]);
+  y[i] = act(0.5 * v * erfc_f32(-v * 0.70710678118654752));
 }

@@ -5,6 +5,7 @@
  */
 export const KERNELS = [
   'add',
+  'cast',
   'linear_matvec',
   'linear_tiled',
   'qkv_rope',

@@ -1,10 +1,10 @@
-// transpose.wgsl — 2-D transpose of a row-major [rows, cols] f32 matrix into [cols, rows]; the
+// transpose.wgsl — 2-D transpose of a row-major [rows, cols] matrix into [cols, rows]; the
 // layout changes of the vision tower are this with one side being the pixels:
 //   nchwToNhwc: [C, H·W] → [H·W, C]        nhwcToNchw: [H·W, C] → [C, H·W]
 //
 //   y[c · rows + r] = x[r · cols + c]
 //
-// Bindings:  @0 uniform Params { rows, cols, col_tiles }   @1 x: f32[rows·cols]   @2 y: f32[cols·rows]
+// Bindings:  @0 uniform Params { rows, cols, col_tiles }   @1 x: act[rows·cols]   @2 y: act[cols·rows]
 // Dispatch:  one workgroup of TILE × ROWS_PER_PASS invocations per TILE × TILE tile; tiles are
 //            numbered t = wid.x + wid.y · GRID_X (folded grid), tile (t / col_tiles, t mod col_tiles).
 // One workgroup copies its tile into workgroup memory with reads along x's rows (adjacent
@@ -12,6 +12,11 @@
 // adjacent floats), so both global accesses are coalesced; the +1 column of padding keeps the
 // column-wise reads of the tile free of bank conflicts. Each invocation moves TILE / ROWS_PER_PASS
 // elements.
+//
+// Precision (ops/precision.ts): `act` is f32, or f16 in the +f16(act) variant (the tile too). The
+// values are moved, never converted, so both variants are exact copies.
+
+alias act = f32;
 
 struct Params { rows: u32, cols: u32, col_tiles: u32 }
 
@@ -20,10 +25,10 @@ override ROWS_PER_PASS: u32 = 8;
 override GRID_X: u32 = 32768;
 
 @group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> x: array<f32>;
-@group(0) @binding(2) var<storage, read_write> y: array<f32>;
+@group(0) @binding(1) var<storage, read> x: array<act>;
+@group(0) @binding(2) var<storage, read_write> y: array<act>;
 
-var<workgroup> tile: array<f32, TILE * (TILE + 1)>;
+var<workgroup> tile: array<act, TILE * (TILE + 1)>;
 
 @compute @workgroup_size(TILE, ROWS_PER_PASS)
 fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: vec3u) {

@@ -9,11 +9,16 @@
  * position and V. When they are a GPU tensor (e.g. the sampler's output) they cannot be checked
  * without a read-back, so the kernel writes a zero row for any id ≥ V instead of reading out of
  * bounds.
+ *
+ * The table is a weight (any dtype); the output rows are activations, f32 by default or f16 with
+ * `{ dtype: 'f16' }` (each element rounded once to f16: exact for an f16 table). A model running
+ * in f16 asks for f16 rows here, and every op downstream follows their precision.
  */
 import ndarray, { type NdArray } from 'ndarray';
 import { params, type Gpu } from '../runtime/gpu.js';
 import { isQuantDType, quantLayout } from '../runtime/quant.js';
 import { Tensor, type DType } from '../runtime/tensor.js';
+import { actKernel, type Precision } from './precision.js';
 import { assertDType, check, gcd, grid1d, GRID_X } from './util.js';
 
 const WG = 256;
@@ -38,12 +43,22 @@ function tableRowBytes(dtype: DType, dim: number): number {
   return isQuantDType(dtype) ? quantLayout(dtype, dim).rowWords * 4 : dtype === 'f16' ? 2 * dim : 4 * dim;
 }
 
+/** Options of `embedding`. */
+export interface EmbeddingOptions {
+  /** Precision of the output rows (activations): 'f32' (default) or 'f16'. */
+  dtype?: Precision;
+}
+
 /**
- * y[t] = table[ids[t]].  ids: u32 tensor [T] or CPU ids; table [V, D] f32 | f16 → y [T, D] f32.
+ * y[t] = table[ids[t]].  ids: u32 tensor [T] or CPU ids; table [V, D] f32 | f16 | q8 | q4 → y [T, D]
+ * f32, or f16 with `{ dtype: 'f16' }`.
  */
-export function embedding(gpu: Gpu, ids: Tensor | ArrayLike<number>, table: Tensor): Tensor {
+export function embedding(gpu: Gpu, ids: Tensor | ArrayLike<number>, table: Tensor, options: EmbeddingOptions = {}): Tensor {
+  const p = options.dtype ?? 'f32';
+  check('embedding', p === 'f32' || p === 'f16', `options.dtype (the output rows' precision) must be 'f32' or 'f16', got '${p}'`);
   check('embedding', table.shape.length === 2, `table must be [V, D], got [${table.shape}]`);
   assertDType('embedding', table, 'table', 'f32', 'f16', 'q8', 'q4');
+  const kernel = actKernel(gpu, 'embedding', p); // before any upload: throws on a device without shader-f16
   const [vocab, dim] = table.shape;
   const chunks = embeddingChunks(vocab, dim, table.dtype, gpu.limits.maxStorageBufferBindingSize, gpu.limits.minStorageBufferOffsetAlignment);
   let idTensor: Tensor;
@@ -61,7 +76,7 @@ export function embedding(gpu: Gpu, ids: Tensor | ArrayLike<number>, table: Tens
     idTensor = gpu.upload([ids.length], ids, 'u32');
   }
   const T = idTensor.shape[0];
-  const y = gpu.empty([T, dim]);
+  const y = gpu.empty([T, dim], p);
   const n = T * dim;
   const rowBytes = tableRowBytes(table.dtype, dim);
   const quant = isQuantDType(table.dtype) ? quantLayout(table.dtype, dim) : undefined;
@@ -69,7 +84,7 @@ export function embedding(gpu: Gpu, ids: Tensor | ArrayLike<number>, table: Tens
     const offset = rowStart * rowBytes;
     const size = Math.min(Math.ceil((rowCount * rowBytes) / 4) * 4, table.byteLength - offset);
     gpu.dispatch({
-      kernel: 'embedding',
+      kernel,
       entry: quant ? 'main_q' : table.dtype === 'f16' ? 'main_f16' : 'main',
       constants: quant ? { WG, GRID_X, W_BITS: table.dtype === 'q8' ? 8 : 4 } : { WG, GRID_X },
       params: params(['u32', n], ['u32', dim], ['u32', rowStart], ['u32', rowCount], ['u32', vocab], ['u32', quant?.rowWords ?? 0], ['u32', quant?.scaleWord ?? 0]),
@@ -86,7 +101,7 @@ export function embedding(gpu: Gpu, ids: Tensor | ArrayLike<number>, table: Tens
   return y;
 }
 
-/** CPU reference (ids ≥ V give zero rows, like the kernel). */
+/** CPU reference (ids ≥ V give zero rows, like the kernel; f16 rows: `f16Ref(embeddingRef)`). */
 export function embeddingRef(ids: ArrayLike<number>, table: NdArray<Float32Array>): NdArray<Float32Array> {
   const [vocab, dim] = table.shape;
   const out = new Float32Array(ids.length * dim);

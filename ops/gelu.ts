@@ -4,22 +4,25 @@
  *   gelu(x) = 0.5 · x · (1 + erf(x / √2))
  *
  * The kernel carries its own f32 erfc (WGSL has none); the reference uses `erfc64` below, accurate
- * to double precision, so the spec measures the kernel's approximation error.
+ * to double precision, so the spec measures the kernel's approximation error. f16 activations are
+ * read as f16, computed in f32 and rounded once at the store (reference: `f16Ref(geluRef)`).
  */
 import ndarray, { type NdArray } from 'ndarray';
 import type { Gpu } from '../runtime/gpu.js';
 import type { Tensor } from '../runtime/tensor.js';
-import { chunkBinding, dispatchChunked, type SplitOptions } from './chunks.js';
-import { assertDType, GRID_X } from './util.js';
+import { chunkBinding, dispatchChunked, elementBytes, type SplitOptions } from './chunks.js';
+import { actKernel, precisionOf } from './precision.js';
+import { GRID_X } from './util.js';
 
 const WG = 256;
 
-/** y = gelu(x), any shape, f32. */
+/** y = gelu(x), any shape; f32, or f16 → f16. */
 export function gelu(gpu: Gpu, x: Tensor, options: SplitOptions = {}): Tensor {
-  assertDType('gelu', x, 'x', 'f32');
-  const y = gpu.empty(x.shape);
+  const p = precisionOf('gelu', x, 'x');
+  const y = gpu.empty(x.shape, p);
   dispatchChunked(gpu, {
-    kernel: 'gelu',
+    kernel: actKernel(gpu, 'gelu', p),
+    elemBytes: elementBytes(x),
     n: x.size,
     wg: WG,
     constants: { WG, GRID_X },
@@ -29,7 +32,7 @@ export function gelu(gpu: Gpu, x: Tensor, options: SplitOptions = {}): Tensor {
   return y;
 }
 
-/** CPU reference (double-precision erf, rounded to f32 at the end). */
+/** CPU reference (double-precision erf, rounded to f32 at the end; the f16 kernel's is `f16Ref(geluRef)`). */
 export function geluRef(x: NdArray<Float32Array>): NdArray<Float32Array> {
   const out = new Float32Array(x.size);
   for (let i = 0; i < x.size; i++) out[i] = 0.5 * x.data[i] * erfc64(-x.data[i] * Math.SQRT1_2);

@@ -1,12 +1,26 @@
 import { expect } from 'chai';
 import ndarray from 'ndarray';
 import { embedding, embeddingChunks, embeddingRef } from '../../ops/embedding.js';
+import { uploadWeight } from '../../ops/linear.js';
+import { f16Ref } from '../../ops/precision.js';
 import { f16ToF32Array, f32ToF16Array } from '../../runtime/half.js';
+import { roundTrip } from '../../runtime/quant.js';
 import { expectClose, randomNd, rng, testGpu } from '../helpers.js';
 
 function randomIds(n: number, vocab: number, seed: number): Uint32Array {
   const r = rng(seed);
   return Uint32Array.from({ length: n }, () => Math.floor(r() * vocab));
+}
+
+/** Exact equality that also holds for ±inf (expectClose measures a difference, which inf − inf is not). */
+function expectEqual(actual: ArrayLike<number>, expected: ArrayLike<number>, label: string): void {
+  expect(actual.length, `${label} length`).to.equal(expected.length);
+  const bad: string[] = [];
+  let count = 0;
+  for (let i = 0; i < expected.length; i++) {
+    if (actual[i] !== expected[i] && ++count <= 8) bad.push(`  [${i}] got ${actual[i]}, expected ${expected[i]}`);
+  }
+  if (count) throw new Error(`${label}: ${count} of ${expected.length} elements differ; first:\n${bad.join('\n')}`);
 }
 
 describe('embedding (kernels/embedding.wgsl)', () => {
@@ -26,6 +40,53 @@ describe('embedding (kernels/embedding.wgsl)', () => {
       });
     }
   }
+
+  // f16 rows: each element is the table's value rounded once to f16 (exact for an f16 table), so
+  // they equal f16Ref(embeddingRef) bit for bit.
+  for (const dtype of ['f32', 'f16', 'q8', 'q4'] as const) {
+    for (const [T, V, D] of [[1, 1, 1], [7, 50, 7], [33, 1000, 64], [65, 300, 255]]) {
+      it(`f16 rows: match the f16-rounding reference exactly: ${dtype} table [${V}, ${D}], T=${T}`, async function () {
+        const gpu = await testGpu();
+        if (!gpu.hasF16) this.skip();
+        const values = randomNd([V, D], V + D, -70000, 70000); // f32 rows past the f16 range: ±inf
+        if (dtype !== 'f32') values.data.forEach((v, i) => (values.data[i] = v / 8192)); // f16 / q ranges
+        const table =
+          dtype === 'f16' ? ndarray(f16ToF32Array(f32ToF16Array(values.data)), [V, D])
+          : dtype === 'q8' || dtype === 'q4' ? ndarray(roundTrip(values.data, V, D, dtype), [V, D])
+          : values;
+        const ids = randomIds(T, V, T);
+        const tt = uploadWeight(gpu, values.data, [V, D], dtype);
+        const ti = gpu.upload([T], ids, 'u32');
+        const y = embedding(gpu, ti, tt, { dtype: 'f16' });
+        expect(y.dtype).to.equal('f16');
+        expect(y.shape).to.deep.equal([T, D]);
+        expectEqual(await y.read(), f16Ref(embeddingRef)(ids, table).data, `${dtype} table → f16 rows`);
+        [tt, ti, y].forEach((t) => t.dispose());
+      });
+    }
+  }
+
+  it('f16 rows: CPU ids, and zero rows for out-of-range ids in a GPU tensor', async function () {
+    const gpu = await testGpu();
+    if (!gpu.hasF16) this.skip();
+    const table = randomNd([10, 5], 5);
+    const tt = gpu.upload([10, 5], table.data);
+    const y = embedding(gpu, [9, 0, 3], tt, { dtype: 'f16' });
+    expectClose(await y.read(), f16Ref(embeddingRef)([9, 0, 3], table).data, { atol: 0, rtol: 0 });
+    const ti = gpu.upload([3], [2, 10, 0xffffffff], 'u32');
+    const z = embedding(gpu, ti, tt, { dtype: 'f16' });
+    const got = await z.read();
+    expect(Array.from(got.slice(5))).to.deep.equal(new Array(10).fill(0));
+    expectClose(got.slice(0, 5), f16Ref(embeddingRef)([2], table).data, { atol: 0, rtol: 0 });
+    [tt, y, ti, z].forEach((t) => t.dispose());
+  });
+
+  it('rejects an output dtype that is not an activation precision', async () => {
+    const gpu = await testGpu();
+    const tt = gpu.empty([10, 4]);
+    expect(() => embedding(gpu, [1], tt, { dtype: 'bf16' as 'f16' })).to.throw(/embedding: options.dtype .* must be 'f32' or 'f16', got 'bf16'/);
+    tt.dispose();
+  });
 
   it('accepts CPU ids and rejects an out-of-range one, naming it and V', async () => {
     const gpu = await testGpu();
@@ -76,6 +137,13 @@ describe('embedding (kernels/embedding.wgsl)', () => {
     const y = embedding(gpu, ids, tt);
     const got = await y.read();
     ids.forEach((id, t) => expectClose(got.slice(t * D, (t + 1) * D), rowValues[rows.indexOf(id)], { atol: 0, rtol: 0 }, `row ${t} (id ${id})`));
+    if (gpu.hasF16) {
+      // f16 rows from the same two-chunk table: the f16 values, unchanged
+      const h = embedding(gpu, ids, tt, { dtype: 'f16' });
+      const gotH = await h.read();
+      ids.forEach((id, t) => expectClose(gotH.slice(t * D, (t + 1) * D), rowValues[rows.indexOf(id)], { atol: 0, rtol: 0 }, `f16 row ${t} (id ${id})`));
+      h.dispose();
+    }
     [tt, y].forEach((t) => t.dispose());
     gpu.pool.trim();
   });

@@ -1,6 +1,8 @@
 import { expect } from 'chai';
+import ndarray from 'ndarray';
 import { erfc64, gelu, geluRef } from '../../ops/gelu.js';
-import { expectClose, randomNd, testGpu } from '../helpers.js';
+import { f16Ref } from '../../ops/precision.js';
+import { expectClose, F16_TOL, randomNd, testGpu, uploadAt } from '../helpers.js';
 
 // The kernel's erfc is accurate to ~2e-7 absolute / ~4e-7 relative in the tail (kernels/gelu.wgsl),
 // so GELU = 0.5·x·erfc(−x/√2) must match the double-precision reference to about that.
@@ -18,6 +20,32 @@ describe('gelu (kernels/gelu.wgsl)', () => {
       [tx, y].forEach((t) => t.dispose());
     });
   }
+
+  // f16: the kernel's f32 GELU of the f16 input, rounded once; within one f16 ulp of the rounded
+  // double-precision reference (F16_TOL).
+  for (const [shape, range] of cases) {
+    it(`f16: matches the f16-rounding reference for [${shape}], x in [-${range}, ${range}]`, async function () {
+      const gpu = await testGpu();
+      if (!gpu.hasF16) this.skip();
+      const x = uploadAt(gpu, randomNd(shape, 11, -range, range), 'f16');
+      const y = gelu(gpu, x.t);
+      expect(y.dtype).to.equal('f16');
+      expectClose(await y.read(), f16Ref(geluRef)(x.nd).data, F16_TOL);
+      [x.t, y].forEach((t) => t.dispose());
+    });
+  }
+
+  it('f16: extremes (0, ±6e-8, ±5, ±13, ±30, ±65504) stay finite and match', async function () {
+    const gpu = await testGpu();
+    if (!gpu.hasF16) this.skip();
+    const values = [0, 2 ** -24, -(2 ** -24), 5, -5, 13, -13, 30, -30, 65504, -65504]; // all f16 values
+    const x = ndarray(Float32Array.from(values), [values.length]);
+    const tx = gpu.upload(x.shape, x.data, 'f16');
+    const y = await gelu(gpu, tx).read();
+    expectClose(y, f16Ref(geluRef)(x).data, F16_TOL);
+    expect(y[9]).to.equal(65504);
+    tx.dispose();
+  });
 
   it('stays accurate at the extremes (0, ±1e-20, ±5, ±13, ±30)', async () => {
     const gpu = await testGpu();
@@ -38,6 +66,25 @@ describe('gelu (kernels/gelu.wgsl)', () => {
     const y = gelu(gpu, tx, { maxBindingBytes: 4096 }); // 5005 floats → 5 chunks of 1024 (+ a tail)
     expectClose(await y.read(), geluRef(x).data, TOL);
     [tx, y].forEach((t) => t.dispose());
+  });
+
+  it('f16: splits operands larger than one binding into aligned chunks', async function () {
+    const gpu = await testGpu();
+    if (!gpu.hasF16) this.skip();
+    const shape = [5, 1001];
+    const x = uploadAt(gpu, randomNd(shape, 12, -4, 4), 'f16');
+    const before = gpu.dispatchCount;
+    const y = gelu(gpu, x.t, { maxBindingBytes: 4096 }); // 5005 halves → chunks of 2048: 3
+    expect(gpu.dispatchCount - before).to.equal(3);
+    expectClose(await y.read(), f16Ref(geluRef)(x.nd).data, F16_TOL);
+    [x.t, y].forEach((t) => t.dispose());
+  });
+
+  it('rejects a tensor that is not an activation, naming it', async () => {
+    const gpu = await testGpu();
+    const ids = gpu.empty([4], 'u32');
+    expect(() => gelu(gpu, ids)).to.throw(/gelu: x must be an f32 or f16 activation tensor, got u32/);
+    ids.dispose();
   });
 
   it('erfc64 (the reference) agrees with tabulated values', () => {
