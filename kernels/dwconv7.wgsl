@@ -23,7 +23,7 @@
 //  1. It stages the (TH + 6) × (TW + 6) × CT input block with its halo in workgroup memory (zeros
 //     outside the image), each input read once from global memory instead of up to 49 times, plus
 //     the block's CT × 49 taps. Consecutive invocations load consecutive channels of a pixel, so
-//     each pixel's CT floats are one 32-byte sector.
+//     each pixel's CT values are one 32-byte sector (half of one at f16).
 //  2. Each invocation computes RPT horizontally adjacent outputs of one channel: for each tap row
 //     ky it loads the RPT + 6 inputs of its input row segment and the 7 taps into registers and
 //     accumulates RPT × 7 products. Only the inner loops (fixed trip counts) index the register
