@@ -11,9 +11,9 @@
 // of word i >> 1, read with unpack2x16float; no shader-f16 needed).
 //
 // Bindings:  @0 uniform Params { W, C, band_row0, band_row_end, in_row0, in_row_end, in_offset, out_offset }
-//            @1 x: f32 (input rows in_row0 … in_row_end − 1, starting at element in_offset)
+//            @1 x: act (input rows in_row0 … in_row_end − 1, starting at element in_offset)
 //            @2 w: the weight W, u32 words (f32 bits or f16 pairs)   @3 bias: f32[C]
-//            @4 y: f32 (output rows band_row0 … band_row_end − 1, starting at element out_offset)
+//            @4 y: act (output rows band_row0 … band_row_end − 1, starting at element out_offset)
 //            Big images are processed in bands of output rows (ops/dwconv7.ts) so that each
 //            binding stays under maxStorageBufferBindingSize; a band's x range includes its 3-row
 //            halo, clipped to the image (in_row_end ≤ H: rows at or past it read as padding, which
@@ -23,7 +23,7 @@
 //  1. It stages the (TH + 6) × (TW + 6) × CT input block with its halo in workgroup memory (zeros
 //     outside the image), each input read once from global memory instead of up to 49 times, plus
 //     the block's CT × 49 taps. Consecutive invocations load consecutive channels of a pixel, so
-//     each pixel's CT floats are one 32-byte sector.
+//     each pixel's CT values are one 32-byte sector (half of one at f16).
 //  2. Each invocation computes RPT horizontally adjacent outputs of one channel: for each tap row
 //     ky it loads the RPT + 6 inputs of its input row segment and the 7 taps into registers and
 //     accumulates RPT × 7 products. Only the inner loops (fixed trip counts) index the register
@@ -31,6 +31,8 @@
 //  Bank conflicts: the 32 invocations of a warp are CT = 8 channels × 4 consecutive output rows;
 //  block rows are padded to an odd number of pixels (BWP), so those 4 rows fall in 4 different
 //  groups of 8 banks.
+
+alias act = f32;
 
 struct Params {
   W: u32, C: u32,
@@ -50,10 +52,10 @@ override BW: u32 = TW + 2u * PAD;   // block width with halo, in pixels
 override BWP: u32 = BW | 1u;        // … padded to odd (see "Bank conflicts")
 
 @group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(1) var<storage, read> x: array<act>;
 @group(0) @binding(2) var<storage, read> w: array<u32>;
 @group(0) @binding(3) var<storage, read> bias: array<f32>;
-@group(0) @binding(4) var<storage, read_write> y: array<f32>;
+@group(0) @binding(4) var<storage, read_write> y: array<act>;
 
 // The input block with halo, laid out [TH + 6][BWP][CT], and the block's taps [CT][49].
 var<workgroup> block: array<f32, (TH + 6u) * BWP * CT>;
@@ -85,7 +87,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
     let c = c0 + lc;
     var v = 0.0;
     if (gy >= 0 && gy < i32(p.in_row_end) && gx >= 0 && gx < i32(p.W) && c < p.C) {
-      v = x[p.in_offset + ((u32(gy) - p.in_row0) * p.W + u32(gx)) * p.C + c];
+      v = f32(x[p.in_offset + ((u32(gy) - p.in_row0) * p.W + u32(gx)) * p.C + c]);
     }
     block[(hy * BWP + hx) * CT + lc] = v;
   }
@@ -119,6 +121,6 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
   if (gy >= p.band_row_end || c0 + lc >= p.C) { return; }
   for (var o = 0u; o < RPT; o++) {
     let gx = x0 + tx0 + o;
-    if (gx < p.W) { y[p.out_offset + ((gy - p.band_row0) * p.W + gx) * p.C + c0 + lc] = acc[o]; }
+    if (gx < p.W) { y[p.out_offset + ((gy - p.band_row0) * p.W + gx) * p.C + c0 + lc] = act(acc[o]); }
   }
 }

@@ -11,8 +11,8 @@
 // pairs read with unpack2x16float: element i is half i & 1 of word i >> 1).
 //
 // Bindings:  @0 uniform Params { W, Cin, Cout, k, Wo, pixels, in_offset, out_offset }
-//            @1 x: f32 (input rows of this band from element in_offset)   @2 w: u32 words
-//            @3 bias: f32[Cout]   @4 y: f32 (output pixels of this band from element out_offset)
+//            @1 x: act (input rows of this band from element in_offset)   @2 w: u32 words
+//            @3 bias: f32[Cout]   @4 y: act (output pixels of this band from element out_offset)
 //            Images over one binding run in bands of output rows (ops/patchConv.ts); `pixels` is
 //            the band's Ho_band·Wo output pixels.
 // Dispatch:  (⌈Cout / BN⌉, ⌈pixels / BM⌉) workgroups of WG = (BM / TM) · (BN / TN) invocations
@@ -24,6 +24,12 @@
 // adjacent input channels ci, coalesced reads of x), so the divisions that split r into
 // (ky, kx, ci) happen once per slice; where each pixel's patch starts in x is computed once per
 // workgroup into `patch_start`.
+//
+// Precision (ops/precision.ts): `act` (x and y) is f32, or f16 in the +f16(act) variant. There the
+// A tile holds x widened to f32 (exact), the products, their sum and the bias are f32 as in the f32
+// variant, and each output is rounded to f16 once, at its store.
+
+alias act = f32;
 
 struct Params { W: u32, Cin: u32, Cout: u32, k: u32, Wo: u32, pixels: u32, in_offset: u32, out_offset: u32 }
 
@@ -36,10 +42,10 @@ const TN: u32 = 4u;             // channels per invocation } so they are consts
 override WG: u32 = (BM / TM) * (BN / TN);
 
 @group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(1) var<storage, read> x: array<act>;
 @group(0) @binding(2) var<storage, read> w: array<u32>;
 @group(0) @binding(3) var<storage, read> bias: array<f32>;
-@group(0) @binding(4) var<storage, read_write> y: array<f32>;
+@group(0) @binding(4) var<storage, read_write> y: array<act>;
 
 // Tiles [kk][m] and [kk][n], rows padded by 2 floats: the staging stores (16 kk × 2 rows per
 // warp) then hit 32 distinct banks.
@@ -81,7 +87,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
     let w_step = ci * p.k * p.k + tap;    // PyTorch [Cout, Cin, k, k]
     for (var m = row0; m < BM; m += WG / BK) {
       var a = 0.0;
-      if (r < R) { a = x[patch_start[m] + x_step]; }
+      if (r < R) { a = f32(x[patch_start[m] + x_step]); }
       a_tile[kk * (BM + PAD_ROW) + m] = a;
     }
     for (var n = row0; n < BN; n += WG / BK) {
@@ -107,7 +113,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
     let pix = m0 + ty + (BM / TM) * i;
     for (var j = 0u; j < TN; j++) {
       let co = n0 + tx + (BN / TN) * j;
-      if (pix < p.pixels && co < p.Cout) { y[p.out_offset + pix * p.Cout + co] = acc[i][j] + bias[co]; }
+      if (pix < p.pixels && co < p.Cout) { y[p.out_offset + pix * p.Cout + co] = act(acc[i][j] + bias[co]); }
     }
   }
 }
