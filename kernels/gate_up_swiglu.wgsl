@@ -16,8 +16,8 @@
 //
 // Precision (ops/precision.ts): `act` — x and y — is f32, or f16 in the +f16(act) variant. x is read
 // into f32; the sum of squares, both dot products, rsqrt and silu(gate)·up are f32, and y is rounded
-// once to f16 at its store. The kernel therefore equals the unfused f32 composition on the f16 input
-// with y rounded (where the unfused f16 ops round h, gate and up too).
+// once to f16 at its store. So it matches the unfused f32 composition on the f16 input with y rounded,
+// to one f16 ulp (summation order); the unfused f16 ops round h, gate and up too.
 
 // Lines starting `//subgroups:` are live only in the `+subgroups` variant of this kernel (ops/subgroups.ts
 // strips the marker when the device has `subgroups` and a column's LANES fit in one subgroup): WGSL has
@@ -51,7 +51,7 @@ override SUBGROUPS: bool = false; // the +subgroups variant: lanes reduce by sub
 @group(0) @binding(4) var<storage, read> wu: array<u32>;
 @group(0) @binding(5) var<storage, read_write> y: array<act>;
 
-// The same buffers as 16-byte vectors, for main_vec4.
+// The same buffers as 4-vectors, for main_vec4 (16 bytes; x4's are 8 at f16).
 @group(0) @binding(1) var<storage, read> x4: array<vec4<act>>;
 @group(0) @binding(2) var<storage, read> gamma4: array<vec4f>;
 @group(0) @binding(3) var<storage, read> wg4: array<vec4<u32>>;

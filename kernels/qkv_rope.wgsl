@@ -27,9 +27,9 @@
 // Precision (ops/precision.ts): `act` — x, q and the KV cache — is f32, or f16 in the +f16(act)
 // variant. x is read into f32; the norm's sum of squares, the dot products, rsqrt and the RoPE
 // rotation are all f32 (the weights are read as before), so the only rounding points are the stores:
-// q and the two cache rows, each rounded once to f16. The kernel therefore equals the unfused f32
-// composition on the f16 inputs with those outputs rounded (where the unfused f16 ops round after
-// every step).
+// q and the two cache rows, each rounded once to f16. So it matches the unfused f32 composition on the
+// f16 inputs with those outputs rounded, to one f16 ulp (summation order can move a value across a
+// rounding boundary); the unfused f16 ops round after every step instead.
 
 // Lines starting `//subgroups:` are live only in the `+subgroups` variant of this kernel (ops/subgroups.ts
 // strips the marker when the device has `subgroups` and a column's LANES fit in one subgroup): WGSL has
@@ -71,7 +71,7 @@ override SUBGROUPS: bool = false; // the +subgroups variant: lanes reduce by sub
 @group(0) @binding(7) var<storage, read_write> kCache: array<act>;
 @group(0) @binding(8) var<storage, read_write> vCache: array<act>;
 
-// The same buffers as 16-byte vectors, for main_vec4.
+// The same buffers as 4-vectors, for main_vec4 (16 bytes; x4's are 8 at f16).
 @group(0) @binding(1) var<storage, read> x4: array<vec4<act>>;
 @group(0) @binding(2) var<storage, read> gamma4: array<vec4f>;
 @group(0) @binding(3) var<storage, read> wq4: array<vec4<u32>>;
