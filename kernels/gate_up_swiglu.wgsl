@@ -8,15 +8,23 @@
 // with r = rsqrt(Σ x² / K + eps), summed in the same loop. One group of LANES invocations computes
 // column n of both projections (two weight rows against the same x). silu is kernels/swiglu.wgsl's.
 //
-// Bindings:  @0 uniform Params   @1 x: f32[M·K]   @2 gamma: f32[K]   @3 wg, @4 wu: u32 words of [N, K]
-//            @5 y: f32[M·N] (out)
+// Bindings:  @0 uniform Params   @1 x: act[M·K]   @2 gamma: f32[K]   @3 wg, @4 wu: u32 words of [N, K]
+//            @5 y: act[M·N] (out)
 // Dispatch:  ⌈N / (WG / LANES)⌉ workgroups, folded into [GRID_X, …] (group = wid.x + wid.y · GRID_X).
-// Entry points: `main` (any K) and `main_vec4` (K % 8 == 0: 16-byte loads of w, x and γ).
+// Entry points: `main` (any K) and `main_vec4` (K % 8 == 0: 16-byte loads of w and γ, 8 elements of x
+// per load pair).
+//
+// Precision (ops/precision.ts): `act` — x and y — is f32, or f16 in the +f16(act) variant. x is read
+// into f32; the sum of squares, both dot products, rsqrt and silu(gate)·up are f32, and y is rounded
+// once to f16 at its store. So it matches the unfused f32 composition on the f16 input with y rounded,
+// to one f16 ulp (summation order); the unfused f16 ops round h, gate and up too.
 
 // Lines starting `//subgroups:` are live only in the `+subgroups` variant of this kernel (ops/subgroups.ts
 // strips the marker when the device has `subgroups` and a column's LANES fit in one subgroup): WGSL has
 // no conditional compilation, and `enable subgroups;` must not reach a device without the feature.
 //subgroups: enable subgroups;
+
+alias act = f32; // x, y (f16 in the +f16(act) variant)
 
 struct Params {
   M: u32,
@@ -37,14 +45,14 @@ override W_BITS: u32 = 0; // 0: f32/f16 (W_F16); 8: q8; 4: q4 — entry `main` o
 override SUBGROUPS: bool = false; // the +subgroups variant: lanes reduce by subgroup shuffles, no barriers
 
 @group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(1) var<storage, read> x: array<act>;
 @group(0) @binding(2) var<storage, read> gamma: array<f32>;
 @group(0) @binding(3) var<storage, read> wg: array<u32>;
 @group(0) @binding(4) var<storage, read> wu: array<u32>;
-@group(0) @binding(5) var<storage, read_write> y: array<f32>;
+@group(0) @binding(5) var<storage, read_write> y: array<act>;
 
-// The same buffers as 16-byte vectors, for main_vec4.
-@group(0) @binding(1) var<storage, read> x4: array<vec4f>;
+// The same buffers as 4-vectors, for main_vec4 (16 bytes; x4's are 8 at f16).
+@group(0) @binding(1) var<storage, read> x4: array<vec4<act>>;
 @group(0) @binding(2) var<storage, read> gamma4: array<vec4f>;
 @group(0) @binding(3) var<storage, read> wg4: array<vec4<u32>>;
 @group(0) @binding(4) var<storage, read> wu4: array<vec4<u32>>;
@@ -111,7 +119,7 @@ fn swiglu(g: f32, u: f32) -> f32 {
 /** Row m of column n from its three sums: the norm's scale, SwiGLU, the store. */
 fn finish(n: u32, m: u32, sums: vec3f) {
   let rstd = inverseSqrt(sums.z / f32(p.K) + p.eps);
-  y[m * p.N + n] = swiglu(sums.x * rstd, sums.y * rstd);
+  y[m * p.N + n] = act(swiglu(sums.x * rstd, sums.y * rstd));
 }
 
 fn reduce_and_store(n: u32, lid: u32, acc: ptr<function, array<vec3f, MAX_M>>) {
@@ -171,7 +179,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
       let g = gamma[k];
       for (var m = 0u; m < MAX_M; m++) {
         if (m < p.M) {
-          let xv = x[m * p.K + k];
+          let xv = f32(x[m * p.K + k]);
           let xg = xv * g;
           acc[m] += vec3f(xg * w0, xg * w1, xv * xv);
         }
@@ -194,8 +202,8 @@ fn main_vec4(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index)
       for (var m = 0u; m < MAX_M; m++) {
         if (m < p.M) {
           let xi = (m * p.K) / 4u + 2u * c;
-          let a = x4[xi];
-          let b = x4[xi + 1u];
+          let a = vec4f(x4[xi]);
+          let b = vec4f(x4[xi + 1u]);
           let ag = a * g0;
           let bg = b * g1;
           acc[m] += vec3f(dot(ag, w0[0]) + dot(bg, w0[1]), dot(ag, w1[0]) + dot(bg, w1[1]), dot(a, a) + dot(b, b));

@@ -18,15 +18,25 @@
 // 0 … nH − 1 are q's, the next nKv are k's, the last nKv are v's (not rotated).
 // Weights are f32 or f16 (two halves per u32 word, as everywhere); accumulation is f32.
 //
-// Bindings:  @0 uniform Params   @1 x: f32[M·K]   @2 gamma: f32[K]   @3 wq, @4 wk, @5 wv: u32 words
-//            @6 q: f32[M·nH·D] (out)   @7 kCache, @8 vCache: f32[maxContext·nKv·D] (rows pos … written)
+// Bindings:  @0 uniform Params   @1 x: act[M·K]   @2 gamma: f32[K]   @3 wq, @4 wk, @5 wv: u32 words
+//            @6 q: act[M·nH·D] (out)   @7 kCache, @8 vCache: act[maxContext·nKv·D] (rows pos … written)
 // Dispatch:  ⌈units / (WG / LANES)⌉ workgroups, folded into [GRID_X, …] (group = wid.x + wid.y · GRID_X).
-// Entry points: `main` (any K) and `main_vec4` (K % 8 == 0: 16-byte loads of w, x and γ).
+// Entry points: `main` (any K) and `main_vec4` (K % 8 == 0: 16-byte loads of w and γ, 8 elements of x
+// per load pair).
+//
+// Precision (ops/precision.ts): `act` — x, q and the KV cache — is f32, or f16 in the +f16(act)
+// variant. x is read into f32; the norm's sum of squares, the dot products, rsqrt and the RoPE
+// rotation are all f32 (the weights are read as before), so the only rounding points are the stores:
+// q and the two cache rows, each rounded once to f16. So it matches the unfused f32 composition on the
+// f16 inputs with those outputs rounded, to one f16 ulp (summation order can move a value across a
+// rounding boundary); the unfused f16 ops round after every step instead.
 
 // Lines starting `//subgroups:` are live only in the `+subgroups` variant of this kernel (ops/subgroups.ts
 // strips the marker when the device has `subgroups` and a column's LANES fit in one subgroup): WGSL has
 // no conditional compilation, and `enable subgroups;` must not reach a device without the feature.
 //subgroups: enable subgroups;
+
+alias act = f32; // x, q, kCache, vCache (f16 in the +f16(act) variant)
 
 struct Params {
   M: u32,
@@ -52,17 +62,17 @@ override W_BITS: u32 = 0; // 0: f32/f16 (W_F16); 8: q8; 4: q4 — entry `main` o
 override SUBGROUPS: bool = false; // the +subgroups variant: lanes reduce by subgroup shuffles, no barriers
 
 @group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(1) var<storage, read> x: array<act>;
 @group(0) @binding(2) var<storage, read> gamma: array<f32>;
 @group(0) @binding(3) var<storage, read> wq: array<u32>;
 @group(0) @binding(4) var<storage, read> wk: array<u32>;
 @group(0) @binding(5) var<storage, read> wv: array<u32>;
-@group(0) @binding(6) var<storage, read_write> q: array<f32>;
-@group(0) @binding(7) var<storage, read_write> kCache: array<f32>;
-@group(0) @binding(8) var<storage, read_write> vCache: array<f32>;
+@group(0) @binding(6) var<storage, read_write> q: array<act>;
+@group(0) @binding(7) var<storage, read_write> kCache: array<act>;
+@group(0) @binding(8) var<storage, read_write> vCache: array<act>;
 
-// The same buffers as 16-byte vectors, for main_vec4.
-@group(0) @binding(1) var<storage, read> x4: array<vec4f>;
+// The same buffers as 4-vectors, for main_vec4 (16 bytes; x4's are 8 at f16).
+@group(0) @binding(1) var<storage, read> x4: array<vec4<act>>;
 @group(0) @binding(2) var<storage, read> gamma4: array<vec4f>;
 @group(0) @binding(3) var<storage, read> wq4: array<vec4<u32>>;
 @group(0) @binding(4) var<storage, read> wk4: array<vec4<u32>>;
@@ -179,16 +189,16 @@ fn finish(un: Unit, m: u32, sums: vec3f) {
   let half = p.headDim / 2u;
   if (un.which == 0u) {
     let at = m * p.qHeads * p.headDim + un.row;
-    q[at] = y0;
-    q[at + half] = y1;
+    q[at] = act(y0);
+    q[at + half] = act(y1);
   } else {
     let at = (p.pos + m) * p.kvHeads * p.headDim + un.row;
     if (un.which == 1u) {
-      kCache[at] = y0;
-      kCache[at + half] = y1;
+      kCache[at] = act(y0);
+      kCache[at + half] = act(y1);
     } else {
-      vCache[at] = y0;
-      vCache[at + half] = y1;
+      vCache[at] = act(y0);
+      vCache[at + half] = act(y1);
     }
   }
 }
@@ -251,7 +261,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
       let g = gamma[k];
       for (var m = 0u; m < MAX_M; m++) {
         if (m < p.M) {
-          let xv = x[m * p.K + k];
+          let xv = f32(x[m * p.K + k]);
           let xg = xv * g;
           acc[m] += vec3f(xg * w0, xg * w1, xv * xv);
         }
@@ -275,8 +285,8 @@ fn main_vec4(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index)
       for (var m = 0u; m < MAX_M; m++) {
         if (m < p.M) {
           let xi = (m * p.K) / 4u + 2u * c;
-          let a = x4[xi];
-          let b = x4[xi + 1u];
+          let a = vec4f(x4[xi]);
+          let b = vec4f(x4[xi + 1u]);
           let ag = a * g0;
           let bg = b * g1;
           acc[m] += vec3f(dot(ag, w0[0]) + dot(bg, w0[1]), dot(ag, w1[0]) + dot(bg, w1[1]), dot(a, a) + dot(b, b));

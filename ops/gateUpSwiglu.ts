@@ -6,12 +6,16 @@
  *
  * One dispatch for a few rows (M ≤ MATVEC_MAX_M: decode); otherwise (prompts, weights over the
  * binding limit) the unfused ops, which are also the CPU reference (`gateUpSwigluRef`).
+ *
+ * Precision: y takes x's (ops/precision.ts). The fused f16 kernel rounds only y, so its reference is
+ * `gateUpSwigluRef` on the f16 x with y rounded to f16; the unfused f16 path rounds h, gate and up too.
  */
 import type { NdArray } from 'ndarray';
 import { params, type Gpu } from '../runtime/gpu.js';
 import { isQuantDType, quantLayout } from '../runtime/quant.js';
 import type { Tensor } from '../runtime/tensor.js';
 import { linear, linearRef, matvecLanes, MATVEC_MAX_M } from './linear.js';
+import { actKernel, precisionOf } from './precision.js';
 import { rmsNorm, rmsNormRef } from './rmsNorm.js';
 import { swiglu, swigluRef } from './swiglu.js';
 import { subgroupKernel } from './subgroups.js';
@@ -28,10 +32,11 @@ function checkShapes(op: string, x: readonly number[], gamma: readonly number[],
   return { M, N: wg[0], K };
 }
 
-/** y = silu(rmsNorm(x)·Wgᵀ) · (rmsNorm(x)·Wuᵀ), [M, N]. */
+/** y = silu(rmsNorm(x)·Wgᵀ) · (rmsNorm(x)·Wuᵀ), [M, N] at x's precision. */
 export function gateUpSwiglu(gpu: Gpu, x: Tensor, gamma: Tensor, eps: number, wg: Tensor, wu: Tensor): Tensor {
   const { M, N, K } = checkShapes('gateUpSwiglu', x.shape, gamma.shape, wg.shape, wu.shape);
-  assertDType('gateUpSwiglu', x, 'x', 'f32');
+  const p = precisionOf('gateUpSwiglu', x);
+  assertDType('gateUpSwiglu', gamma, 'gamma', 'f32');
   const maxBinding = gpu.limits.maxStorageBufferBindingSize;
   if (M > MATVEC_MAX_M || wg.dtype !== wu.dtype || wg.byteLength > maxBinding || wu.byteLength > maxBinding) {
     const h = rmsNorm(gpu, x, gamma, eps);
@@ -41,12 +46,12 @@ export function gateUpSwiglu(gpu: Gpu, x: Tensor, gamma: Tensor, eps: number, wg
     [h, g, u].forEach((t) => t.dispose()); // safe: later users of the buffers are ordered after these dispatches
     return y;
   }
-  const y = gpu.empty([M, N]);
+  const y = gpu.empty([M, N], p);
   if (M === 0 || N === 0) return y;
   const quant = isQuantDType(wg.dtype) ? quantLayout(wg.dtype, K) : undefined; // q8/q4: `main`, dequantizing per element
   const vec4 = K % 8 === 0 && K > 0 && !quant;
   const lanes = matvecLanes(K, vec4, wg.dtype);
-  const variant = subgroupKernel(gpu, 'gate_up_swiglu', lanes); // lanes capped at the subgroup size
+  const variant = subgroupKernel(gpu, actKernel(gpu, 'gate_up_swiglu', p), lanes); // lanes capped at the subgroup size
   gpu.dispatch({
     kernel: variant.kernel,
     entry: vec4 ? 'main_vec4' : 'main',

@@ -10,12 +10,18 @@
  * biases, or operands over the binding limit — the same result from the unfused ops, which are also
  * the CPU reference (`qkvRopeRef`). Quantized (q8/q4) weights take the `main` entry point, which
  * dequantizes each element (runtime/quant.ts).
+ *
+ * Precision: x, q and the caches are activations of one precision (ops/precision.ts) — f32, or f16
+ * (an f16 cache). The fused f16 kernel rounds only at its stores (q, the cache rows), so its
+ * reference is `qkvRopeRef` on the f16 values with q and the caches rounded to f16; the unfused
+ * f16 path rounds after every op (h, the projections, the rotations).
  */
 import type { NdArray } from 'ndarray';
 import type { Gpu } from '../runtime/gpu.js';
 import { isQuantDType, quantLayout } from '../runtime/quant.js';
 import type { Tensor } from '../runtime/tensor.js';
 import { linear, linearRef, matvecLanes, MATVEC_MAX_M } from './linear.js';
+import { actKernel, assertPrecision, precisionOf } from './precision.js';
 import { rmsNorm, rmsNormRef } from './rmsNorm.js';
 import { invFreqBlock, rope, ropeRef, ROPE_MAX_HALF } from './rope.js';
 import { writeRows, writeRowsRef } from './rows.js';
@@ -67,10 +73,12 @@ function checkShapes(op: string, x: readonly number[], a: QkvOperands<{ shape: r
   return { M, K };
 }
 
-/** q [M, nH·D]; the caches get rows position … position + M − 1. See the file header. */
+/** q [M, nH·D] at x's precision; the caches (the same precision) get rows position … position + M − 1. See the file header. */
 export function qkvRope(gpu: Gpu, x: Tensor, a: QkvOperands<Tensor>, o: QkvRopeOptions): Tensor {
   const { M, K } = checkShapes('qkvRope', x.shape, a, o);
-  assertDType('qkvRope', x, 'x', 'f32');
+  const p = precisionOf('qkvRope', x);
+  assertPrecision('qkvRope', p, { kCache: a.kCache, vCache: a.vCache });
+  assertDType('qkvRope', a.gamma, 'gamma', 'f32');
   const D = o.headDim;
   const wDType = a.wq.dtype;
   const maxBinding = gpu.limits.maxStorageBufferBindingSize;
@@ -79,11 +87,10 @@ export function qkvRope(gpu: Gpu, x: Tensor, a: QkvOperands<Tensor>, o: QkvRopeO
     !a.bq && !a.bk && !a.bv &&
     a.wk.dtype === wDType && a.wv.dtype === wDType &&
     D % 2 === 0 && D / 2 <= ROPE_MAX_HALF &&
-    [a.wq, a.wk, a.wv, a.kCache, a.vCache].every((t) => t.byteLength <= maxBinding) &&
-    a.kCache.dtype === 'f32' && a.vCache.dtype === 'f32';
+    [a.wq, a.wk, a.wv, a.kCache, a.vCache].every((t) => t.byteLength <= maxBinding);
   if (!fused) return qkvRopeUnfused(gpu, x, a, o);
 
-  const q = gpu.empty([M, o.heads * D]);
+  const q = gpu.empty([M, o.heads * D], p);
   if (M === 0) return q;
   const quant = isQuantDType(wDType) ? quantLayout(wDType, K) : undefined;
   const block = new ArrayBuffer(32 + ROPE_MAX_HALF * 4 + 16); // Params: 8 words, invFreq, qRowWords, qScaleWord (+ pad)
@@ -95,7 +102,7 @@ export function qkvRope(gpu: Gpu, x: Tensor, a: QkvOperands<Tensor>, o: QkvRopeO
   const units = (o.heads + 2 * o.kvHeads) * (D / 2);
   const vec4 = K % 8 === 0 && K > 0 && !quant;
   const lanes = matvecLanes(K, vec4, wDType);
-  const variant = subgroupKernel(gpu, 'qkv_rope', lanes); // lanes capped at the subgroup size
+  const variant = subgroupKernel(gpu, actKernel(gpu, 'qkv_rope', p), lanes); // lanes capped at the subgroup size
   gpu.dispatch({
     kernel: variant.kernel,
     entry: vec4 ? 'main_vec4' : 'main',
@@ -107,7 +114,7 @@ export function qkvRope(gpu: Gpu, x: Tensor, a: QkvOperands<Tensor>, o: QkvRopeO
   return q;
 }
 
-/** The same from the separate ops (prompts, biases, big operands). */
+/** The same from the separate ops (prompts, biases, big operands); at f16 each op rounds its output. */
 function qkvRopeUnfused(gpu: Gpu, x: Tensor, a: QkvOperands<Tensor>, o: QkvRopeOptions): Tensor {
   const rot = { headDim: o.headDim, positionOffset: o.position, theta: o.theta };
   const h = rmsNorm(gpu, x, a.gamma, o.eps);
