@@ -133,6 +133,34 @@ describe('linear (kernels/linear_tiled.wgsl, kernels/linear_matvec.wgsl)', () =>
       }
     });
 
+    // Values on a grid (x, w: multiples of 2⁻⁶ in [-1, 1]; γ, bias: 2⁻³; residual: 2⁻⁴ in [-4, 4]) are exact
+    // in f16 and every sum and product of the kernel is exact in f32 (≤ 21 significant bits), so the only
+    // rounding left is the one at the store: the kernels must match f16Ref bit for bit, and a second
+    // rounding anywhere (of y before the epilogue, say) shows here in a fifth of the outputs.
+    const exact: [number, number, number, WDType][] = [[1, 64, 255, 'f16'], [5, 33, 70, 'f32'], [40, 64, 129, 'f16'], [70, 33, 65, 'f32']];
+    exact.forEach(([M, K, N, dtype], i) => {
+      itF16(`rounds once, at the store: bit-exact with f16Ref on exactly summable values, x [${M}, ${K}] · w [${N}, ${K}]ᵀ ${dtype} + bias, residual + γ·y`, async (gpu) => {
+        const grid = (shape: number[], seed: number, step: number, bound = 1) =>
+          ndarray(randomNd(shape, seed, -bound, bound).data.map((v) => Math.round(v / step) * step), shape);
+        const x = grid([M, K], 800 + i, 2 ** -6);
+        const w = grid([N, K], 810 + i, 2 ** -6);
+        const b = grid([N], 820 + i, 2 ** -3);
+        const g = grid([N], 830 + i, 2 ** -3);
+        const r = grid([M, N], 840 + i, 2 ** -4, 4);
+        const tx = gpu.upload([M, K], x.data, 'f16');
+        const tw = uploadWeight(gpu, w.data, [N, K], dtype);
+        const [tb, tg] = [gpu.upload([N], b.data), gpu.upload([N], g.data)];
+        for (const out of ['f16', 'f32'] as const) {
+          const tr = gpu.upload([M, N], r.data, out);
+          const y = linear(gpu, tx, tw, tb, { residual: tr, scale: tg, outDtype: out });
+          const ref = (out === 'f16' ? f16Ref(linearRef) : linearRef)(x, w, b, { residual: r, scale: g });
+          expectClose(await y.read(), ref.data, { atol: 0, rtol: 0 }, `exact f16 x → ${out}`);
+          [tr, y].forEach((t) => t.dispose());
+        }
+        [tx, tw, tb, tg].forEach((t) => t.dispose());
+      });
+    });
+
     // outDtype: f32 logits from f16 hidden states (the lm_head), and the reverse; the residual at the output's precision.
     const mixed: PrecisionCase[] = [
       { xShape: [1, 64], N: 255, dtype: 'f16', x: 'f16', out: 'f32', bias: false, gelu: false }, //            matvec, vec4
