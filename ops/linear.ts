@@ -76,7 +76,8 @@ const MATVEC_WG = 256;
  * point (8 halves or 4 floats), else one element each — rounded down to a power of two, at most 32.
  * 32 lanes × 16 bytes read 512 contiguous bytes of a row per step; a short row (lm_head of a small
  * model: K = 64 is eight 16-byte loads) gets fewer lanes and more columns per workgroup, instead of
- * idle lanes and extra reduction steps.
+ * idle lanes and extra reduction steps. The lanes follow w's loads only: x is the same M·K values
+ * for every column (read from cache), 16 or 32 bytes per 16-byte load of w at f32, 8 or 16 at f16.
  */
 export function matvecLanes(K: number, vec4: boolean, f16: boolean | DType): number {
   const perLoad = f16 === true || f16 === 'f16' ? 8 : f16 === 'q8' ? 16 : f16 === 'q4' ? 32 : 4; // elements per 16 bytes
