@@ -1,14 +1,14 @@
 // linear_matvec.wgsl — the linear op for a few rows of x (LLaMA decode: M = 1), where the work is
 // streaming the weight matrix once at memory bandwidth. ops/linear.ts picks this for M ≤ MAX_M.
 //
-//   y[m, col0 + n] = act( Σ_k x[m, k] · w[n, k]  + bias[col0 + n] )      m < M ≤ MAX_M, n < N, k < K
+//   y[m, col0 + n] = φ( Σ_k x[m, k] · w[n, k]  + bias[col0 + n] )      m < M ≤ MAX_M, n < N, k < K
 //   then, optionally, y = residual + γ[col0 + n] · y     (the epilogue of linear_tiled.wgsl)
 //
 // Layouts, f16 packing, slicing (M, N, yStride, col0) and the GELU are as in linear_tiled.wgsl.
 //
-// Bindings:  @0 uniform Params   @1 x: f32[M·K]   @2 w: u32 words of [N, K]
-//            @3 bias: f32[col0 + N] (unread unless HAS_BIAS)   @4 y: f32[M·yStride] (read_write)
-//            @5 residual: f32[M·yStride] (unread unless RESIDUAL)   @6 scale: f32[col0 + N] (unless LAYER_SCALE)
+// Bindings:  @0 uniform Params   @1 x: act[M·K]   @2 w: u32 words of [N, K]
+//            @3 bias: f32[col0 + N] (unread unless HAS_BIAS)   @4 y: out[M·yStride] (read_write)
+//            @5 residual: out[M·yStride] (unread unless RESIDUAL)   @6 scale: f32[col0 + N] (unless LAYER_SCALE)
 // Dispatch:  ⌈N / (WG / LANES)⌉ workgroups of WG invocations, folded into [GRID_X, …] when that
 //            exceeds the per-dimension limit (group = wid.x + wid.y · GRID_X).
 // Each workgroup computes WG / LANES output columns n (all M rows); the LANES invocations of one
@@ -19,17 +19,27 @@
 // Entry points:
 //   main       any K; one element per lane per step (f16 elements are indexed, rows may start mid-word).
 //   main_vec4  K % 8 == 0 only: a lane reads 16 bytes of w per step (8 halves or 4 f32) and the
-//              matching x as vec4s. Quantized weights (W_BITS 8 or 4): K % 32 == 0, 16 bytes are
-//              16 int8 or 32 int4 codes of one group, dequantized in registers and scaled once.
+//              matching x as vec4s (16 bytes of f32, 8 of f16). Quantized weights (W_BITS 8 or 4):
+//              K % 32 == 0, 16 bytes are 16 int8 or 32 int4 codes of one group, dequantized in
+//              registers and scaled once.
 //
 // Quantized weights (W_BITS = 8 | 4, runtime/quant.ts): row n of w is qRowWords words, the packed
 // codes of k = 0 … then, from word qScaleWord, the group scales (f16, two per word); weight_at
 // dequantizes element (n, k). Still one binding: the scales sit inside each row.
+//
+// Precision (ops/precision.ts): `act` (x) and `out` (y and the residual) are f32, or f16 in the
+// +f16(…) variants — separately, so f16 hidden states can give f32 logits (the lm_head). Weights,
+// bias and γ keep their own dtypes. x is widened to f32 as it is read; the products, the sums over
+// K, the GELU and the epilogue are f32 (a product of two f16 values is exact in f32, as on tensor
+// cores), and `store` rounds to f16 once, at the write of y.
 
 // Lines starting `//subgroups:` are live only in the `+subgroups` variant of this kernel (ops/subgroups.ts
 // strips the marker when the device has `subgroups` and a column's LANES fit in one subgroup): WGSL has
 // no conditional compilation, and `enable subgroups;` must not reach a device without the feature.
 //subgroups: enable subgroups;
+
+alias act = f32; // x (f16 in the +f16(act) variants)
+alias out = f32; // y and the residual (f16 in the +f16(out) variants)
 
 struct Params {
   M: u32,
@@ -55,15 +65,15 @@ override RESIDUAL: bool = false; // y = residual + (LAYER_SCALE ? γ · v : v)
 override LAYER_SCALE: bool = false;
 
 @group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(1) var<storage, read> x: array<act>;
 @group(0) @binding(2) var<storage, read> w: array<u32>;
 @group(0) @binding(3) var<storage, read> bias: array<f32>;
-@group(0) @binding(4) var<storage, read_write> y: array<f32>;
-@group(0) @binding(5) var<storage, read> residual: array<f32>; // laid out as y; unread unless RESIDUAL
+@group(0) @binding(4) var<storage, read_write> y: array<out>;
+@group(0) @binding(5) var<storage, read> residual: array<out>; // laid out as y; unread unless RESIDUAL
 @group(0) @binding(6) var<storage, read> scale: array<f32>;    // γ [col0 + N]; unread unless LAYER_SCALE
 
 // The same buffers seen as 16-byte vectors, for main_vec4.
-@group(0) @binding(1) var<storage, read> x4: array<vec4<f32>>;
+@group(0) @binding(1) var<storage, read> x4: array<vec4<act>>;
 @group(0) @binding(2) var<storage, read> w4: array<vec4<u32>>;
 
 // partial[m · WG + invocation]
@@ -89,6 +99,11 @@ fn weight_at(n: u32, k: u32) -> f32 {
     return f32(extractBits(bitcast<i32>(w[row + (k >> 2u)]), 8u * (k & 3u), 8u)) * s;
   }
   return (f32(extractBits(w[row + (k >> 3u)], 4u * (k & 7u), 4u)) - 8.0) * s;
+}
+
+/** Four consecutive elements of x (16-byte vector i of the f32 view, 8-byte of the f16 one), in f32. */
+fn x_vec4(i: u32) -> vec4<f32> {
+  return vec4<f32>(x4[i]);
 }
 
 /** The four int8 codes of a word (byte j = element j), sign-extended. */
@@ -131,9 +146,9 @@ fn store(m: u32, n: u32, acc: f32) {
     v = scale[p.col0 + n] * v;
   }
   if (RESIDUAL) {
-    v = residual[i] + v;
+    v = f32(residual[i]) + v;
   }
-  y[i] = v;
+  y[i] = out(v); // the one rounding of the f16 variants
 }
 
 /** Sums each row's partials over the LANES invocations of a column; lane 0 writes y. */
@@ -186,7 +201,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
       let wv = weight_at(n, k);
       for (var m = 0u; m < MAX_M; m++) {
         if (m < p.M) {
-          acc[m] += wv * x[m * p.K + k];
+          acc[m] += wv * f32(x[m * p.K + k]);
         }
       }
     }
@@ -212,11 +227,11 @@ fn main_vec4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_in
           let xi = (m * p.K + c * per) / 4u;
           var d = 0.0;
           if (W_BITS == 8u) {
-            d = dot(codes_i8(q.x), x4[xi]) + dot(codes_i8(q.y), x4[xi + 1u]) +
-                dot(codes_i8(q.z), x4[xi + 2u]) + dot(codes_i8(q.w), x4[xi + 3u]);
+            d = dot(codes_i8(q.x), x_vec4(xi)) + dot(codes_i8(q.y), x_vec4(xi + 1u)) +
+                dot(codes_i8(q.z), x_vec4(xi + 2u)) + dot(codes_i8(q.w), x_vec4(xi + 3u));
           } else {
             for (var j = 0u; j < 4u; j++) {
-              d += dot(codes_i4(q[j], 0u), x4[xi + 2u * j]) + dot(codes_i4(q[j], 1u), x4[xi + 2u * j + 1u]);
+              d += dot(codes_i4(q[j], 0u), x_vec4(xi + 2u * j)) + dot(codes_i4(q[j], 1u), x_vec4(xi + 2u * j + 1u));
             }
           }
           acc[m] += s * d;
@@ -234,7 +249,7 @@ fn main_vec4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_in
         for (var m = 0u; m < MAX_M; m++) {
           if (m < p.M) {
             let xi = (m * p.K) / 4u + 2u * c;
-            acc[m] += dot(lo, x4[xi]) + dot(hi, x4[xi + 1u]);
+            acc[m] += dot(lo, x_vec4(xi)) + dot(hi, x_vec4(xi + 1u));
           }
         }
       } else {
@@ -242,7 +257,7 @@ fn main_vec4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_in
         let q = bitcast<vec4<f32>>(w4[n * 2u * k8 + c]);
         for (var m = 0u; m < MAX_M; m++) {
           if (m < p.M) {
-            acc[m] += dot(q, x4[(m * p.K) / 4u + c]);
+            acc[m] += dot(q, x_vec4((m * p.K) / 4u + c));
           }
         }
       }

@@ -1,22 +1,22 @@
 // linear_tiled.wgsl — GEMM with a fused epilogue (bias, GELU, layer scale, residual), for M above a handful of rows
 // (ConvNeXt pointwise MLPs, LLaMA prefill). ops/linear.ts picks this or linear_matvec.wgsl by M.
 //
-//   y[m, col0 + n] = act( Σ_k x[m, k] · w[n, k]  + bias[col0 + n] )      m < M, n < N, k < K
+//   y[m, col0 + n] = φ( Σ_k x[m, k] · w[n, k]  + bias[col0 + n] )      m < M, n < N, k < K
 //   then, optionally, y = residual + γ[col0 + n] · y   (LLaMA's o_proj / down_proj + residual; ConvNeXt's
 //   pwconv2 + layer scale + residual — PyTorch rounds γ·y, then adds, as here)
 //
-// x is f32 [M, K] row-major; w is [N, K] row-major (PyTorch's Linear.weight), f32 or f16. Both live
-// in `array<u32>` words: f32 as bit patterns, f16 packed two per word (element i = half i & 1 of
+// x is [M, K] row-major, f32 or f16 (`act`); w is [N, K] row-major (PyTorch's Linear.weight), f32 or
+// f16, in `array<u32>` words: f32 as bit patterns, f16 packed two per word (element i = half i & 1 of
 // word i >> 1). A row of an f16 weight with odd K starts mid-word, so `main` indexes elements.
-// Accumulation is f32. act is identity or exact GELU, 0.5·v·(1 + erf(v/√2)).
+// Accumulation is f32. φ is identity or exact GELU, 0.5·v·(1 + erf(v/√2)).
 //
 // The op may bind only a slice of each operand (weights and activations over the 128 MiB binding
 // limit): M, N and the bindings are the slice; yStride is the full width of y and col0 the column
 // (and bias index) of w's first bound row.
 //
-// Bindings:  @0 uniform Params   @1 x: f32[M·K]   @2 w: u32 words of [N, K]
-//            @3 bias: f32[col0 + N] (unread unless HAS_BIAS)   @4 y: f32[M·yStride] (read_write)
-//            @5 residual: f32[M·yStride] (unread unless RESIDUAL)   @6 scale: f32[col0 + N] (unless LAYER_SCALE)
+// Bindings:  @0 uniform Params   @1 x: act[M·K]   @2 w: u32 words of [N, K]
+//            @3 bias: f32[col0 + N] (unread unless HAS_BIAS)   @4 y: out[M·yStride] (read_write)
+//            @5 residual: out[M·yStride] (unread unless RESIDUAL)   @6 scale: f32[col0 + N] (unless LAYER_SCALE)
 // Dispatch:  [⌈N / TILE_N⌉, ⌈M / TILE_M⌉] workgroups (sizes per entry point below).
 // One workgroup computes a TILE_M × TILE_N block of y: per step of TILE_K it stages x[TILE_M, TILE_K]
 // and w[TILE_N, TILE_K] in workgroup memory, transposed to k-major, then each invocation accumulates
@@ -25,6 +25,12 @@
 // Quantized weights (W_BITS = 8 | 4, runtime/quant.ts; `main` only): row n of w is qRowWords words,
 // the packed codes then, from word qScaleWord, the f16 group scales; weight_at dequantizes (n, k)
 // while staging, so the multiply is the f32 one.
+//
+// Precision (ops/precision.ts): `act` (x) and `out` (y and the residual) are f32, or f16 in the
+// +f16(…) variants — separately, so f16 hidden states can give f32 logits (the lm_head). Weights,
+// bias and γ keep their own dtypes. x is widened to f32 as it is fetched, so the staged tiles, the
+// products (exact in f32 for two f16 values, as on tensor cores), the sums over K, the GELU and the
+// epilogue are f32; `store` rounds to f16 once, at the write of y.
 //
 // Entry points:
 //   main       any M, N, K: scalar loads with bounds checks on every edge; workgroup
@@ -37,6 +43,10 @@
 //              global latency overlaps the multiply), staged as vec4s; 8 × 4 micro-tiles of
 //              contiguous rows/columns, so a k step costs 3 vec4 workgroup loads for 32 FMAs;
 //              workgroup (TILE_N / 4) × (TILE_M / 8).
+//              (An f16 x item is 4 halves, 8 bytes: half the f32 traffic for the same k.)
+
+alias act = f32; // x (f16 in the +f16(act) variants)
+alias out = f32; // y and the residual (f16 in the +f16(out) variants)
 
 struct Params {
   M: u32,
@@ -62,15 +72,15 @@ const TM: u32 = 4; // rows of the micro-tile (fixed: private arrays need a const
 const TN: u32 = 4; // columns of the micro-tile
 
 @group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(1) var<storage, read> x: array<act>;
 @group(0) @binding(2) var<storage, read> w: array<u32>;
 @group(0) @binding(3) var<storage, read> bias: array<f32>;
-@group(0) @binding(4) var<storage, read_write> y: array<f32>;
-@group(0) @binding(5) var<storage, read> residual: array<f32>; // laid out as y; unread unless RESIDUAL
+@group(0) @binding(4) var<storage, read_write> y: array<out>;
+@group(0) @binding(5) var<storage, read> residual: array<out>; // laid out as y; unread unless RESIDUAL
 @group(0) @binding(6) var<storage, read> scale: array<f32>;    // γ [col0 + N]; unread unless LAYER_SCALE
 
 // The same buffers seen as 16-byte vectors, for main_vec4 (an entry point uses one view or the other).
-@group(0) @binding(1) var<storage, read> x4: array<vec4<f32>>;
+@group(0) @binding(1) var<storage, read> x4: array<vec4<act>>;
 @group(0) @binding(2) var<storage, read> w4: array<vec4<u32>>;
 
 // Staged tiles, k-major: xs[k · (TILE_M + 1) + row], ws[k · (TILE_N + 1) + col].
@@ -134,9 +144,9 @@ fn store(m: u32, n: u32, acc: f32) {
     v = scale[p.col0 + n] * v;
   }
   if (RESIDUAL) {
-    v = residual[i] + v;
+    v = f32(residual[i]) + v;
   }
-  y[i] = v;
+  y[i] = out(v); // the one rounding of the f16 variants
 }
 
 /** Accumulates the staged TILE_K slice into the micro-tile of invocation (tx, ty). */
@@ -181,7 +191,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
       let k = e % TILE_K;
       var v = 0.0;
       if (m0 + r < p.M && k0 + k < p.K) {
-        v = x[(m0 + r) * p.K + k0 + k];
+        v = f32(x[(m0 + r) * p.K + k0 + k]);
       }
       xs[k * (TILE_M + 1u) + r] = v;
     }
@@ -203,13 +213,14 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
 
 const VTM: u32 = 8; // main_vec4 micro-tile: rows
 const VTN: u32 = 4; // main_vec4 micro-tile: columns (one vec4)
-const MAX_LOADS: u32 = 4; // main_vec4: 16-byte items of each tile one invocation fetches (linear.ts: TILED_MAX_LOADS)
+const MAX_LOADS: u32 = 4; // main_vec4: vector items of each tile one invocation fetches (linear.ts: TILED_MAX_LOADS)
 
 /**
  * Global → registers: invocation `flat`'s share of the x and w tiles at k0, zero past the edges.
- * One item is 16 bytes of one row: 4 consecutive k of x, and 8 halves or 4 f32 of w. Rows vary
- * fastest across invocations so the transposing stores in stage_tiles hit distinct banks (the other
- * half of each 32-byte sector is read by the item TILE_M later, from L1).
+ * One item is 4 consecutive k of one row of x (16 bytes of f32, or 8 of f16, widened to f32 here),
+ * or 16 bytes of one row of w (8 halves or 4 f32). Rows vary fastest across invocations so the
+ * transposing stores in stage_tiles hit distinct banks (the rest of each 32-byte sector is read by
+ * the items TILE_M later, from L1).
  */
 fn fetch_tiles(m0: u32, n0: u32, k0: u32, flat: u32,
                xr: ptr<function, array<vec4<f32>, MAX_LOADS>>, wr: ptr<function, array<vec4<u32>, MAX_LOADS>>) {
@@ -221,7 +232,7 @@ fn fetch_tiles(m0: u32, n0: u32, k0: u32, flat: u32,
     let q = e / TILE_M;
     var v = vec4<f32>(0.0);
     if (e < TILE_M * TILE_K / 4u && m0 + r < p.M && k0 + 4u * q < p.K) {
-      v = x4[(m0 + r) * (p.K / 4u) + k0 / 4u + q];
+      v = vec4<f32>(x4[(m0 + r) * (p.K / 4u) + k0 / 4u + q]);
     }
     (*xr)[i] = v;
   }

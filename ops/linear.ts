@@ -2,11 +2,16 @@
  * linear — y = x · wᵀ + bias, optionally followed by exact GELU (PyTorch's nn.Linear [+ nn.GELU]),
  * then optionally y = residual + γ · y (a residual add, with ConvNeXt's layer scale) in the same kernel.
  *
- *   x     f32  [..., K]   leading dims are flattened to M rows
+ *   x     f32 | f16  [..., K]   an activation; leading dims are flattened to M rows
  *   w     f32 | f16 | q8 | q4 [N, K] PyTorch layout (f16: two halves per u32 word, see runtime/tensor.ts;
  *         q8/q4: per row the packed codes then the f16 group scales, runtime/quant.ts — dequantized in registers)
  *   bias  f32  [N]        optional
- *   y     f32  [..., N]   accumulated in f32
+ *   y     f32 | f16  [..., N]   x's precision unless `outDtype` says otherwise; accumulated in f32
+ *
+ * Precision (ops/precision.ts): x is read at its precision (`act` in the kernels), y and the residual
+ * are written / read at the output's (`out`): f16 hidden states can give f32 logits (the lm_head,
+ * `outDtype: 'f32'`). The products, sums, GELU and epilogue are f32; an f16 y is rounded once, at
+ * its store, so the reference of an f16 output is `f16Ref(linearRef)` on the f16 values of x.
  *
  * Two kernels, chosen by M:
  *   M ≤ MATVEC_MAX_M  kernels/linear_matvec.wgsl — decode: stream each weight once, reduce over K
@@ -25,6 +30,7 @@ import { params, type Binding, type Gpu } from '../runtime/gpu.js';
 import { isQuantDType, packQuantized, quantize, quantLayout, type QuantDType } from '../runtime/quant.js';
 import { numel, storageBytes, type DType, type Tensor } from '../runtime/tensor.js';
 import { erfc64 } from './gelu.js';
+import { assertF16Capable, precisionKernel, precisionOf, type Precision } from './precision.js';
 import { subgroupKernel } from './subgroups.js';
 import { assertDType, check, gcd, grid1d, GRID_X, lcm } from './util.js';
 
@@ -35,6 +41,11 @@ export interface LinearOptions<T = Tensor> {
   residual?: T;
   /** Per-column layer scale γ [N] applied before the residual (ConvNeXt); needs `residual`. */
   scale?: T;
+  /**
+   * Precision of y (and of `residual`, which must match it): x's by default. 'f32' from f16 x gives
+   * f32 logits from f16 hidden states (the lm_head). The CPU reference computes in f32 and ignores it.
+   */
+  outDtype?: Precision;
 }
 
 /** Up to this many rows of x the matrix-vector kernel is used: MAX_M in linear_matvec.wgsl (a WGSL const: it sizes register arrays; spec/kernels/kernel-constants.spec.ts checks they agree). */
@@ -65,7 +76,8 @@ const MATVEC_WG = 256;
  * point (8 halves or 4 floats), else one element each — rounded down to a power of two, at most 32.
  * 32 lanes × 16 bytes read 512 contiguous bytes of a row per step; a short row (lm_head of a small
  * model: K = 64 is eight 16-byte loads) gets fewer lanes and more columns per workgroup, instead of
- * idle lanes and extra reduction steps.
+ * idle lanes and extra reduction steps. The lanes follow w's loads only: x is the same M·K values
+ * for every column (read from cache), 16 or 32 bytes per 16-byte load of w at f32, 8 or 16 at f16.
  */
 export function matvecLanes(K: number, vec4: boolean, f16: boolean | DType): number {
   const perLoad = f16 === true || f16 === 'f16' ? 8 : f16 === 'q8' ? 16 : f16 === 'q4' ? 32 : 4; // elements per 16 bytes
@@ -95,13 +107,22 @@ export function linearWithBindingLimit(
   maxBindingBytes: number,
 ): Tensor {
   const { M, N, K } = checkLinearShapes('linear', x.shape, w.shape, bias?.shape);
-  assertDType('linear', x, 'x', 'f32');
+  const act = precisionOf('linear', x, 'x');
+  const out = opts.outDtype ?? act;
+  check('linear', out === 'f32' || out === 'f16', `outDtype must be 'f32' or 'f16', got '${String(out)}'`);
   assertDType('linear', w, 'w', 'f32', 'f16', 'q8', 'q4');
   if (bias) assertDType('linear', bias, 'bias', 'f32');
   checkEpilogue('linear', [...x.shape.slice(0, -1), N], opts.residual?.shape, opts.scale?.shape);
-  if (opts.residual) assertDType('linear', opts.residual, 'residual', 'f32');
+  if (opts.residual && opts.residual.dtype !== out) {
+    throw new Error(`linear: residual is ${opts.residual.dtype} but the output is ${out} (the residual is read at the output's precision: ${opts.outDtype ? 'outDtype' : "x's, as no outDtype is given"}); cast it first`);
+  }
   if (opts.scale) assertDType('linear', opts.scale, 'scale', 'f32');
-  if (M === 0 || N === 0) return gpu.empty([...x.shape.slice(0, -1), N]);
+  // The kernels' f16 variants: x's alias `act`, y's and the residual's `out`, each where it is f16.
+  const f16Aliases = [...(act === 'f16' ? ['act'] : []), ...(out === 'f16' ? ['out'] : [])];
+  if (f16Aliases.length) assertF16Capable(gpu, 'linear');
+  const xBytes = act === 'f16' ? 2 : 4;
+  const yBytes = out === 'f16' ? 2 : 4;
+  if (M === 0 || N === 0) return gpu.empty([...x.shape.slice(0, -1), N], out);
 
   const f16 = w.dtype === 'f16';
   const quant = isQuantDType(w.dtype) ? quantLayout(w.dtype, K) : undefined;
@@ -111,7 +132,10 @@ export function linearWithBindingLimit(
   const tiles = vec4 ? TILED_VEC4 : TILED;
   const lanes = matvecLanes(K, vec4, w.dtype);
   const wRowBytes = quant ? quant.rowWords * 4 : K * (f16 ? 2 : 4);
-  const kernel = matvec ? subgroupKernel(gpu, 'linear_matvec', lanes) : { kernel: 'linear_tiled', SUBGROUPS: 0, lanes }; // lanes capped at the subgroup size
+  // The f16 variant (if any), and of the matvec kernel its subgroup variant (lanes capped at the subgroup size).
+  const kernel = matvec
+    ? subgroupKernel(gpu, precisionKernel(gpu, 'linear_matvec', f16Aliases), lanes)
+    : { kernel: precisionKernel(gpu, 'linear_tiled', f16Aliases), SUBGROUPS: 0, lanes };
   const flags = {
     W_F16: f16 ? 1 : 0,
     W_BITS: w.dtype === 'q8' ? 8 : w.dtype === 'q4' ? 4 : 0,
@@ -124,14 +148,14 @@ export function linearWithBindingLimit(
   // The tiled kernel's grid also caps them: one workgroup per tile, ≤ maxComputeWorkgroupsPerDimension.
   const maxGroups = gpu.limits.maxComputeWorkgroupsPerDimension;
   const wRows = rowsPerBinding(N, [wRowBytes], maxBindingBytes, `w [${w.shape}] ${w.dtype}`, matvec ? N : maxGroups * tiles.TILE_N);
-  const xyRows = rowsPerBinding(M, [K * 4, N * 4], maxBindingBytes, `x [${M}, ${K}] / y [${M}, ${N}]`, maxGroups * tiles.TILE_M);
-  const y = gpu.empty([...x.shape.slice(0, -1), N]); // (after the checks: a refused call leaks nothing)
+  const xyRows = rowsPerBinding(M, [K * xBytes, N * yBytes], maxBindingBytes, `x [${M}, ${K}] ${act} / y [${M}, ${N}] ${out}`, maxGroups * tiles.TILE_M);
+  const y = gpu.empty([...x.shape.slice(0, -1), N], out); // (after the checks: a refused call leaks nothing)
 
   for (let m0 = 0; m0 < M; m0 += xyRows) {
     const rows = Math.min(xyRows, M - m0);
-    const xSlice = range(x, m0 * K * 4, rows * K * 4);
-    const ySlice = range(y, m0 * N * 4, rows * N * 4);
-    const residual = opts.residual ? range(opts.residual, m0 * N * 4, rows * N * 4) : xSlice;
+    const xSlice = range(x, m0 * K * xBytes, rows * K * xBytes);
+    const ySlice = range(y, m0 * N * yBytes, rows * N * yBytes);
+    const residual = opts.residual ? range(opts.residual, m0 * N * yBytes, rows * N * yBytes) : xSlice;
     for (let n0 = 0; n0 < N; n0 += wRows) {
       const cols = Math.min(wRows, N - n0);
       const wStart = quant ? n0 * wRowBytes : storageBytes(w.dtype, n0 * K);

@@ -1,10 +1,11 @@
 import { expect } from 'chai';
 import ndarray, { type NdArray } from 'ndarray';
 import { linear, linearRef, type LinearOptions, linearWithBindingLimit, geluRef, MATVEC_MAX_M, uploadWeight, linearFlops } from '../../ops/linear.js';
+import { f16Ref, type Precision } from '../../ops/precision.js';
 import { f16ToF32Array, f32ToF16Array } from '../../runtime/half.js';
 import type { Gpu } from '../../runtime/gpu.js';
 import type { Tensor } from '../../runtime/tensor.js';
-import { expectClose, randomNd, rng, testGpu } from '../helpers.js';
+import { expectClose, F16_TOL, randomNd, rng, testGpu, uploadAt } from '../helpers.js';
 
 type WDType = 'f32' | 'f16';
 
@@ -53,6 +54,43 @@ async function check(gpu: Gpu, c: Case, seed: number, run = (x: Tensor, w: Tenso
   [tx, tw, tb, tr, tg, y].forEach((t) => t?.dispose());
 }
 
+/**
+ * An f16 output against f16Ref(linearRef) on the f16 values of x: both sum in f32 / f64 and round
+ * once, so they differ by the f32 accumulation error (tol(K).atol, as the f32 cases) plus one f16
+ * ulp of the rounding (F16_TOL). An f32 output from f16 x differs by the accumulation error only.
+ */
+function f16Tol(K: number, out: Precision) {
+  return out === 'f16' ? { atol: tol(K).atol + F16_TOL.atol, rtol: F16_TOL.rtol } : tol(K);
+}
+
+/** A case with f16 activations: x at `x`, y and the residual at `out` (x's by default). */
+interface PrecisionCase extends Case {
+  x: Precision;
+  out?: Precision;
+}
+
+/** Runs one precision case through `run` and the reference on the values x and the residual hold. */
+async function checkAt(gpu: Gpu, c: PrecisionCase, seed: number, run = (x: Tensor, w: Tensor, b: Tensor | undefined, opts: LinearOptions) => linear(gpu, x, w, b, opts)) {
+  const K = c.xShape[c.xShape.length - 1];
+  const yShape = [...c.xShape.slice(0, -1), c.N];
+  const out = c.out ?? c.x;
+  const x = uploadAt(gpu, randomNd(c.xShape, seed), c.x);
+  const w = randomNd([c.N, K], seed + 1);
+  const b = c.bias ? randomNd([c.N], seed + 2) : undefined;
+  const r = c.residual ? uploadAt(gpu, randomNd(yShape, seed + 3, -4, 4), out) : undefined;
+  const g = c.residual === 'scaled' ? randomNd([c.N], seed + 4) : undefined;
+  const tw = uploadWeight(gpu, w.data, [c.N, K], c.dtype);
+  const tb = b ? gpu.upload([c.N], b.data) : undefined;
+  const tg = g ? gpu.upload([c.N], g.data) : undefined;
+  const activation = c.gelu ? ('gelu' as const) : undefined;
+  const y = run(x.t, tw, tb, { activation, residual: r?.t, scale: tg, outDtype: c.out });
+  expect(y.shape).to.deep.equal(yShape);
+  expect(y.dtype, 'y dtype').to.equal(out);
+  const ref = (out === 'f16' ? f16Ref(linearRef) : linearRef)(x.nd, asStored(w, c.dtype), b, { activation, residual: r?.nd, scale: g });
+  expectClose(await y.read(), ref.data, f16Tol(K, out), `linear x [${c.xShape}] ${c.x} · w [${c.N}, ${K}] ${c.dtype} → ${out}`);
+  [x.t, tw, tb, r?.t, tg, y].forEach((t) => t?.dispose());
+}
+
 function describeCase(c: Case): string {
   const epilogue = c.residual === 'scaled' ? ', residual + γ·y' : c.residual ? ', + residual' : '';
   return `x [${c.xShape}] · w [${c.N}, ${c.xShape[c.xShape.length - 1]}]ᵀ ${c.dtype}${c.bias ? ' + bias' : ''}${c.gelu ? ', gelu' : ''}${epilogue}`;
@@ -74,6 +112,144 @@ describe('linear (kernels/linear_tiled.wgsl, kernels/linear_matvec.wgsl)', () =>
       const c: Case = { xShape: [M, K], N, dtype, bias: i % 2 === 0, gelu: (i + (dtype === 'f16' ? 1 : 0)) % 3 === 0, residual };
       it(`matches the CPU reference: ${describeCase(c)}`, async () => check(await testGpu(), c, 100 + i));
     }
+  });
+
+  describe('f16 activations: x at f16, y and the residual at x\'s precision or outDtype', () => {
+    /** Runs a case on a device with shader-f16 (skipped elsewhere). */
+    const itF16 = (title: string, body: (gpu: Gpu) => Promise<void>) =>
+      it(title, async function () {
+        const gpu = await testGpu();
+        if (!gpu.hasF16) this.skip();
+        await body(gpu);
+      });
+
+    // Every size above (matvec M ≤ 8 and tiled; K % 8 == 0 vector loads and ragged K scalar ones),
+    // f32 and f16 weights, the epilogues rotated differently from the f32 cases.
+    sizes.forEach(([M, N, K], i) => {
+      for (const dtype of ['f32', 'f16'] as const) {
+        const residual = (['add', 'scaled', undefined] as const)[(i + (dtype === 'f16' ? 1 : 0)) % 3];
+        const c: PrecisionCase = { xShape: [M, K], N, dtype, x: 'f16', bias: i % 2 === 1, gelu: (i + (dtype === 'f16' ? 2 : 0)) % 3 === 0, residual };
+        itF16(`f16 → f16: ${describeCase(c)}`, (gpu) => checkAt(gpu, c, 500 + i));
+      }
+    });
+
+    // Values on a grid (x, w: multiples of 2⁻⁶ in [-1, 1]; γ, bias: 2⁻³; residual: 2⁻⁴ in [-4, 4]) are exact
+    // in f16 and every sum and product of the kernel is exact in f32 (≤ 21 significant bits), so the only
+    // rounding left is the one at the store: the kernels must match f16Ref bit for bit, and a second
+    // rounding anywhere (of y before the epilogue, say) shows here in a fifth of the outputs.
+    const exact: [number, number, number, WDType][] = [[1, 64, 255, 'f16'], [5, 33, 70, 'f32'], [40, 64, 129, 'f16'], [70, 33, 65, 'f32']];
+    exact.forEach(([M, K, N, dtype], i) => {
+      itF16(`rounds once, at the store: bit-exact with f16Ref on exactly summable values, x [${M}, ${K}] · w [${N}, ${K}]ᵀ ${dtype} + bias, residual + γ·y`, async (gpu) => {
+        const grid = (shape: number[], seed: number, step: number, bound = 1) =>
+          ndarray(randomNd(shape, seed, -bound, bound).data.map((v) => Math.round(v / step) * step), shape);
+        const x = grid([M, K], 800 + i, 2 ** -6);
+        const w = grid([N, K], 810 + i, 2 ** -6);
+        const b = grid([N], 820 + i, 2 ** -3);
+        const g = grid([N], 830 + i, 2 ** -3);
+        const r = grid([M, N], 840 + i, 2 ** -4, 4);
+        const tx = gpu.upload([M, K], x.data, 'f16');
+        const tw = uploadWeight(gpu, w.data, [N, K], dtype);
+        const [tb, tg] = [gpu.upload([N], b.data), gpu.upload([N], g.data)];
+        for (const out of ['f16', 'f32'] as const) {
+          const tr = gpu.upload([M, N], r.data, out);
+          const y = linear(gpu, tx, tw, tb, { residual: tr, scale: tg, outDtype: out });
+          const ref = (out === 'f16' ? f16Ref(linearRef) : linearRef)(x, w, b, { residual: r, scale: g });
+          expectClose(await y.read(), ref.data, { atol: 0, rtol: 0 }, `exact f16 x → ${out}`);
+          [tr, y].forEach((t) => t.dispose());
+        }
+        [tx, tw, tb, tg].forEach((t) => t.dispose());
+      });
+    });
+
+    // outDtype: f32 logits from f16 hidden states (the lm_head), and the reverse; the residual at the output's precision.
+    const mixed: PrecisionCase[] = [
+      { xShape: [1, 64], N: 255, dtype: 'f16', x: 'f16', out: 'f32', bias: false, gelu: false }, //            matvec, vec4
+      { xShape: [3, 33], N: 70, dtype: 'f32', x: 'f16', out: 'f32', bias: true, gelu: true, residual: 'scaled' }, // matvec, scalar
+      { xShape: [70, 40], N: 129, dtype: 'f16', x: 'f16', out: 'f32', bias: true, gelu: false, residual: 'add' }, // tiled, vec4
+      { xShape: [33, 7], N: 65, dtype: 'f32', x: 'f16', out: 'f32', bias: false, gelu: true }, //              tiled, scalar
+      { xShape: [2, 24], N: 33, dtype: 'f16', x: 'f32', out: 'f16', bias: true, gelu: true, residual: 'scaled' }, // matvec
+      { xShape: [65, 33], N: 70, dtype: 'f32', x: 'f32', out: 'f16', bias: false, gelu: false, residual: 'add' }, // tiled
+    ];
+    mixed.forEach((c, i) => itF16(`${c.x} → ${c.out} (outDtype): ${describeCase(c)}`, (gpu) => checkAt(gpu, c, 600 + i)));
+
+    itF16('flattens leading dims and K = 0 (act(bias)), both kernels', async (gpu) => {
+      await checkAt(gpu, { xShape: [2, 3, 5, 33], N: 7, dtype: 'f16', x: 'f16', bias: true, gelu: true }, 610);
+      await checkAt(gpu, { xShape: [1, 2, 40], N: 9, dtype: 'f32', x: 'f16', bias: true, gelu: false, residual: 'add' }, 611);
+      await checkAt(gpu, { xShape: [3, 0], N: 5, dtype: 'f16', x: 'f16', bias: true, gelu: true }, 612);
+      await checkAt(gpu, { xShape: [9, 0], N: 70, dtype: 'f32', x: 'f16', out: 'f32', bias: true, gelu: false }, 613);
+    });
+
+    itF16('GELU: to f32 accuracy into an f32 output from f16 x, and rounded once into an f16 output', async (gpu) => {
+      // As the f32 GELU case: K = 1, x = 1 (exact in f16), so y[m, n] = gelu(w[n]).
+      const N = 2001;
+      const wv = Float32Array.from({ length: N }, (_, n) => -10 + (20 * n) / (N - 1));
+      const tw = gpu.upload([N, 1], wv);
+      for (const M of [1, MATVEC_MAX_M + 1]) {
+        const tx = gpu.upload([M, 1], new Float32Array(M).fill(1), 'f16');
+        const want = new Float32Array(M * N).map((_, i) => geluRef(wv[i % N]));
+        const y32 = linear(gpu, tx, tw, undefined, { activation: 'gelu', outDtype: 'f32' });
+        expectClose(await y32.read(), want, { atol: 1e-7, rtol: 1e-6 }, `gelu f16 → f32 (M = ${M})`);
+        const y16 = linear(gpu, tx, tw, undefined, { activation: 'gelu' });
+        expect(y16.dtype).to.equal('f16');
+        expectClose(await y16.read(), f16Ref(() => ndarray(want, [M, N]))().data, F16_TOL, `gelu f16 → f16 (M = ${M})`);
+        [tx, y32, y16].forEach((t) => t.dispose());
+      }
+      tw.dispose();
+    });
+
+    itF16('dispatches the +f16 variants (composed with +subgroups for the matvec kernel where the device has subgroups)', async (gpu) => {
+      const w = uploadWeight(gpu, randomNd([16, 64], 1).data, [16, 64], 'f16');
+      const sub = gpu.subgroupMinSize ? '+subgroups' : '';
+      const runs: [number[], Precision | undefined, string, string][] = [
+        [[1, 64], undefined, `linear_matvec+f16(act,out)${sub}`, 'main_vec4'],
+        [[2, 64], 'f32', `linear_matvec+f16(act)${sub}`, 'main_vec4'],
+        [[20, 64], undefined, 'linear_tiled+f16(act,out)', 'main_vec4'],
+        [[20, 63], 'f32', 'linear_tiled+f16(act)', 'main'],
+      ];
+      for (const [shape, outDtype, kernel, entry] of runs) {
+        const x = gpu.upload(shape, randomNd(shape, 2).data, 'f16');
+        const wk = shape[1] === 64 ? w : gpu.upload([16, 63], new Float32Array(16 * 63));
+        let y: Tensor | undefined;
+        const { rows } = await gpu.profile(() => {
+          y = linear(gpu, x, wk, undefined, { outDtype });
+        });
+        expect(rows.map((r) => `${r.kernel} ${r.entry}`)).to.deep.equal([`${kernel} ${entry}`]);
+        [x, y, wk === w ? undefined : wk].forEach((t) => t?.dispose());
+      }
+      w.dispose();
+    });
+
+    // Bindings split by rows at 2 bytes per element: f16 x with odd K (rows start mid-word, slices
+    // on 256-byte boundaries), f16 and f32 weights, f32 y from f16 x.
+    const small: [PrecisionCase, number][] = [
+      [{ xShape: [1, 33], N: 129, dtype: 'f16', x: 'f16', bias: true, gelu: false }, 8448], //                     w: 128 + 1 rows
+      [{ xShape: [5, 40], N: 200, dtype: 'f32', x: 'f16', out: 'f32', bias: false, gelu: true, residual: 'scaled' }, 8192], // w: 48-row slices
+      [{ xShape: [300, 40], N: 64, dtype: 'f16', x: 'f16', bias: true, gelu: true, residual: 'add' }, 4096], //  x/y/residual: 32-row, w: 48-row slices
+      [{ xShape: [300, 33], N: 8, dtype: 'f32', x: 'f16', bias: false, gelu: true }, 8448], //                     x: 128 + 128 + 44 rows
+      [{ xShape: [130, 40], N: 200, dtype: 'f16', x: 'f16', out: 'f32', bias: true, gelu: false, residual: 'add' }, 12800], // x/y: 16-row, w: 160-row slices
+    ];
+    small.forEach(([c, limit], i) => {
+      itF16(`with a ${limit}-byte binding limit, ${c.x} → ${c.out ?? c.x}: ${describeCase(c)}`, async (gpu) => {
+        const before = gpu.dispatchCount;
+        await checkAt(gpu, c, 700 + i, (x, w, b, opts) => linearWithBindingLimit(gpu, x, w, b, opts, limit));
+        expect(gpu.dispatchCount - before).to.be.greaterThan(1);
+      });
+    });
+
+    itF16('refuses mixed precisions and a bad outDtype with clear errors, allocating nothing', async (gpu) => {
+      const x16 = gpu.empty([2, 4], 'f16');
+      const w = gpu.empty([3, 4]);
+      const r32 = gpu.empty([2, 3]);
+      const r16 = gpu.empty([2, 3], 'f16');
+      const b16 = gpu.empty([3], 'f16');
+      const live = gpu.pool.liveBytes;
+      expect(() => linear(gpu, x16, w, undefined, { residual: r32 })).to.throw(/linear: residual is f32 but the output is f16/);
+      expect(() => linear(gpu, x16, w, undefined, { residual: r16, outDtype: 'f32' })).to.throw(/linear: residual is f16 but the output is f32/);
+      expect(() => linear(gpu, x16, w, undefined, { outDtype: 'bf16' as Precision })).to.throw(/linear: outDtype must be 'f32' or 'f16', got 'bf16'/);
+      expect(() => linear(gpu, x16, w, b16)).to.throw(/linear: bias must be f32, got f16/);
+      expect(gpu.pool.liveBytes).to.equal(live);
+      [x16, w, r32, r16, b16].forEach((t) => t.dispose());
+    });
   });
 
   it('flattens leading dims of x: [2, 3, 5, 33] → [2, 3, 5, 7] (tiled), [1, 2, 40] → [1, 2, 9] and [33] → [7] (matvec)', async () => {
@@ -201,7 +377,7 @@ describe('linear (kernels/linear_tiled.wgsl, kernels/linear_matvec.wgsl)', () =>
     expect(() => linear(gpu, x, w)).to.throw(/x is \[2,5\] but w is \[3,4\]/);
     expect(() => linear(gpu, x, w5, b)).to.throw(/bias is \[4\] but w is \[3,5\]/);
     expect(() => linear(gpu, x, gpu.empty([15]))).to.throw(/w must be \[N, K\].*\[15\]/);
-    expect(() => linear(gpu, xi, w5)).to.throw(/x must be f32, got u32/);
+    expect(() => linear(gpu, xi, w5)).to.throw(/x must be an f32 or f16 activation tensor, got u32/);
     [x, w, w5, b, xi].forEach((t) => t.dispose());
   });
 

@@ -6,7 +6,8 @@ import { qkvRope, qkvRopeRef, type QkvRopeOptions } from '../../ops/qkvRope.js';
 import { linear, linearRef, linearWithBindingLimit, uploadWeight } from '../../ops/linear.js';
 import { f16BitsToF32, f32ToF16Bits } from '../../runtime/half.js';
 import { dequantize, maxLevel, packQuantized, quantBytes, quantize, quantLayout, roundTrip, type QuantDType } from '../../runtime/quant.js';
-import { expectClose, randomArray, randomNd, rng, testGpu } from '../helpers.js';
+import { f16Ref } from '../../ops/precision.js';
+import { expectClose, F16_TOL, randomArray, randomNd, rng, testGpu, uploadAt } from '../helpers.js';
 
 const DTYPES: QuantDType[] = ['q8', 'q4'];
 
@@ -134,6 +135,47 @@ describe('quantized weights (runtime/quant.ts formats; q8/q4 in linear and embed
           expect(rowBytes * N).to.be.above(8192);
           expectClose(await y.read(), linearRef(x, wq).data, { atol: 1e-4, rtol: 1e-5 }, `sliced ${dtype} M=${M}`);
           [tx, y].forEach((t) => t.dispose());
+        }
+        tw.dispose();
+      });
+
+      // f16 activations: x (and the residual) at f16, y at f16 or f32 (outDtype), against the
+      // reference on the f16 values of x, rounded once (f16Ref) for an f16 y.
+      for (const [M, N, K] of cases) {
+        for (const out of ['f16', 'f32'] as const) {
+          it(`${dtype}, f16 x → ${out} y: x [${M}, ${K}] · w [${N}, ${K}]ᵀ + bias, gelu, + residual`, async function () {
+            const gpu = await testGpu();
+            if (!gpu.hasF16) this.skip();
+            const x = uploadAt(gpu, randomNd([M, K], M + K), 'f16');
+            const wv = randomArray(N * K, N * K);
+            const wq = ndarray(roundTrip(wv, N, K, dtype), [N, K]);
+            const b = randomNd([N], 5);
+            const r = uploadAt(gpu, randomNd([M, N], 6), out);
+            const tw = uploadWeight(gpu, wv, [N, K], dtype);
+            const tb = gpu.upload([N], b.data);
+            const y = linear(gpu, x.t, tw, tb, { activation: 'gelu', residual: r.t, outDtype: out });
+            expect(y.dtype).to.equal(out);
+            const ref = (out === 'f16' ? f16Ref(linearRef) : linearRef)(x.nd, wq, b, { activation: 'gelu', residual: r.nd });
+            const tol = out === 'f16' ? { atol: 1e-5 * Math.sqrt(K) + F16_TOL.atol, rtol: F16_TOL.rtol } : { atol: 1e-5 * Math.sqrt(K), rtol: 1e-5 };
+            expectClose(await y.read(), ref.data, tol, `linear ${dtype} f16 x → ${out} [${M}, ${N}, ${K}]`);
+            [x.t, tw, tb, r.t, y].forEach((t) => t.dispose());
+          });
+        }
+      }
+      it(`${dtype}, f16 x: w, x and y bound in slices under a small binding limit (matvec and tiled)`, async function () {
+        const gpu = await testGpu();
+        if (!gpu.hasF16) this.skip();
+        const [N, K] = [96, 256];
+        const wv = randomArray(N * K, 9);
+        const wq = ndarray(roundTrip(wv, N, K, dtype), [N, K]);
+        const tw = uploadWeight(gpu, wv, [N, K], dtype);
+        for (const M of [1, 40]) {
+          const x = uploadAt(gpu, randomNd([M, K], M), 'f16');
+          const before = gpu.dispatchCount;
+          const y = linearWithBindingLimit(gpu, x.t, tw, undefined, {}, 8192); // w in slices of 16 (q8) or 48 (q4) rows; x and y in 16-row slices at M = 40
+          expect(gpu.dispatchCount - before).to.be.greaterThan(M === 1 ? 1 : 3);
+          expectClose(await y.read(), f16Ref(linearRef)(x.nd, wq).data, { atol: 1e-4, rtol: F16_TOL.rtol }, `sliced ${dtype} f16 x, M=${M}`);
+          [x.t, y].forEach((t) => t.dispose());
         }
         tw.dispose();
       });
