@@ -22,9 +22,12 @@ import { gelu } from '../ops/gelu.js';
 import { attention } from '../ops/attention.js';
 import { rope } from '../ops/rope.js';
 import { uniformStream } from '../llm/generate.js';
+import type { Precision } from '../ops/precision.js';
 
 export interface KernelResult {
   kernel: string;
+  /** Storage precision of the activations (ops/precision.ts); weights are named in `kernel`. */
+  precision: Precision;
   shape: string;
   implementation: string;
   /** Median ms per call. */
@@ -37,6 +40,8 @@ export interface KernelResult {
 
 export interface KernelBenchOptions {
   runs?: number;
+  /** Activation precision of every case (default f32); run once per precision to compare them. */
+  precision?: Precision;
   /** Smaller shapes (÷8 on the big dimension) for a quick look on slow adapters. */
   quick?: boolean;
   /** Also run the GEMM through gpu.js (webgpu + webasm) and the CPU reference. */
@@ -94,6 +99,8 @@ async function timeHost(fn: () => Promise<unknown> | unknown, runs: number): Pro
 
 export async function runKernelBench(gpu: Gpu, opts: KernelBenchOptions = {}): Promise<KernelResult[]> {
   const runs = opts.runs ?? 5;
+  const precision = opts.precision ?? 'f32';
+  const ab = precision === 'f16' ? 2 : 4; // bytes per activation element
   const q = opts.quick ? 8 : 1;
   const log = opts.log ?? (() => {});
   const results: KernelResult[] = [];
@@ -105,10 +112,11 @@ export async function runKernelBench(gpu: Gpu, opts: KernelBenchOptions = {}): P
   const gpuCase = async (kernel: string, shape: string, work: number, unit: KernelResult['unit'], op: () => Tensor | Tensor[]) => {
     const { samples, timing } = await timeOp(gpu, op, runs);
     const ms = median(samples);
-    record({ kernel, shape, implementation: 'convllava WGSL', samples_ms: samples, unit, throughput: work / (ms * 1e6), timing });
+    record({ kernel, precision, shape, implementation: 'convllava WGSL', samples_ms: samples, unit, throughput: work / (ms * 1e6), timing });
   };
   const up = (shape: number[], seed: number, dtype: 'f32' | 'f16' = 'f32') =>
     gpu.upload(shape, seeded(shape.reduce((a, b) => a * b, 1), seed), dtype);
+  const act = (shape: number[], seed: number) => up(shape, seed, precision); // an activation
 
   // ConvLLaVA-1536's shapes, from the preset table (synthetic/presets.ts).
   const D = VICUNA_7B.hidden, F = VICUNA_7B.intermediate, HEADS = VICUNA_7B.heads, HEAD_DIM = D / HEADS;
@@ -117,57 +125,57 @@ export async function runKernelBench(gpu: Gpu, opts: KernelBenchOptions = {}): P
   // --- GEMM: LLM prefill projection (576 visual tokens × 4096 → 4096) -------------------------------
   {
     const M = TOKENS / q, N = D, K = D;
-    const x = up([M, K], 1);
+    const x = act([M, K], 1);
     for (const dtype of ['f16', 'f32'] as const) {
       const w = up([N, K], 2, dtype);
       await gpuCase(`linear (${dtype} weights)`, `${M}×${N}×${K}`, 2 * M * N * K, 'GFLOP/s', () => linear(gpu, x, w));
       w.dispose();
     }
-    if (opts.compare !== false) await compareGemm(gpu, M, N, K, runs, record, log);
+    if (opts.compare !== false && precision === 'f32') await compareGemm(gpu, M, N, K, runs, record, log);
     x.dispose();
   }
   // --- matrix-vector: decode step of the MLP (1 × 4096 → 11008, f16 weights) -----------------------
   {
     const N = F, K = D;
-    const x = up([1, K], 3);
+    const x = act([1, K], 3);
     const w = up([N, K], 4, 'f16');
-    await gpuCase('linear matvec (f16 weights)', `1×${N}×${K}`, N * K * 2 + K * 4 + N * 4, 'GB/s', () => linear(gpu, x, w));
+    await gpuCase('linear matvec (f16 weights)', `1×${N}×${K}`, N * K * 2 + (K + N) * ab, 'GB/s', () => linear(gpu, x, w));
     x.dispose();
     w.dispose();
   }
   // --- ConvNeXt stage 1 at 1536²: depthwise 7×7 on 384×384×192, LayerNorm over 147456×192 ----------
   {
     const H = opts.quick ? 128 : STAGE1_SIDE, C = C1;
-    const x = up([H, H, C], 5);
+    const x = act([H, H, C], 5);
     const w = up([C, 1, 7, 7], 6);
     const b = up([C], 7);
     await gpuCase('dwconv7', `${H}×${H}×${C}`, 2 * H * H * C * 49, 'GFLOP/s', () => dwconv7(gpu, x, w, b));
     const rows = H * H;
     const g = up([C], 8);
-    await gpuCase('layerNorm', `${rows}×${C}`, rows * C * 8, 'GB/s', () => layerNorm(gpu, x.reshape([rows, C]), g, b, 1e-6));
+    await gpuCase('layerNorm', `${rows}×${C}`, rows * C * 2 * ab, 'GB/s', () => layerNorm(gpu, x.reshape([rows, C]), g, b, 1e-6));
     [x, w, b, g].forEach((t) => t.dispose());
   }
   // --- elementwise / LLM row ops at prefill size -----------------------------------------------------
   {
     const T = 640;
-    const h = up([T, F / q], 9);
-    await gpuCase('gelu', `${T}×${F / q}`, T * (F / q) * 8, 'GB/s', () => gelu(gpu, h));
-    await gpuCase('add', `${T}×${F / q}`, T * (F / q) * 12, 'GB/s', () => add(gpu, h, h));
+    const h = act([T, F / q], 9);
+    await gpuCase('gelu', `${T}×${F / q}`, T * (F / q) * 2 * ab, 'GB/s', () => gelu(gpu, h));
+    await gpuCase('add', `${T}×${F / q}`, T * (F / q) * 3 * ab, 'GB/s', () => add(gpu, h, h));
     h.dispose();
-    const x = up([T, D], 10);
+    const x = act([T, D], 10);
     const g = up([D], 11);
-    await gpuCase('rmsNorm', `${T}×${D}`, T * D * 8, 'GB/s', () => rmsNorm(gpu, x, g, 1e-5));
-    await gpuCase('rope', `${T}×${D}`, T * D * 8, 'GB/s', () => rope(gpu, x, { nHeads: HEADS, headDim: HEAD_DIM, positionOffset: 0, theta: 10000 }));
+    await gpuCase('rmsNorm', `${T}×${D}`, T * D * 2 * ab, 'GB/s', () => rmsNorm(gpu, x, g, 1e-5));
+    await gpuCase('rope', `${T}×${D}`, T * D * 2 * ab, 'GB/s', () => rope(gpu, x, { nHeads: HEADS, headDim: HEAD_DIM, positionOffset: 0, theta: 10000 }));
     // attention: prefill over 640 tokens (causal, 32 heads × 128), and one decode query over them
-    const k = up([T, D], 12);
-    const v = up([T, D], 13);
+    const k = act([T, D], 12);
+    const v = act([T, D], 13);
     const a = { nHeads: HEADS, nKvHeads: HEADS, headDim: HEAD_DIM };
     const prefillFlops = HEADS * 2 * 2 * HEAD_DIM * ((T * (T + 1)) / 2);
     await gpuCase('attention prefill', `${T} tok, ${HEADS}×${HEAD_DIM}`, prefillFlops, 'GFLOP/s', () =>
       attention(gpu, x, k, v, { ...a, queryOffset: 0, kvLength: T }),
     );
-    const q1 = up([1, D], 14);
-    await gpuCase('attention decode', `1 × ${T} kv, ${HEADS}×${HEAD_DIM}`, 2 * T * D * 4, 'GB/s', () =>
+    const q1 = act([1, D], 14);
+    await gpuCase('attention decode', `1 × ${T} kv, ${HEADS}×${HEAD_DIM}`, 2 * T * D * ab, 'GB/s', () =>
       attention(gpu, q1, k, v, { ...a, queryOffset: T - 1, kvLength: T }),
     );
     [x, g, k, v, q1].forEach((t) => t.dispose());
@@ -211,6 +219,7 @@ async function compareGemm(
       const samples = await timeHost(call, mode === 'webasm' ? 1 : Math.min(runs, 3));
       record({
         kernel: 'linear (f32 weights)',
+        precision: 'f32',
         shape: `${M}×${N}×${K}`,
         implementation: `gpu.js ${mode}`,
         samples_ms: samples,
@@ -227,6 +236,7 @@ async function compareGemm(
   const samples = await timeHost(() => linearRef(xa, wa), 1);
   record({
     kernel: 'linear (f32 weights)',
+    precision: 'f32',
     shape: `${M}×${N}×${K}`,
     implementation: 'CPU reference (JS)',
     samples_ms: samples,
@@ -237,12 +247,12 @@ async function compareGemm(
 }
 
 export function formatRow(r: KernelResult): string {
-  return `${r.kernel.padEnd(28)} ${r.shape.padEnd(22)} ${r.implementation.padEnd(20)} ${r.ms.toFixed(3).padStart(10)} ms ${r.throughput
+  return `${r.kernel.padEnd(28)} ${r.precision.padEnd(4)} ${r.shape.padEnd(22)} ${r.implementation.padEnd(20)} ${r.ms.toFixed(3).padStart(10)} ms ${r.throughput
     .toFixed(1)
     .padStart(9)} ${r.unit}`;
 }
 
-export const TABLE_HEADER = `${'kernel'.padEnd(28)} ${'shape'.padEnd(22)} ${'implementation'.padEnd(20)} ${'median'.padStart(13)} ${'throughput'.padStart(17)}`;
+export const TABLE_HEADER = `${'kernel'.padEnd(28)} ${'act'.padEnd(4)} ${'shape'.padEnd(22)} ${'implementation'.padEnd(20)} ${'median'.padStart(13)} ${'throughput'.padStart(17)}`;
 
 async function main(argv: string[]): Promise<void> {
   const json = argv.includes('--json');
@@ -257,8 +267,12 @@ async function main(argv: string[]): Promise<void> {
   }
   let results: KernelResult[];
   try {
+    const precisionAt = argv.indexOf('--precision');
+    const precision = precisionAt >= 0 ? argv[precisionAt + 1] : 'f32';
+    if (precision !== 'f32' && precision !== 'f16') throw new Error(`--precision must be f32 or f16, got '${precision}'`);
     results = await runKernelBench(gpu, {
       runs,
+      precision,
       quick: argv.includes('--quick'),
       compare: !argv.includes('--no-compare'),
       log: json ? undefined : console.log,

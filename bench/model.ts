@@ -19,6 +19,8 @@ import { LlamaDecoder } from '../llm/llama.js';
 import { inputsEmbeds } from '../llm/llava.js';
 import { imageQuestionIds } from '../llm/prompt.js';
 import { Projector } from '../nn/projector.js';
+import { gpuOps } from '../nn/ops.js';
+import type { Precision } from '../ops/precision.js';
 import { LlamaTokenizer } from '../llm/tokenizer.js';
 import { argmax } from '../ops/argmax.js';
 import { randomFill } from '../ops/randomFill.js';
@@ -49,6 +51,8 @@ export interface ModelBenchOptions {
   runs: number;
   /** q8 / q4: the decoder and projector quantized on load (runtime/quant.ts), the vision tower f16. */
   dtype: 'f16' | 'f32' | 'q8' | 'q4';
+  /** Storage precision of the activations and the KV cache (ops/precision.ts); default f32. */
+  precision?: Precision;
   throughDisk?: boolean;
   /** Which tests to run (default all): image encode, prompt processing, token generation, time to first token. */
   tests?: BenchTest[];
@@ -120,6 +124,10 @@ export interface LlmTestResult extends Partial<DecodeCounters> {
 export interface ModelBenchResult {
   model: string;
   dtype: string;
+  /** Activation / KV-cache precision. */
+  precision: Precision;
+  /** GPU bytes held after loading by the weights and by the KV cache (maxContext positions, at this precision). */
+  memory: { weights: number; kv_cache: number; kv_cache_positions: number };
   load_ms: number;
   parameters: { vision: number; llm: number };
   image_encode: ImageEncodeResult[];
@@ -187,20 +195,23 @@ export async function runModelBench(gpu: Gpu, o: ModelBenchOptions): Promise<Mod
     const badResolution = wanted('encode') ? o.resolutions.find((R) => R % stride) : undefined;
     if (badResolution !== undefined) throw new Error(`resolution ${badResolution} is not a multiple of the tower's stride ${stride}`);
     gpu.pool.peakBytes = gpu.pool.liveBytes;
+    const liveBefore = gpu.pool.liveBytes;
     // --- load ----------------------------------------------------------------------------------------
     const t0 = performance.now();
     log('loading vision tower …');
     const quantize = o.dtype === 'q8' || o.dtype === 'q4' ? o.dtype : undefined;
     const floatDType = quantize ? 'f16' : (o.dtype as 'f16' | 'f32');
-    tower = await VisionTower.fromSource(gpu, towerConfig, ckpt.vision, {
+    const precision = o.precision ?? 'f32';
+    const ops = gpuOps(gpu, precision);
+    tower = await VisionTower.fromSource(ops, towerConfig, ckpt.vision, {
       dtype: floatDType,
       onProgress: (d, t) => log(`loading vision tower ${d}/${t}`),
     });
-    projector = await Projector.fromSource(gpu, ckpt.config, ckpt.llm, { dtype: floatDType, quantize });
+    projector = await Projector.fromSource(ops, ckpt.config, ckpt.llm, { dtype: floatDType, quantize });
     const maxContext = Math.min(ckpt.config.max_position_embeddings, Math.max(o.nPrompt, 64) + tower.tokens + o.nGen + 128);
     if (!visionOnly) {
       log('loading LLM …');
-      decoder = await LlamaDecoder.load(gpu, ckpt.llm, ckpt.config, {
+      decoder = await LlamaDecoder.load(ops, ckpt.llm, ckpt.config, {
         dtype: floatDType,
         quantize,
         maxContext,
@@ -211,6 +222,7 @@ export async function runModelBench(gpu: Gpu, o: ModelBenchOptions): Promise<Mod
     }
     await gpu.sync();
     const loadMs = performance.now() - t0;
+    const loadedBytes = gpu.pool.liveBytes - liveBefore; // weights + KV cache
     const parameters = { vision: countParameters(ckpt.vision), llm: countParameters(ckpt.llm) };
 
     // --- image encode per resolution ---------------------------------------------------------------
@@ -250,7 +262,9 @@ export async function runModelBench(gpu: Gpu, o: ModelBenchOptions): Promise<Mod
       const H = ckpt.config.hidden_size;
       // --- pp: prompt processing of nPrompt tokens (random embeddings) -------------------------------
       if (o.nPrompt > 0 && wanted('pp')) {
-        const x = randomFill(gpu, [o.nPrompt, H], 'f32', { seed: 5 });
+        const x32 = randomFill(gpu, [o.nPrompt, H], 'f32', { seed: 5 });
+        const x = ops.activation(x32); // x32 itself at f32
+        if (x !== x32) x32.dispose();
         const seconds: number[] = [];
         for (let r = 0; r <= o.runs; r++) {
           log(`pp${o.nPrompt} run ${r}/${o.runs}${r === 0 ? ' (warm-up)' : ''}`);
@@ -318,9 +332,16 @@ export async function runModelBench(gpu: Gpu, o: ModelBenchOptions): Promise<Mod
       log('profiling one decode step and one image encode …');
       profile = await profileModel(gpu, tower, projector, decoder, o.resolutions[0] ?? towerConfig.resolution);
     }
+    const memory = {
+      weights: loadedBytes - (decoder?.bytes.kvCache ?? 0),
+      kv_cache: decoder?.bytes.kvCache ?? 0,
+      kv_cache_positions: decoder?.dims.maxContext ?? 0,
+    };
     return {
       model: label,
       dtype: o.dtype,
+      precision,
+      memory,
       load_ms: loadMs,
       parameters,
       image_encode: imageEncode,

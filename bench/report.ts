@@ -10,6 +10,8 @@ export interface BenchReport {
   adapter: { vendor: string; architecture: string; device: string; description: string; backend: string };
   date: string;
   model: ModelBenchResult | null;
+  /** One model result per --precision, in the order given (model is the first). */
+  models?: ModelBenchResult[];
   kernels: (KernelResult & { roofline_fraction: number | null })[] | null;
   roofline: { bandwidth_gbs: number; gemm_gflops: number } | null;
 }

@@ -123,7 +123,7 @@ async function checkModel(gpu: Gpu): Promise<void> {
 
   const t0 = performance.now();
   const ckpt = await Checkpoint.openFrom(new UrlFolderReader(new URL('model/', FIXTURE)));
-  const model = await ConvLlava.load(ckpt, { gpu, dtype: 'f32', maxContext: 160 });
+  const model = await ConvLlava.load(ckpt, { gpu, dtype: 'f32', precision: 'f32', maxContext: 160 });
   log(`ok  model loaded over HTTP in ${(performance.now() - t0).toFixed(0)} ms (${ckpt.warnings.length} warnings)`);
   try {
     const png = new Uint8Array(await (await fetch(new URL(golden.cases[0].image, FIXTURE))).arrayBuffer());

@@ -1,6 +1,7 @@
 /**
  * convllava bench [--preset P | --model DIR] [--resolutions 768,1024,1536] [-p 512] [-n 128] [-r 5]
- *                 [--only encode,pp,tg,ttft] [--dtype f16|f32|q8|q4] [--through-disk] [--kernels] [--profile]
+ *                 [--only encode,pp,tg,ttft] [--dtype f16|f32|q8|q4] [--precision f16,f32] [--through-disk]
+ *                 [--kernels] [--profile]
  *                 [--json] [--report out.html]
  *
  * Image encode ms per resolution, prefill tok/s (pp<N>), decode tok/s (tg<N>), time to first token,
@@ -9,6 +10,8 @@
  * with --kernels also the per-kernel table and each figure's fraction of the measured roofline;
  * with --profile the GPU time per kernel of one decode step and one image encode. --json prints one JSON
  * object (llama-bench field names where they exist: n_prompt, n_gen, avg_ts, stddev_ts, samples_ts).
+ * --precision f16,f32 runs everything once per activation precision in the same process (same
+ * adapter, same weights) and prints the f16 / f32 ratios side by side.
  */
 import { writeFile } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
@@ -17,6 +20,7 @@ import { BENCH_TESTS, runModelBench, type BenchTest, type KernelShare, type Mode
 import { renderReport, type BenchReport } from '../bench/report.js';
 import { measureCopyBandwidth } from '../bench/roofline.js';
 import { Gpu } from '../runtime/gpu.js';
+import { defaultPrecision, type Precision } from '../ops/precision.js';
 import { PRESET_NAMES } from '../synthetic/presets.js';
 
 const HELP = `usage: convllava bench [options]
@@ -31,6 +35,9 @@ const HELP = `usage: convllava bench [options]
   --only LIST          run only these tests: ${BENCH_TESTS.join(',')} (default all)
   --dtype f16|f32|q8|q4  weight storage on the GPU (default f16; q8/q4 quantize the decoder and
                        projector on load, vision f16)
+  --precision LIST     activation / KV-cache precision(s), comma-separated: f16, f32 or f16,f32
+                       (default: f16 where the adapter has shader-f16, else f32); two run side by
+                       side and their ratios are printed
   --kernels            also run the kernel benchmark with roofline fractions
   --profile            GPU time per kernel (sum, count, share) of one decode step and one image
                        encode, each dispatch timed alone (timestamp queries where the adapter has them)
@@ -57,6 +64,7 @@ export async function run(argv: string[]): Promise<number> {
       repetitions: { type: 'string', short: 'r' },
       only: { type: 'string' },
       dtype: { type: 'string' },
+      precision: { type: 'string' },
       kernels: { type: 'boolean' },
       profile: { type: 'boolean' },
       json: { type: 'boolean' },
@@ -95,29 +103,36 @@ export async function run(argv: string[]): Promise<number> {
     const adapter = gpu.summary;
     if (!json) console.log(`adapter: ${adapter.vendor} ${adapter.architecture} ${adapter.device} ${adapter.description} via ${adapter.backend}; features: ${adapter.features.join(', ')}`);
 
-    let modelResult: ModelBenchResult | null = null;
+    const precisions = parsePrecisions(values.precision, gpu);
+    const modelResults: ModelBenchResult[] = [];
     const modelResolution = await resolveModelResolution(preset, values.model);
-    modelResult = await runModelBench(gpu, {
-      preset,
-      model: values.model,
-      throughDisk: !!values['through-disk'],
-      resolutions: resolutions ?? [modelResolution],
-      nPrompt,
-      nGen,
-      runs,
-      dtype,
-      tests,
-      profile: !!values.profile,
-      progress,
-    });
-    done();
-    if (!json) printModel(modelResult);
+    for (const precision of precisions) {
+      const m = await runModelBench(gpu, {
+        preset,
+        model: values.model,
+        throughDisk: !!values['through-disk'],
+        resolutions: resolutions ?? [modelResolution],
+        nPrompt,
+        nGen,
+        runs,
+        dtype,
+        precision,
+        tests,
+        profile: !!values.profile,
+        progress,
+      });
+      done();
+      if (!json) printModel(m);
+      modelResults.push(m);
+    }
+    if (!json && modelResults.length === 2) printModelRatios(modelResults[0], modelResults[1]);
 
     let kernels: BenchReport['kernels'] = null;
     let roofline: BenchReport['roofline'] = null;
     if (values.kernels) {
       if (!json) console.log(`\n${TABLE_HEADER}`);
-      const rows = await runKernelBench(gpu, { runs, log: json ? undefined : (l) => console.log(l) });
+      const rows: KernelResult[] = [];
+      for (const precision of precisions) rows.push(...(await runKernelBench(gpu, { runs, precision, log: json ? undefined : (l) => console.log(l) })));
       const bandwidth = await measureCopyBandwidth(gpu);
       const gemm = Math.max(...rows.filter((k) => k.unit === 'GFLOP/s' && k.implementation === 'convllava WGSL').map((k) => k.throughput));
       roofline = { bandwidth_gbs: bandwidth, gemm_gflops: gemm };
@@ -128,10 +143,11 @@ export async function run(argv: string[]): Promise<number> {
       if (!json) {
         console.log(`\nroofline (measured here): copy ${bandwidth.toFixed(1)} GB/s, best GEMM ${gemm.toFixed(1)} GFLOP/s`);
         for (const k of kernels) if (k.roofline_fraction !== null) console.log(`  ${formatRow(k)}  ${(k.roofline_fraction * 100).toFixed(1)} % of roofline`);
+        if (precisions.length === 2) printKernelRatios(rows, precisions[0], precisions[1]);
       }
     }
 
-    const report: BenchReport = { adapter, date: new Date().toISOString(), model: modelResult, kernels, roofline };
+    const report: BenchReport = { adapter, date: new Date().toISOString(), model: modelResults[0] ?? null, models: modelResults, kernels, roofline };
     if (values.report) {
       await writeFile(values.report, renderReport(report));
       if (!json) console.log(`\nreport written to ${values.report}`);
@@ -140,6 +156,41 @@ export async function run(argv: string[]): Promise<number> {
     return 0;
   } finally {
     gpu.destroy();
+  }
+}
+
+/** --precision: a comma-separated list of f16 / f32 (default: the device's default precision). */
+function parsePrecisions(value: string | undefined, gpu: Gpu): Precision[] {
+  const list = (value ?? defaultPrecision(gpu)).split(',').map((s) => s.trim());
+  for (const p of list) {
+    if (p !== 'f16' && p !== 'f32') throw new Error(`--precision: '${p}' is not f16 or f32`);
+    if (p === 'f16' && !gpu.hasF16) throw new Error(`--precision f16: this adapter has no 'shader-f16' (features: ${gpu.summary.features.join(', ')})`);
+  }
+  if (new Set(list).size !== list.length || list.length > 2) throw new Error(`--precision: give f16, f32 or both once each, got '${value}'`);
+  return list as Precision[];
+}
+
+/** Second run over first: encode, pp, tg, TTFT and memory, measured in this process. */
+function printModelRatios(a: ModelBenchResult, b: ModelBenchResult): void {
+  const r = (x: number, y: number) => `${(x / y).toFixed(2)}×`;
+  console.log(`\nside by side, ${b.precision} vs ${a.precision} activations (same adapter, same ${a.dtype} weights, one process):`);
+  for (const e of b.image_encode) {
+    const other = a.image_encode.find((x) => x.resolution === e.resolution);
+    if (other) console.log(`  image encode ${e.resolution}²: ${other.ms.mean.toFixed(2)} → ${e.ms.mean.toFixed(2)} ms (${r(other.ms.mean, e.ms.mean)} faster)`);
+  }
+  if (a.pp && b.pp) console.log(`  pp${b.pp.n_prompt}: ${a.pp.avg_ts.toFixed(2)} → ${b.pp.avg_ts.toFixed(2)} tok/s (${r(b.pp.avg_ts, a.pp.avg_ts)})`);
+  if (a.tg && b.tg) console.log(`  tg${b.tg.n_gen}: ${a.tg.avg_ts.toFixed(2)} → ${b.tg.avg_ts.toFixed(2)} tok/s (${r(b.tg.avg_ts, a.tg.avg_ts)})`);
+  if (a.ttft_ms && b.ttft_ms) console.log(`  time to first token: ${a.ttft_ms.mean.toFixed(2)} → ${b.ttft_ms.mean.toFixed(2)} ms (${r(a.ttft_ms.mean, b.ttft_ms.mean)} faster)`);
+  const mib = (x: number) => `${(x / 2 ** 20).toFixed(1)} MiB`;
+  console.log(`  KV cache (${b.memory.kv_cache_positions} positions): ${mib(a.memory.kv_cache)} → ${mib(b.memory.kv_cache)}; peak GPU memory ${mib(a.peak_gpu_bytes)} → ${mib(b.peak_gpu_bytes)}`);
+}
+
+/** Each kernel's time at precision b over its time at precision a (same shapes, same run). */
+function printKernelRatios(rows: KernelResult[], a: Precision, b: Precision): void {
+  console.log(`\nkernels, ${b} vs ${a} activations (median ms; > 1× = ${b} faster):`);
+  for (const x of rows.filter((k) => k.precision === b && k.implementation === 'convllava WGSL')) {
+    const y = rows.find((k) => k.precision === a && k.kernel === x.kernel && k.shape === x.shape && k.implementation === x.implementation);
+    if (y) console.log(`  ${x.kernel.padEnd(28)} ${x.shape.padEnd(22)} ${y.ms.toFixed(3).padStart(10)} → ${x.ms.toFixed(3).padStart(10)} ms  ${(y.ms / x.ms).toFixed(2)}×`);
   }
 }
 
@@ -156,7 +207,7 @@ async function resolveModelResolution(preset: string | undefined, model: string 
 
 function printModel(m: ModelBenchResult): void {
   const ms = (s: { mean: number; sd: number }) => `${s.mean.toFixed(2)} ± ${s.sd.toFixed(2)} ms`;
-  console.log(`\nmodel: ${m.model} (${m.dtype} weights; vision ${(m.parameters.vision / 1e6).toFixed(1)} M, LLM + projector ${(m.parameters.llm / 1e6).toFixed(1)} M parameters)`);
+  console.log(`\nmodel: ${m.model} (${m.dtype} weights, ${m.precision} activations and KV cache; vision ${(m.parameters.vision / 1e6).toFixed(1)} M, LLM + projector ${(m.parameters.llm / 1e6).toFixed(1)} M parameters)`);
   console.log(`load: ${m.load_ms.toFixed(0)} ms`);
   for (const e of m.image_encode) {
     console.log(
@@ -176,7 +227,10 @@ function printModel(m: ModelBenchResult): void {
     );
   }
   if (m.ttft_ms) console.log(`time to first token (image + prompt): ${ms(m.ttft_ms)}`);
-  console.log(`peak GPU memory (pool): ${(m.peak_gpu_bytes / 2 ** 20).toFixed(1)} MiB`);
+  console.log(
+    `GPU memory: weights ${(m.memory.weights / 2 ** 20).toFixed(1)} MiB, KV cache ${(m.memory.kv_cache / 2 ** 20).toFixed(1)} MiB ` +
+      `(${m.memory.kv_cache_positions} positions, ${m.precision}); peak (pool) ${(m.peak_gpu_bytes / 2 ** 20).toFixed(1)} MiB`,
+  );
   if (m.profile) {
     const how = m.profile.method === 'timestamp-query' ? 'GPU timestamps, each dispatch in its own pass' : 'wall clock, each dispatch submitted alone (no timestamp-query on this adapter)';
     const table = (title: string, rows: KernelShare[]) => {

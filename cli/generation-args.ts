@@ -20,6 +20,8 @@ export const GENERATION_USAGE = `  --model DIR              ConvLLaVA model fold
   --dtype f16|f32|q8|q4    weight storage (default f16); q8/q4 quantize the decoder, lm_head,
                            embeddings and projector while loading (groups of 32, f16 scales)
   --quantize-vision        with q8/q4: quantize the vision tower's linears too (default f16)
+  --precision f16|f32      activations and KV cache (default f16 where the adapter has shader-f16,
+                           else f32; f32 matches the PyTorch fixtures to 1e-4; cpu backend: f32)
   --backend webgpu|cpu     webgpu (default), or the ops' CPU references (slow; for checking)
   --max-context N          KV cache positions (default max_position_embeddings)`;
 
@@ -30,6 +32,8 @@ export interface GenerationArgs {
   json: boolean;
   help: boolean;
   dtype: 'f16' | 'f32' | 'q8' | 'q4';
+  /** Activation precision; undefined = the device's default. */
+  precision?: 'f16' | 'f32';
   quantizeVision: boolean;
   backend: 'webgpu' | 'cpu';
   maxContext?: number;
@@ -80,6 +84,7 @@ export function parseGenerationArgs(argv: string[], command: string): Generation
       stop: { type: 'string', multiple: true },
       dtype: { type: 'string' },
       'quantize-vision': { type: 'boolean', default: false },
+      precision: { type: 'string' },
       backend: { type: 'string' },
       'max-context': { type: 'string' },
       json: { type: 'boolean', default: false },
@@ -94,6 +99,8 @@ export function parseGenerationArgs(argv: string[], command: string): Generation
   if (dtype !== 'f16' && dtype !== 'f32' && dtype !== 'q8' && dtype !== 'q4') throw new Error(`--dtype must be f16, f32, q8 or q4, got '${dtype}'`);
   const quantizeVision = values['quantize-vision'] ?? false;
   if (quantizeVision && dtype !== 'q8' && dtype !== 'q4') throw new Error(`--quantize-vision needs --dtype q8 or q4 (got ${dtype})`);
+  const precision = values.precision;
+  if (precision !== undefined && precision !== 'f16' && precision !== 'f32') throw new Error(`--precision must be f16 or f32, got '${precision}'`);
   const backend = values.backend ?? 'webgpu';
   if (backend !== 'webgpu' && backend !== 'cpu') throw new Error(`--backend must be webgpu or cpu, got '${backend}'`);
   const maxContext = number('max-context', values['max-context'], true);
@@ -115,6 +122,7 @@ export function parseGenerationArgs(argv: string[], command: string): Generation
     json: values.json ?? false,
     help,
     dtype,
+    precision,
     quantizeVision,
     backend,
     maxContext,
@@ -174,7 +182,7 @@ export async function prepare(args: GenerationArgs, check: (ckpt: Checkpoint) =>
 /** Loads the weights of a prepared checkpoint (closing it if the load fails), with the progress bar. */
 export async function loadPrepared(ckpt: Checkpoint, args: GenerationArgs): Promise<ConvLlava> {
   try {
-    return await ConvLlava.load(ckpt, { dtype: args.dtype, quantizeVision: args.quantizeVision, backend: args.backend, maxContext: args.maxContext, onProgress: progressBar() });
+    return await ConvLlava.load(ckpt, { dtype: args.dtype, precision: args.precision, quantizeVision: args.quantizeVision, backend: args.backend, maxContext: args.maxContext, onProgress: progressBar() });
   } catch (e) {
     await ckpt.close();
     throw e;

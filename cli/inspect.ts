@@ -186,6 +186,18 @@ async function inspectFolder(dir: string, useGpu: boolean, checkValues: boolean)
     const stride = totalStride(v);
     const side = c.mm_vision_resolution / stride;
     const tokens = visualTokens(c, v);
+    // Activations by precision (--precision): the KV cache at the model's context, and the tower's
+    // largest activation, stage 1's MLP hidden ((R/patch)² × 4·C1) at the model's resolution.
+    const kvPerPosition = 2 * c.num_hidden_layers * c.num_key_value_heads * c.head_dim; // keys + values, elements
+    const side1 = c.mm_vision_resolution / v.patch_size;
+    const mlp1 = [side1, side1, 4 * v.hidden_sizes[0]];
+    const mlp1Elements = mlp1[0] * mlp1[1] * mlp1[2];
+    const activationMemory = {
+      kvCachePositions: c.max_position_embeddings,
+      kvCache: { f32: kvPerPosition * c.max_position_embeddings * 4, f16: kvPerPosition * c.max_position_embeddings * 2 },
+      kvCachePerPosition: { f32: kvPerPosition * 4, f16: kvPerPosition * 2 },
+      largestVisionActivation: { what: 'stage 1 MLP hidden', shape: mlp1, f32: mlp1Elements * 4, f16: mlp1Elements * 2 },
+    };
     const summary = {
       vision: {
         stages: v.num_stages,
@@ -213,6 +225,7 @@ async function inspectFolder(dir: string, useGpu: boolean, checkValues: boolean)
       storedBytes: rows.reduce((s, r) => s + r.bytes, 0),
       files: [...ckpt.llm.files, ...ckpt.vision.files].map((f) => f.path),
       quantization: ckpt.quantization ? { ...ckpt.quantization, modules: ckpt.quantization.modules.length } : null,
+      activationMemory,
       gpuMemory: { ...gpuBytes, ...quantMemory, asStored, largestTensor: { name: largest.name, shape: largest.shape, f16: Math.ceil(largest.params / 2) * 4, f32: largest.params * 4 } },
       adapter,
     };
@@ -247,6 +260,10 @@ async function inspectFolder(dir: string, useGpu: boolean, checkValues: boolean)
         : [
             `  q8 ${human(quantMemory.q8.total)} (LLM ${human(quantMemory.q8.llm)}), q4 ${human(quantMemory.q4.total)} (LLM ${human(quantMemory.q4.llm)}) — decoder and projector quantized, vision f16`,
           ]),
+      `GPU memory for activations and the KV cache, by precision (--precision f16|f32)`,
+      `  KV cache (${activationMemory.kvCachePositions} positions): f16 ${human(activationMemory.kvCache.f16)}, f32 ${human(activationMemory.kvCache.f32)} ` +
+        `(${human(activationMemory.kvCachePerPosition.f16)} / ${human(activationMemory.kvCachePerPosition.f32)} per position)`,
+      `  largest vision activation (${activationMemory.largestVisionActivation.what}, ${mlp1.join('×')}): f16 ${human(activationMemory.largestVisionActivation.f16)}, f32 ${human(activationMemory.largestVisionActivation.f32)}`,
       adapter.available
         ? `Adapter    ${adapter.description} (maxBufferSize ${human(adapter.maxBufferSize!)}, max binding ${human(adapter.maxStorageBufferBindingSize!)})\n` +
           `  f16: ${fits!.f16.verdict} — ${fits!.f16.reason}\n  f32: ${fits!.f32.verdict} — ${fits!.f32.reason}`

@@ -14,6 +14,7 @@ const USAGE = `usage: convllava serve --model DIR [options]
   --port N                 TCP port (default ${SERVE_DEFAULTS.port}; 0 picks a free one)
   --dtype f16|f32|q8|q4    weight storage on the GPU (default f16; q8/q4 quantize the decoder,
                            embeddings and projector while loading)
+  --precision f16|f32      activations and KV cache (default f16 where the adapter has shader-f16)
   --max-context N          KV cache positions (default max_position_embeddings)
   --max-queue N            requests that may wait while one generates; more get 429 (default ${SERVE_DEFAULTS.maxQueue})
   --max-body-mb N          largest request body in MiB; larger get 413 (default ${SERVE_DEFAULTS.maxBodyBytes / 2 ** 20})
@@ -38,6 +39,7 @@ export async function run(argv: string[]): Promise<number> {
       host: { type: 'string' },
       port: { type: 'string' },
       dtype: { type: 'string' },
+      precision: { type: 'string' },
       'max-context': { type: 'string' },
       'max-queue': { type: 'string' },
       'max-body-mb': { type: 'string' },
@@ -56,13 +58,15 @@ export async function run(argv: string[]): Promise<number> {
   if (!values.model) throw new Error("--model DIR is required ('convllava serve --help' for usage)");
   const dtype = values.dtype ?? 'f16';
   if (dtype !== 'f16' && dtype !== 'f32' && dtype !== 'q8' && dtype !== 'q4') throw new Error(`--dtype must be f16, f32, q8 or q4, got '${dtype}'`);
+  const precision = values.precision;
+  if (precision !== undefined && precision !== 'f16' && precision !== 'f32') throw new Error(`--precision must be f16 or f32, got '${precision}'`);
   const port = integer('port', values.port, 0);
   if (port !== undefined && port > 65535) throw new Error(`--port must be ≤ 65535, got ${port}`);
   const maxBodyMb = integer('max-body-mb', values['max-body-mb'], 1);
 
   const server = await serve({
     model: values.model,
-    load: { dtype, maxContext: integer('max-context', values['max-context'], 1), onProgress: progressBar() },
+    load: { dtype, precision, maxContext: integer('max-context', values['max-context'], 1), onProgress: progressBar() },
     host: values.host,
     port,
     maxQueue: integer('max-queue', values['max-queue'], 0),

@@ -51,7 +51,7 @@ class Stem<T> {
 
   forward(pixelValues: T): T {
     const { ops } = this.conv;
-    return ops.tidy(() => this.norm.forward(this.conv.forward(ops.nchwToNhwc(pixelValues))));
+    return ops.tidy(() => this.norm.forward(this.conv.forward(ops.nchwToNhwc(ops.activation(pixelValues)))));
   }
 }
 

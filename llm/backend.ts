@@ -9,6 +9,7 @@
 import type { Gpu } from '../runtime/gpu.js';
 import type { Tensor } from '../runtime/tensor.js';
 import type { Checkpoint } from '../weights/checkpoint.js';
+import type { Precision } from '../ops/precision.js';
 import { gpuOps, type Nd } from '../nn/ops.js';
 import { runToEnd } from '../nn/chunks.js';
 import { abortError, GpuSteps, type TokenSteps } from './generate.js';
@@ -28,6 +29,8 @@ export interface PrefillOptions {
 
 export interface ModelBackend<Rows extends ImageRows = ImageRows> {
   readonly name: 'webgpu' | 'cpu';
+  /** Storage precision of the activations and the KV cache (ops/precision.ts). */
+  readonly precision: Precision;
   /** KV cache capacity in positions. */
   readonly maxContext: number;
   /** Positions currently in the KV cache. */
@@ -56,6 +59,10 @@ export abstract class LlavaBackend<Rows extends ImageRows> implements ModelBacke
 
   get decoder(): LlamaDecoder<Rows> {
     return this.model.decoder;
+  }
+
+  get precision(): Precision {
+    return this.model.ops.precision;
   }
 
   get maxContext(): number {
@@ -98,6 +105,8 @@ export abstract class LlavaBackend<Rows extends ImageRows> implements ModelBacke
 
 export interface GpuBackendOptions {
   dtype: 'f32' | 'f16' | 'q8' | 'q4';
+  /** Activations and KV cache: f32, or f16 (needs shader-f16). */
+  precision: Precision;
   quantizeVision?: boolean;
   maxContext?: number;
   onProgress: (stage: 'vision' | 'projector' | 'llm', done: number, total: number) => void;
@@ -115,7 +124,7 @@ export class GpuBackend extends LlavaBackend<Tensor> {
 
   /** Loads the model and compiles every pipeline its decode loop can need (llm/warmup.ts). */
   static async load(gpu: Gpu, ckpt: Checkpoint, options: GpuBackendOptions): Promise<GpuBackend> {
-    const model = await Llava.load(gpuOps(gpu), ckpt, options);
+    const model = await Llava.load(gpuOps(gpu, options.precision), ckpt, options);
     try {
       await precompileDecode(model.decoder);
     } catch (e) {

@@ -162,9 +162,9 @@ export class LlamaDecoder<T = Tensor> {
     return out;
   }
 
-  /** lm_head over every row: [T, H] → [T, vocab]. */
+  /** lm_head over every row: [T, H] → [T, vocab], f32 whatever the activations' precision. */
   logits(hidden: T): T {
-    return this.lmHead.forward(hidden);
+    return this.lmHead.forward(hidden, { outDtype: 'f32' });
   }
 
   /** lm_head over the last row only: [T, H] → [1, vocab] (what generation needs after a prefill). */

@@ -25,6 +25,7 @@ import { GpuBackend, type ImageRows, type ModelBackend } from './backend.js';
 import { abortError, collect, generateWith, samplingDefaults, type FinishReason, type GenerationResult, type SamplingOptions, type TokenEvent } from './generate.js';
 import { checkQuestion, conversationIds, followUpIds, imageQuestionIds, IMAGE_TOKEN_INDEX, type Turn } from './prompt.js';
 import { LlamaTokenizer, type TextTokenizer } from './tokenizer.js';
+import { defaultPrecision, type Precision } from '../ops/precision.js';
 
 export type ImageInput = string | Uint8Array | RawImage;
 
@@ -43,6 +44,13 @@ export interface LoadOptions {
    * 32 along K, f16 scales: runtime/quant.ts); the vision tower stays f16 unless `quantizeVision`.
    */
   dtype?: 'f32' | 'f16' | 'q8' | 'q4';
+  /**
+   * Storage precision of the activations and the KV cache, apart from the weights' dtype: 'f16'
+   * (default where the adapter has `shader-f16`) halves the bytes every bandwidth-bound kernel moves
+   * and the KV cache; 'f32' (default elsewhere, always available) matches the PyTorch fixtures to 1e-4.
+   * Sums, norm statistics, softmax and logits are f32 either way (ops/precision.ts). The CPU backend is f32.
+   */
+  precision?: Precision;
   /** With dtype q8 / q4: quantize the vision tower's pointwise linears too. */
   quantizeVision?: boolean;
   /** KV cache length in positions. Default max_position_embeddings. */
@@ -137,6 +145,11 @@ export class ConvLlava {
   }
 
   /** The GPU context (webgpu backend), else null. */
+  /** Storage precision of the activations and the KV cache ('f32' on the CPU backend). */
+  get precision(): Precision {
+    return this.backend.precision;
+  }
+
   get gpu(): Gpu | null {
     return this.backend instanceof GpuBackend ? this.backend.gpu : null;
   }
@@ -162,6 +175,10 @@ export class ConvLlava {
     const complete = (stage: LoadProgress['stage']) => options.onProgress?.({ stage, done: totals[stage], total: totals[stage] });
 
     if (options.backend === 'cpu') {
+      if (options.precision === 'f16') {
+        if (typeof model === 'string') await ckpt.close();
+        throw new Error("ConvLlava.load: the CPU backend runs the f32 references; precision 'f16' is for the webgpu backend");
+      }
       const { CpuBackend } = await import('./cpu-backend.js');
       const backend = await CpuBackend.load(ckpt, { dtype: options.dtype, quantizeVision: options.quantizeVision, maxContext: options.maxContext, onProgress: complete });
       return new ConvLlava(backend, ckpt, tokenizer, null, visualTokens, performance.now() - start);
@@ -171,6 +188,7 @@ export class ConvLlava {
       let stage: LoadProgress['stage'] | null = null;
       const backend = await GpuBackend.load(gpu, ckpt, {
         dtype: options.dtype ?? 'f16',
+        precision: options.precision ?? defaultPrecision(gpu),
         quantizeVision: options.quantizeVision,
         maxContext: options.maxContext,
         onProgress: (next, done, total) => {

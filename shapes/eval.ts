@@ -1,11 +1,13 @@
 /**
- * `npm run eval:shapes [-- --images N --seed S --dtype f32|f16|q8|q4 --quantize-vision --torch --json --keep DIR]`
+ * `npm run eval:shapes [-- --images N --seed S --dtype f32|f16|q8|q4 --precision f32|f16|f32,f16 --quantize-vision --torch --json --keep DIR]`
  *
  * Draws N fresh scenes (shapes/scene.ts, its own generator: no evaluation seed reproduces a training
  * image), asks every applicable question through the WGSL model (greedy) and prints accuracy per
  * question kind; an answer counts only when it is exactly the expected text. With --torch, the same
  * image files and prompt ids also go through the PyTorch reference (training/reference.py; needs
- * python3-torch) and the table adds its accuracy and how often the two agree token for token.
+ * python3-torch) and the table adds its accuracy and how often the two agree token for token. With
+ * --precision f32,f16 the model runs at both activation precisions on the same images (one process,
+ * one adapter) and the table adds the second's accuracy and how often the two agree token for token.
  */
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -29,6 +31,9 @@ interface Row {
   inputIds: number[];
   ids: number[];
   text: string;
+  /** --precision a,b: the answer at the second precision. */
+  otherIds?: number[];
+  otherText?: string;
   torchIds?: number[];
   torchText?: string;
 }
@@ -40,6 +45,7 @@ async function main(): Promise<number> {
       seed: { type: 'string', default: '424242' },
       model: { type: 'string', default: SHAPES_MODEL },
       dtype: { type: 'string', default: 'f32' },
+      precision: { type: 'string', default: 'f32' },
       'quantize-vision': { type: 'boolean', default: false },
       torch: { type: 'boolean', default: false },
       json: { type: 'boolean', default: false },
@@ -48,7 +54,7 @@ async function main(): Promise<number> {
     },
   });
   if (values.help) {
-    console.log('usage: npm run eval:shapes -- [--images N=200] [--seed S=424242] [--dtype f32|f16|q8|q4] [--quantize-vision] [--torch] [--json] [--keep DIR] [--model DIR]');
+    console.log('usage: npm run eval:shapes -- [--images N=200] [--seed S=424242] [--dtype f32|f16|q8|q4] [--precision f32|f16|f32,f16] [--quantize-vision] [--torch] [--json] [--keep DIR] [--model DIR]');
     return 0;
   }
   const images = Number(values.images);
@@ -60,7 +66,14 @@ async function main(): Promise<number> {
 
   const dir = values.keep ?? mkdtempSync(join(tmpdir(), 'convllava-eval-'));
   mkdirSync(dir, { recursive: true });
-  const model = await ConvLlava.load(values.model, { dtype, quantizeVision: values['quantize-vision'] });
+  const precisions = values.precision.split(',').map((p) => p.trim());
+  if (precisions.length > 2 || new Set(precisions).size !== precisions.length || precisions.some((p) => p !== 'f32' && p !== 'f16')) {
+    throw new Error(`--precision must be f32, f16 or a pair of them (f32,f16), got ${values.precision}`);
+  }
+  const model = await ConvLlava.load(values.model, { dtype, precision: precisions[0] as 'f32' | 'f16', quantizeVision: values['quantize-vision'] });
+  const other = precisions[1]
+    ? await ConvLlava.load(values.model, { dtype, precision: precisions[1] as 'f32' | 'f16', quantizeVision: values['quantize-vision'], gpu: model.gpu ?? undefined })
+    : null;
   const rows: Row[] = [];
   const start = performance.now();
   try {
@@ -71,8 +84,10 @@ async function main(): Promise<number> {
       const file = join(dir, `scene${String(i).padStart(4, '0')}.${scene.format === 'jpeg' ? 'jpg' : 'png'}`);
       writeFileSync(file, bytes);
       const encoded = await model.encodeImage(bytes); // once per image: every question below reuses its rows
+      const encodedOther = other ? await other.encodeImage(bytes) : null;
       for (const q of source.questions(scene)) {
         const result = await model.generate({ image: encoded, prompt: q.question, temperature: 0, maxNewTokens: 24 });
+        const second = other ? await other.generate({ image: encodedOther!, prompt: q.question, temperature: 0, maxNewTokens: 24 }) : null;
         rows.push({
           image: i,
           file,
@@ -82,9 +97,11 @@ async function main(): Promise<number> {
           inputIds: imageQuestionIds(model.tokenizer, q.question),
           ids: result.ids,
           text: result.text,
+          ...(second ? { otherIds: second.ids, otherText: second.text } : {}),
         });
       }
       encoded.dispose();
+      encodedOther?.dispose();
       const done = i + 1;
       const s = (performance.now() - start) / 1000;
       process.stderr.write(`\r${done}/${images} images, ${rows.length} questions, ${s.toFixed(0)} s (${(s / done).toFixed(2)} s/image)   `);
@@ -104,6 +121,7 @@ async function main(): Promise<number> {
       });
     }
   } finally {
+    await other?.dispose(); // shares model's GPU: dispose it first
     await model.dispose();
     if (!values.keep) rmSync(dir, { recursive: true, force: true });
   }
@@ -118,18 +136,34 @@ async function main(): Promise<number> {
       wgsl: acc((r) => r.text === r.expected),
       torch: values.torch ? acc((r) => r.torchText === r.expected) : undefined,
       identical: values.torch ? acc((r) => r.torchIds!.join() === r.ids.join()) : undefined,
+      other: other ? acc((r) => r.otherText === r.expected) : undefined,
+      identicalOther: other ? acc((r) => r.otherIds!.join() === r.ids.join()) : undefined,
     };
   });
   if (values.json) {
-    const answers = rows.map(({ image, kind, question, expected, ids, text, torchIds }) => ({ image, kind, question, expected, ids, text, torchIds }));
-    console.log(JSON.stringify({ images, seed, dtype: values.dtype, seconds, table, answers }));
+    const answers = rows.map(({ image, kind, question, expected, ids, text, otherIds, otherText, torchIds }) => ({ image, kind, question, expected, ids, text, otherIds, otherText, torchIds }));
+    console.log(JSON.stringify({ images, seed, dtype: values.dtype, precision: precisions, seconds, table, answers }));
   } else {
     const pct = (x: number | undefined) => (x === undefined ? '' : `${(100 * x).toFixed(1)} %`);
-    console.log(`${images} images (seed ${seed}), ${rows.length} questions, weights ${dtype}${values['quantize-vision'] ? ' (vision too)' : ''}, ${seconds.toFixed(0)} s`);
-    console.log(['kind'.padEnd(9), 'questions'.padStart(9), 'WGSL'.padStart(8), ...(values.torch ? ['PyTorch'.padStart(8), 'same ids'.padStart(9)] : [])].join('  '));
-    for (const t of table) {
-      console.log([t.kind.padEnd(9), String(t.questions).padStart(9), pct(t.wgsl).padStart(8), ...(values.torch ? [pct(t.torch).padStart(8), pct(t.identical).padStart(9)] : [])].join('  '));
-    }
+    console.log(`${images} images (seed ${seed}), ${rows.length} questions, weights ${dtype}${values['quantize-vision'] ? ' (vision too)' : ''}, activations ${precisions.join(' and ')}, ${seconds.toFixed(0)} s`);
+    const [p0, p1] = precisions;
+    const otherHead = other ? [`WGSL ${p1}`.padStart(9), `same ids ${p1}/${p0}`.padStart(18)] : [];
+    console.log(['kind'.padEnd(9), 'questions'.padStart(9), `WGSL ${p0}`.padStart(9), ...otherHead, ...(values.torch ? ['PyTorch'.padStart(8), 'same ids'.padStart(9)] : [])].join('  '));
+    const line = (t: (typeof table)[number] | { kind: string; questions: number; wgsl: number; other?: number; identicalOther?: number; torch?: number; identical?: number }) =>
+      [t.kind.padEnd(9), String(t.questions).padStart(9), pct(t.wgsl).padStart(9), ...(other ? [pct(t.other).padStart(9), pct(t.identicalOther).padStart(18)] : []), ...(values.torch ? [pct(t.torch).padStart(8), pct(t.identical).padStart(9)] : [])].join('  ');
+    for (const t of table) console.log(line(t));
+    const all = (ok: (r: Row) => boolean) => rows.filter(ok).length / rows.length;
+    console.log(
+      line({
+        kind: 'all',
+        questions: rows.length,
+        wgsl: all((r) => r.text === r.expected),
+        other: other ? all((r) => r.otherText === r.expected) : undefined,
+        identicalOther: other ? all((r) => r.otherIds!.join() === r.ids.join()) : undefined,
+        torch: values.torch ? all((r) => r.torchText === r.expected) : undefined,
+        identical: values.torch ? all((r) => r.torchIds!.join() === r.ids.join()) : undefined,
+      }),
+    );
     const wrong = rows.filter((r) => r.text !== r.expected);
     for (const r of wrong.slice(0, 20)) console.log(`  wrong: image ${r.image} "${r.question}" → "${r.text}" (expected "${r.expected}")`);
     if (wrong.length > 20) console.log(`  … and ${wrong.length - 20} more`);

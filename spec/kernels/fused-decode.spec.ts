@@ -336,9 +336,10 @@ describe('subgroup variants of the matrix-vector kernels (ops/subgroups.ts)', ()
       expect(subgroupKernel(gpu, kernel, 2 * gpu.subgroupMinSize).lanes, 'capped at the subgroup size').to.equal(gpu.subgroupMinSize);
       expect(subgroupKernel(gpu, kernel, 2).lanes).to.equal(2);
       expect(gpu.kernelSource(`${kernel}+subgroups`)).to.match(/^enable subgroups;$/m);
-      if (!gpu.hasF16 || kernel === 'linear_matvec') continue; // linear_matvec's f16 variant is converted on another branch
-      const both = subgroupKernel(gpu, precisionKernel(gpu, kernel, ['act']), gpu.subgroupMinSize).kernel; // what the ops dispatch at f16
-      expect(both).to.equal(`${kernel}+f16(act)+subgroups`);
+      if (!gpu.hasF16) continue;
+      const aliases = kernel === 'linear_matvec' ? ['act', 'out'] : ['act']; // linear: x and y / residual (f32 logits from f16 x)
+      const both = subgroupKernel(gpu, precisionKernel(gpu, kernel, aliases), gpu.subgroupMinSize).kernel; // what the ops dispatch at f16
+      expect(both).to.equal(`${kernel}+f16(${aliases.join(',')})+subgroups`);
       expect(gpu.kernelSource(both)).to.match(/^enable f16;$/m).and.match(/^enable subgroups;$/m).and.match(/^alias act = f16;/m);
     }
   });

@@ -20,7 +20,7 @@ describe('library API (index.ts: ConvLlava)', function () {
   const progress: LoadProgress[] = [];
 
   before(async () => {
-    model = await ConvLlava.load(MODEL, { dtype: 'f32', maxContext: 160, gpu: await testGpu(), onProgress: (p) => progress.push(p) });
+    model = await ConvLlava.load(MODEL, { dtype: 'f32', precision: 'f32', maxContext: 160, gpu: await testGpu(), onProgress: (p) => progress.push(p) });
   });
   after(async () => {
     await model?.dispose();
@@ -160,7 +160,7 @@ describe("library API with backend 'cpu' (the ops' CPU references)", () => {
 
   before(async () => {
     cpu = await ConvLlava.load(MODEL, { backend: 'cpu', maxContext: 128 });
-    gpu = await ConvLlava.load(MODEL, { dtype: 'f32', maxContext: 128, gpu: await testGpu() });
+    gpu = await ConvLlava.load(MODEL, { dtype: 'f32', precision: 'f32', maxContext: 128, gpu: await testGpu() });
   });
   after(async () => {
     await cpu?.dispose();

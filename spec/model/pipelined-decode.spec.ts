@@ -46,7 +46,7 @@ for (const [name, path, image, question] of [
     const answers: Record<string, number[]> = {};
 
     before(async () => {
-      model = await ConvLlava.load(path, { dtype: 'f32', maxContext: 160, gpu: await testGpu() });
+      model = await ConvLlava.load(path, { dtype: 'f32', precision: 'f32', maxContext: 160, gpu: await testGpu() });
       encoded = await model.encodeImage(image);
     });
     after(async () => {

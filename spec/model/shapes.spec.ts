@@ -93,7 +93,7 @@ describe('convllava-shapes (the trained model) vs its PyTorch reference', functi
 
   for (const dtype of ['f32', 'f16'] as const) {
     it(`greedy answers from the image files equal PyTorch's, token for token (${dtype} weights)`, async () => {
-      const model = await ConvLlava.load(MODEL, { dtype, gpu });
+      const model = await ConvLlava.load(MODEL, { dtype, precision: 'f32', gpu });
       try {
         for (const [k, c] of golden.cases.entries()) {
           const result = await model.generate({ image: FIX + c.image, prompt: c.question, temperature: 0, maxNewTokens: 24 });
@@ -112,7 +112,7 @@ describe('convllava-shapes (the trained model) vs its PyTorch reference', functi
 describe('ConvLlava.encodeImage: one image, several independent questions', function () {
   it('answers as generate from the file does, without encoding again; refuses after dispose', async () => {
     const gpu = await testGpu();
-    const model = await ConvLlava.load(MODEL, { dtype: 'f32', gpu });
+    const model = await ConvLlava.load(MODEL, { dtype: 'f32', precision: 'f32', gpu });
     try {
       const encoded = await model.encodeImage(FIX + golden.cases[0].image);
       for (const question of ['Describe the image.', 'How many shapes are there?', 'What color is the circle?']) {

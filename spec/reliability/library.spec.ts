@@ -25,7 +25,7 @@ describe('reliability: the library under faults', function () {
   let baseline = 0;
 
   before(async () => {
-    model = await ConvLlava.load(MODEL, { dtype: 'f32', maxContext: 160, gpu: await testGpu() });
+    model = await ConvLlava.load(MODEL, { dtype: 'f32', precision: 'f32', maxContext: 160, gpu: await testGpu() });
     await model.generate({ image, prompt: golden.question, maxNewTokens: 2 }); // pipelines compiled, pool warm
     await model.gpu!.sync();
     baseline = model.gpu!.pool.liveBytes;
@@ -183,7 +183,7 @@ describe('reliability: the library under faults', function () {
 
 describe('reliability: a disposed model says so', () => {
   it('generate, stream and chat after dispose() fail naming dispose, not an internal tensor error', async () => {
-    const model = await ConvLlava.load(MODEL, { dtype: 'f32', maxContext: 160, gpu: await testGpu() });
+    const model = await ConvLlava.load(MODEL, { dtype: 'f32', precision: 'f32', maxContext: 160, gpu: await testGpu() });
     await model.dispose();
     for (const attempt of [
       () => model.generate({ image, prompt: golden.question, maxNewTokens: 2 }),

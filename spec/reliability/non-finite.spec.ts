@@ -113,7 +113,7 @@ describe('reliability: NaN weights give an error naming the step, not [0, 0, 0, 
   it('NaN in the final norm: the prefill step is named (webgpu and cpu backends)', async () => {
     const dir = await brokenCopy('model.norm.weight', (b, d) => fillNaN(b, d));
     for (const backend of ['webgpu', 'cpu'] as const) {
-      const model = await ConvLlava.load(dir, { dtype: 'f32', maxContext: 160, backend, gpu: backend === 'webgpu' ? await testGpu() : undefined });
+      const model = await ConvLlava.load(dir, { dtype: 'f32', precision: 'f32', maxContext: 160, backend, gpu: backend === 'webgpu' ? await testGpu() : undefined });
       try {
         const err = await rejection(model.generate({ image, prompt: golden.question, maxNewTokens: 4 }));
         expect(err.message, backend).to.match(/non-finite logits \(NaN or \+Inf\) at the prefill \(the prompt's last position\)/);

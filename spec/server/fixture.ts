@@ -39,7 +39,7 @@ export function dataUrl(path: string): string {
 }
 
 export function loadModel(): Promise<ConvLlava> {
-  return testGpu().then((gpu) => ConvLlava.load(MODEL_DIR, { dtype: 'f32', maxContext: MAX_CONTEXT, gpu }));
+  return testGpu().then((gpu) => ConvLlava.load(MODEL_DIR, { dtype: 'f32', precision: 'f32', maxContext: MAX_CONTEXT, gpu }));
 }
 
 /** A server on 127.0.0.1 at a free port over `model`, its log lines collected instead of printed. */
