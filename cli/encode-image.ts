@@ -16,14 +16,17 @@ import { dirname, resolve } from 'node:path';
 import { loadImage, preprocess, preprocessorFor } from '../convnext/preprocess.js';
 import { VisionTower } from '../convnext/model.js';
 import { Projector } from '../nn/projector.js';
+import { gpuOps } from '../nn/ops.js';
 import { nhwcToNchw } from '../ops/transpose.js';
 
-const USAGE = `usage: convllava encode-image --model DIR --image FILE --out OUT.safetensors [--dtype f32|f16]
+const USAGE = `usage: convllava encode-image --model DIR --image FILE --out OUT.safetensors [--dtype f32|f16] [--precision f32|f16]
 
   --model DIR     ConvLLaVA folder (config.json, weights, vision_tower/)
   --image FILE    PNG or JPEG (EXIF orientation is not applied, as in the reference)
   --out FILE      .safetensors with pixel_values, stem, stage1…, image_features, projected (float32)
-  --dtype         storage of the tower/projector weights on the GPU (default f32)`;
+  --dtype         storage of the tower/projector weights on the GPU (default f32)
+  --precision     activations between kernels (default f32, the reference's; f16 needs shader-f16);
+                  the dumps are float32 either way`;
 
 export async function run(argv: string[]): Promise<number> {
   const { values } = parseArgs({
@@ -33,6 +36,7 @@ export async function run(argv: string[]): Promise<number> {
       image: { type: 'string' },
       out: { type: 'string' },
       dtype: { type: 'string', default: 'f32' },
+      precision: { type: 'string', default: 'f32' },
       help: { type: 'boolean', short: 'h' },
     },
     strict: true,
@@ -48,6 +52,11 @@ export async function run(argv: string[]): Promise<number> {
   const dtype = values.dtype;
   if (dtype !== 'f32' && dtype !== 'f16') {
     console.error(`encode-image: --dtype must be f32 or f16, got '${dtype}'`);
+    return 2;
+  }
+  const precision = values.precision;
+  if (precision !== 'f32' && precision !== 'f16') {
+    console.error(`encode-image: --precision must be f32 or f16, got '${precision}'`);
     return 2;
   }
 
@@ -72,10 +81,11 @@ export async function run(argv: string[]): Promise<number> {
 
   const gpu = await Gpu.create();
   try {
-    const tower = await VisionTower.load(gpu, ckpt, { dtype });
-    const projector = await Projector.load(gpu, ckpt, { dtype });
+    const ops = gpuOps(gpu, precision);
+    const tower = await VisionTower.load(ops, ckpt, { dtype });
+    const projector = await Projector.load(ops, ckpt, { dtype });
     await gpu.sync();
-    lap(`load weights (${dtype})`);
+    lap(`load weights (${dtype}; ${precision} activations)`);
 
     const pixels = gpu.upload([3, size, size], pixelValues);
     const { features, stages } = tower.encode(pixels, { keepStages: true });

@@ -28,6 +28,22 @@ describe('convllava demo and bench (the CLI, as a user runs it)', () => {
     expect(stdout).to.match(/^answer:\s+Red\.$/m);
   });
 
+  it('bench --precision f32,f16: both activation precisions in one run, the KV cache halved at f16', async function () {
+    const { stdout } = await run(process.execPath, [BIN, 'bench', '--preset', 'tiny', '--precision', 'f32,f16', '--only', 'encode,tg', '-p', '0', '-n', '4', '-r', '1', '--json']);
+    const result = JSON.parse(stdout.trim().split('\n').pop()!);
+    expect(result.models.map((m: { precision: string }) => m.precision)).to.deep.equal(['f32', 'f16']);
+    const [f32, f16] = result.models;
+    expect(result.model.precision).to.equal('f32');
+    expect(f16.memory.kv_cache * 2).to.equal(f32.memory.kv_cache);
+    expect(f16.memory.kv_cache_positions).to.equal(f32.memory.kv_cache_positions);
+    expect(f16.memory.weights).to.equal(f32.memory.weights); // same --dtype: the weights do not change
+    for (const m of [f32, f16]) {
+      expect(m.tg).to.include({ n_gen: 4 });
+      expect(m.tg.pipelines_created).to.equal(0);
+      expect(m.image_encode[0].ms.mean).to.be.above(0);
+    }
+  });
+
   it('bench --preset tiny --json prints llama-bench fields, and --report writes an HTML page', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'convllava-bench-'));
     try {

@@ -59,6 +59,9 @@ describe('convllava inspect', () => {
     expect(stdout).to.contain('2 layers, hidden 64, 4 heads');
     expect(stdout).to.match(/projector\s+10\.4 K\s+\(10,368\)/);
     expect(stdout).to.match(/f16 8\.59 MiB, f32 17\.2 MiB/);
+    // activations by precision: the KV cache (2 layers × 2 (k, v) × 4 kv heads × 16 × 2048 positions) and stage 1's MLP hidden (64×64×64)
+    expect(stdout).to.match(/KV cache \(2048 positions\): f16 1\.00 MiB, f32 2\.00 MiB/);
+    expect(stdout).to.match(/largest vision activation \(stage 1 MLP hidden, 64×64×64\): f16 512\.0 KiB, f32 1\.00 MiB/);
     expect(stdout).to.contain('Tensors (110)');
     expect(stdout).to.match(/llm\s+lm_head\.weight\s+F16\s+\[32000, 64\]\s+4096000/);
     expect(stdout).to.match(/vision\s+encoder\.stages\.4\.layers\.1\.pwconv1\.weight\s+F16\s+\[384, 96\]\s+73728/);
