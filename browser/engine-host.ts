@@ -29,7 +29,7 @@ export type ModelSource =
 /** Load progress: bytes while downloading (or reading the cache), then tensors while uploading to the GPU. */
 export type EngineProgress = ({ phase: 'download' } & DownloadProgress) | { phase: 'upload'; stage: 'vision' | 'projector' | 'llm'; done: number; total: number };
 
-export type EngineLoadOptions = Pick<LoadOptions, 'dtype' | 'maxContext'>;
+export type EngineLoadOptions = Pick<LoadOptions, 'dtype' | 'precision' | 'maxContext'>;
 
 /** What a loaded model reports to the page. */
 export interface EngineModelInfo {
@@ -39,6 +39,8 @@ export interface EngineModelInfo {
   downloaded: string[];
   load_ms: number;
   adapter: string;
+  /** Activations and KV cache: f16 where the adapter has shader-f16 (unless asked otherwise), else f32. */
+  precision: 'f32' | 'f16';
 }
 
 /** An image as it crosses to the worker: bytes (PNG/JPEG), pixels, or a URL the worker fetches. */
@@ -115,6 +117,7 @@ export function serveEngine(port: EnginePort): void {
       downloaded: cached?.downloaded ?? [],
       load_ms: performance.now() - t0,
       adapter: s ? `${s.vendor} ${s.architecture} (${s.backend})`.trim() : 'cpu',
+      precision: model.precision,
     };
   }
 

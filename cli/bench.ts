@@ -172,22 +172,22 @@ function parsePrecisions(value: string | undefined, gpu: Gpu): Precision[] {
 
 /** Second run over first: encode, pp, tg, TTFT and memory, measured in this process. */
 function printModelRatios(a: ModelBenchResult, b: ModelBenchResult): void {
-  const r = (x: number, y: number) => `${(x / y).toFixed(2)}×`;
-  console.log(`\nside by side, ${b.precision} vs ${a.precision} activations (same adapter, same ${a.dtype} weights, one process):`);
+  const up = (x: number) => `speed-up ${x.toFixed(2)}×`;
+  console.log(`\nside by side, ${b.precision} vs ${a.precision} activations (same adapter, same ${a.dtype} weights, one process; speed-up > 1: ${b.precision} faster):`);
   for (const e of b.image_encode) {
     const other = a.image_encode.find((x) => x.resolution === e.resolution);
-    if (other) console.log(`  image encode ${e.resolution}²: ${other.ms.mean.toFixed(2)} → ${e.ms.mean.toFixed(2)} ms (${r(other.ms.mean, e.ms.mean)} faster)`);
+    if (other) console.log(`  image encode ${e.resolution}²: ${other.ms.mean.toFixed(2)} → ${e.ms.mean.toFixed(2)} ms (${up(other.ms.mean / e.ms.mean)})`);
   }
-  if (a.pp && b.pp) console.log(`  pp${b.pp.n_prompt}: ${a.pp.avg_ts.toFixed(2)} → ${b.pp.avg_ts.toFixed(2)} tok/s (${r(b.pp.avg_ts, a.pp.avg_ts)})`);
-  if (a.tg && b.tg) console.log(`  tg${b.tg.n_gen}: ${a.tg.avg_ts.toFixed(2)} → ${b.tg.avg_ts.toFixed(2)} tok/s (${r(b.tg.avg_ts, a.tg.avg_ts)})`);
-  if (a.ttft_ms && b.ttft_ms) console.log(`  time to first token: ${a.ttft_ms.mean.toFixed(2)} → ${b.ttft_ms.mean.toFixed(2)} ms (${r(a.ttft_ms.mean, b.ttft_ms.mean)} faster)`);
+  if (a.pp && b.pp) console.log(`  pp${b.pp.n_prompt}: ${a.pp.avg_ts.toFixed(2)} → ${b.pp.avg_ts.toFixed(2)} tok/s (${up(b.pp.avg_ts / a.pp.avg_ts)})`);
+  if (a.tg && b.tg) console.log(`  tg${b.tg.n_gen}: ${a.tg.avg_ts.toFixed(2)} → ${b.tg.avg_ts.toFixed(2)} tok/s (${up(b.tg.avg_ts / a.tg.avg_ts)})`);
+  if (a.ttft_ms && b.ttft_ms) console.log(`  time to first token: ${a.ttft_ms.mean.toFixed(2)} → ${b.ttft_ms.mean.toFixed(2)} ms (${up(a.ttft_ms.mean / b.ttft_ms.mean)})`);
   const mib = (x: number) => `${(x / 2 ** 20).toFixed(1)} MiB`;
   console.log(`  KV cache (${b.memory.kv_cache_positions} positions): ${mib(a.memory.kv_cache)} → ${mib(b.memory.kv_cache)}; peak GPU memory ${mib(a.peak_gpu_bytes)} → ${mib(b.peak_gpu_bytes)}`);
 }
 
 /** Each kernel's time at precision b over its time at precision a (same shapes, same run). */
 function printKernelRatios(rows: KernelResult[], a: Precision, b: Precision): void {
-  console.log(`\nkernels, ${b} vs ${a} activations (median ms; > 1× = ${b} faster):`);
+  console.log(`\nkernels, ${b} vs ${a} activations (median ms; speed-up > 1: ${b} faster):`);
   for (const x of rows.filter((k) => k.precision === b && k.implementation === 'convllava WGSL')) {
     const y = rows.find((k) => k.precision === a && k.kernel === x.kernel && k.shape === x.shape && k.implementation === x.implementation);
     if (y) console.log(`  ${x.kernel.padEnd(28)} ${x.shape.padEnd(22)} ${y.ms.toFixed(3).padStart(10)} → ${x.ms.toFixed(3).padStart(10)} ms  ${(y.ms / x.ms).toFixed(2)}×`);

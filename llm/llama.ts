@@ -7,7 +7,7 @@
  *   final rmsNorm → hidden [T, H] → lm_head → logits [T, vocab]
  *
  * Shapes (H = hidden_size, D = head_dim, nH / nKv = query / key-value heads, I = intermediate_size):
- *   q [T, nH·D]   k, v [T, nKv·D]   KV cache per layer [maxContext, nKv·D] (f32, allocated once)
+ *   q [T, nH·D]   k, v [T, nKv·D]   KV cache per layer [maxContext, nKv·D] (at the activations' precision, f16 or f32; allocated once)
  *
  * `forward(x)` appends x's T positions to the cache and returns their hidden states: the whole
  * prompt at once (prefill) or one token (decode). Each layer's activations go back to the buffer

@@ -92,7 +92,7 @@ async function loadModel(label: string, source: Parameters<WorkerEngine['load']>
     await engine.dispose();
     const info: EngineModelInfo = await engine.load(source, { onProgress });
     const origin = info.downloaded.length ? `downloaded ${info.downloaded.length} files` : info.fromCache.length ? 'from the cache, nothing downloaded' : 'from local files';
-    $('model-info').textContent = `— ${origin}; ready in ${(info.load_ms / 1000).toFixed(1)} s on ${info.adapter}; longest page task ${longestTaskSince(t0).toFixed(0)} ms`;
+    $('model-info').textContent = `— ${origin}; ready in ${(info.load_ms / 1000).toFixed(1)} s on ${info.adapter}, ${info.precision} activations; longest page task ${longestTaskSince(t0).toFixed(0)} ms`;
     loadText.textContent = `done (${origin})`;
     document.body.dataset.modelSource = info.downloaded.length ? 'network' : info.fromCache.length ? 'cache' : 'files';
     modelReady = true;

@@ -18,7 +18,9 @@ import { LlamaTokenizer } from '../../llm/tokenizer.js';
 import { gpuOps, type GpuOps } from '../../nn/ops.js';
 import { Projector } from '../../nn/projector.js';
 import { nhwcToNchw } from '../../ops/transpose.js';
-import type { Gpu } from '../../runtime/gpu.js';
+import { Gpu } from '../../runtime/gpu.js';
+import { add } from '../../ops/add.js';
+import { defaultPrecision } from '../../ops/precision.js';
 import type { Tensor } from '../../runtime/tensor.js';
 import { Checkpoint, TensorSet } from '../../weights/checkpoint.js';
 import { relL2, testGpu } from '../helpers.js';
@@ -197,3 +199,29 @@ describe('precision as a model option (ConvLlava.load)', function () {
     expect(String(error)).to.match(/CPU backend runs the f32 references; precision 'f16'/);
   });
 });
+
+describe('a device without shader-f16', function () {
+  let gpu: Gpu | null = null;
+  after(() => gpu?.destroy());
+
+  it('defaults to f32, and refuses f16 clearly (ops, op set, model)', async () => {
+    gpu = await Gpu.create({ disableF16: true });
+    expect(gpu.hasF16).to.equal(false);
+    expect(defaultPrecision(gpu)).to.equal('f32');
+    expect(() => gpuOps(gpu!, 'f16')).to.throw(/f16 activations need the adapter feature 'shader-f16'.*use precision 'f32'/);
+    const x = gpu.upload([4], [1, 2, 3, 4], 'f16'); // f16 storage itself needs no feature (packed halves)
+    expect(() => add(gpu!, x, x)).to.throw(/add: f16 activations need the adapter feature 'shader-f16'/);
+    x.dispose();
+    const shapes = FIXTURE_SETS[1].model;
+    const model = await ConvLlava.load(shapes, { gpu, maxContext: 64 });
+    try {
+      expect(model.precision).to.equal('f32');
+    } finally {
+      await model.dispose();
+    }
+    let error: Error | null = null;
+    await ConvLlava.load(shapes, { gpu, precision: 'f16', maxContext: 64 }).then((m) => m.dispose(), (e) => (error = e));
+    expect(String(error)).to.match(/shader-f16/);
+  });
+});
+
