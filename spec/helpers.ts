@@ -9,7 +9,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import ndarray, { type NdArray } from 'ndarray';
-import { Gpu } from '../runtime/gpu.js';
+import { Gpu, type Binding } from '../runtime/gpu.js';
+import { Tensor } from '../runtime/tensor.js';
 import { uniformStream } from '../llm/generate.js';
 import { toF16Nd } from '../ops/precision.js';
 
@@ -176,4 +177,32 @@ export function uploadAt(gpu: Gpu, x: NdArray<Float32Array>, p: 'f32' | 'f16'): 
 /** The activation precisions this device runs: f32, and f16 when it has shader-f16. */
 export function precisionsOf(gpu: Gpu): ('f32' | 'f16')[] {
   return gpu.hasF16 ? ['f32', 'f16'] : ['f32'];
+}
+
+/**
+ * An f16 kernel that rounds once, at its store, leaves its outputs bit-equal to the f16-rounding
+ * reference except where the f32 sum lands within its summation error of a rounding boundary: rare.
+ * An extra rounding (of a product, a tap, a partial sum) moves a large share of them by one ulp,
+ * which a one-ulp tolerance allows and this check does not.
+ */
+export function expectMostlyExact(got: ArrayLike<number>, ref: ArrayLike<number>, share = 0.01): void {
+  let differ = 0;
+  for (let i = 0; i < ref.length; i++) if (got[i] !== ref[i]) differ++;
+  expect(differ, `${differ} of ${ref.length} f16 outputs differ from the reference`).to.be.at.most(Math.max(1, share * ref.length));
+}
+
+/** Runs fn, returning the byte size of every binding of every dispatch it records. */
+export function bindingSizes(gpu: Gpu, fn: () => void): number[][] {
+  const seen: number[][] = [];
+  const dispatch = gpu.dispatch.bind(gpu);
+  gpu.dispatch = (d) => {
+    seen.push(d.bindings.map((b: Binding) => (b instanceof Tensor ? b.byteLength : b.size)));
+    dispatch(d);
+  };
+  try {
+    fn();
+  } finally {
+    gpu.dispatch = dispatch;
+  }
+  return seen;
 }

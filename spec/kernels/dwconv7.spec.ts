@@ -2,10 +2,9 @@ import { expect } from 'chai';
 import ndarray from 'ndarray';
 import { dwconv7, dwconv7Ref } from '../../ops/dwconv7.js';
 import { f16Ref, type Precision } from '../../ops/precision.js';
-import type { Binding, Gpu } from '../../runtime/gpu.js';
 import { f16BitsToF32, f32ToF16Bits } from '../../runtime/half.js';
 import { Tensor } from '../../runtime/tensor.js';
-import { expectClose, F16_TOL, randomNd, testGpu, uploadAt } from '../helpers.js';
+import { bindingSizes, expectClose, expectMostlyExact, F16_TOL, randomNd, testGpu, uploadAt } from '../helpers.js';
 
 // 49 products of values in [-1, 1] summed in f32 in another order than the f64 reference.
 const TOL = { atol: 2e-6, rtol: 1e-5 };
@@ -41,33 +40,6 @@ async function check([H, W, C]: number[], seed: number, { act = 'f32', f16 = fal
     expectMostlyExact(got, ref);
   }
   [x.t, tw, tb, y].forEach((t) => t.dispose());
-}
-
-/**
- * Rounding once, at the store, leaves the f16 outputs bit-equal to the reference except where the
- * f32 sum lands within its summation error of a rounding boundary: rare. An extra rounding (of a
- * product, a tap, a partial sum) moves a large share of them by one ulp, which F16_SUM_TOL allows.
- */
-function expectMostlyExact(got: ArrayLike<number>, ref: ArrayLike<number>, share = 0.01): void {
-  let differ = 0;
-  for (let i = 0; i < ref.length; i++) if (got[i] !== ref[i]) differ++;
-  expect(differ, `${differ} of ${ref.length} f16 outputs differ from the reference`).to.be.at.most(Math.max(1, share * ref.length));
-}
-
-/** Runs fn, returning the byte size of every binding of every dispatch it records. */
-function bindingSizes(gpu: Gpu, fn: () => void): number[][] {
-  const seen: number[][] = [];
-  const dispatch = gpu.dispatch.bind(gpu);
-  gpu.dispatch = (d) => {
-    seen.push(d.bindings.map((b: Binding) => (b instanceof Tensor ? b.byteLength : b.size)));
-    dispatch(d);
-  };
-  try {
-    fn();
-  } finally {
-    gpu.dispatch = dispatch;
-  }
-  return seen;
 }
 
 describe('dwconv7 (kernels/dwconv7.wgsl)', () => {

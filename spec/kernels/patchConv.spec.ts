@@ -2,27 +2,15 @@ import { expect } from 'chai';
 import ndarray from 'ndarray';
 import { patchConv, patchConvRef } from '../../ops/patchConv.js';
 import { f16Ref, type Precision } from '../../ops/precision.js';
-import type { Binding, Gpu } from '../../runtime/gpu.js';
 import { f16BitsToF32, f32ToF16Bits } from '../../runtime/half.js';
 import { Tensor } from '../../runtime/tensor.js';
-import { expectClose, F16_TOL, randomNd, testGpu, uploadAt } from '../helpers.js';
+import { bindingSizes, expectClose, expectMostlyExact, F16_TOL, randomNd, testGpu, uploadAt } from '../helpers.js';
 
 // Sums of up to Cin·k² = 768 products of values in [-1, 1], f32 vs the f64 reference.
 const TOL = { atol: 1e-5, rtol: 1e-5 };
 // f16 activations: the same f32 sum, rounded once to f16. A sum within TOL of a rounding boundary
 // may round the other way than the reference: TOL plus one f16 ulp (F16_TOL).
 const F16_SUM_TOL = { atol: TOL.atol + F16_TOL.atol, rtol: TOL.rtol + F16_TOL.rtol };
-
-/**
- * Rounding once, at the store, leaves the f16 outputs bit-equal to the reference except where the
- * f32 sum lands within its summation error of a rounding boundary: rare. An extra rounding (of a
- * product, a partial sum) moves a large share of them by one ulp, which F16_SUM_TOL allows.
- */
-function expectMostlyExact(got: ArrayLike<number>, ref: ArrayLike<number>, share = 0.01): void {
-  let differ = 0;
-  for (let i = 0; i < ref.length; i++) if (got[i] !== ref[i]) differ++;
-  expect(differ, `${differ} of ${ref.length} f16 outputs differ from the reference`).to.be.at.most(Math.max(1, share * ref.length));
-}
 
 interface CheckOptions {
   /** Activation precision of x and y (default f32). */
@@ -49,22 +37,6 @@ async function check([H, W, Cin]: number[], Cout: number, k: number, seed: numbe
   expectClose(got, ref.data, act === 'f32' ? TOL : F16_SUM_TOL);
   if (act === 'f16') expectMostlyExact(got, ref.data);
   [x.t, tw, tb, y].forEach((t) => t.dispose());
-}
-
-/** Runs fn, returning the byte size of every binding of every dispatch it records. */
-function bindingSizes(gpu: Gpu, fn: () => void): number[][] {
-  const seen: number[][] = [];
-  const dispatch = gpu.dispatch.bind(gpu);
-  gpu.dispatch = (d) => {
-    seen.push(d.bindings.map((b: Binding) => (b instanceof Tensor ? b.byteLength : b.size)));
-    dispatch(d);
-  };
-  try {
-    fn();
-  } finally {
-    gpu.dispatch = dispatch;
-  }
-  return seen;
 }
 
 describe('patchConv (kernels/patch_conv.wgsl)', () => {

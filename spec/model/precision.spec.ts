@@ -115,22 +115,28 @@ for (const fx of FIXTURE_SETS) {
       }
     });
 
-    it('prefill hidden states and last logits within 1e-2; the KV cache is f16, half the f32 bytes; f32 logits', async () => {
+    /** Case c's prompt with the golden projected rows (as f16), prefilled from an empty cache: the final-norm hidden states. */
+    async function prefillGolden(decoder: LlamaDecoder, c: number, inputIds: number[]): Promise<Tensor> {
       const H = ckpt.config.hidden_size;
+      decoder.truncate(0);
+      const rows = await oracle.readF32(`case${c}.projected`);
+      const image = gpu.upload([rows.length / H, H], rows, 'f16');
+      const x = inputsEmbeds(decoder, inputIds, image);
+      image.dispose();
+      expect(x.dtype).to.equal('f16');
+      const hidden = decoder.forward(x);
+      x.dispose();
+      return hidden;
+    }
+
+    it('prefill hidden states and last logits within 1e-2; the KV cache is f16, half the f32 bytes; f32 logits', async () => {
       const decoder = await LlamaDecoder.load(ops, ckpt.llm, ckpt.config, { dtype: 'f16', maxContext: 128 });
       const decoder32 = await LlamaDecoder.load(gpuOps(gpu, 'f32'), ckpt.llm, ckpt.config, { dtype: 'f16', maxContext: 128 });
       try {
         expect(decoder.bytes.kvCache * 2).to.equal(decoder32.bytes.kvCache);
         expect(decoder.bytes.weights).to.equal(decoder32.bytes.weights);
         for (const [c, k] of fx.cases.entries()) {
-          decoder.truncate(0);
-          const rows = await oracle.readF32(`case${c}.projected`);
-          const image = gpu.upload([rows.length / H, H], rows, 'f16');
-          const x = inputsEmbeds(decoder, k.inputIds, image);
-          image.dispose();
-          expect(x.dtype).to.equal('f16');
-          const hidden = decoder.forward(x);
-          x.dispose();
+          const hidden = await prefillGolden(decoder, c, k.inputIds);
           const err = relL2((await hidden.read()) as Float32Array, await oracle.readF32(`case${c}.prefill_hidden`));
           console.log(`      ${fx.name} case ${c} at f16: prefill_hidden relative L2 ${err.toExponential(2)}`);
           expect(err, `case ${c} prefill_hidden: relative L2 ${err.toExponential(2)}`).to.be.at.most(F16_MODEL_TOL);
@@ -148,19 +154,12 @@ for (const fx of FIXTURE_SETS) {
     });
 
     it('greedy tokens from the golden image rows: f16 activations against the f32 goldens (agreement counted)', async () => {
-      const H = ckpt.config.hidden_size;
       const decoder = await LlamaDecoder.load(ops, ckpt.llm, ckpt.config, { dtype: 'f16', maxContext: 128 });
       const tokenizer = new LlamaTokenizer();
       try {
         const agreement: string[] = [];
         for (const [c, k] of fx.cases.entries()) {
-          decoder.truncate(0);
-          const rows = await oracle.readF32(`case${c}.projected`);
-          const image = gpu.upload([rows.length / H, H], rows, 'f16');
-          const x = inputsEmbeds(decoder, k.inputIds, image);
-          image.dispose();
-          const hidden = decoder.forward(x);
-          x.dispose();
+          const hidden = await prefillGolden(decoder, c, k.inputIds);
           const logits = decoder.lastLogits(hidden);
           hidden.dispose();
           const result = await collect(generateTokens(decoder, tokenizer, logits, { maxNewTokens: k.generated.length }));
