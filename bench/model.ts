@@ -126,7 +126,7 @@ export interface ModelBenchResult {
   dtype: string;
   /** Activation / KV-cache precision. */
   precision: Precision;
-  /** GPU bytes held after loading by the weights and by the KV cache (maxContext positions, at this precision). */
+  /** Bytes of the weights (all three parts) and of the KV cache (maxContext positions, at this precision); tensor sizes, not the pool's buffers. */
   memory: { weights: number; kv_cache: number; kv_cache_positions: number };
   load_ms: number;
   parameters: { vision: number; llm: number };
@@ -195,7 +195,6 @@ export async function runModelBench(gpu: Gpu, o: ModelBenchOptions): Promise<Mod
     const badResolution = wanted('encode') ? o.resolutions.find((R) => R % stride) : undefined;
     if (badResolution !== undefined) throw new Error(`resolution ${badResolution} is not a multiple of the tower's stride ${stride}`);
     gpu.pool.peakBytes = gpu.pool.liveBytes;
-    const liveBefore = gpu.pool.liveBytes;
     // --- load ----------------------------------------------------------------------------------------
     const t0 = performance.now();
     log('loading vision tower …');
@@ -222,7 +221,6 @@ export async function runModelBench(gpu: Gpu, o: ModelBenchOptions): Promise<Mod
     }
     await gpu.sync();
     const loadMs = performance.now() - t0;
-    const loadedBytes = gpu.pool.liveBytes - liveBefore; // weights + KV cache
     const parameters = { vision: countParameters(ckpt.vision), llm: countParameters(ckpt.llm) };
 
     // --- image encode per resolution ---------------------------------------------------------------
@@ -333,7 +331,7 @@ export async function runModelBench(gpu: Gpu, o: ModelBenchOptions): Promise<Mod
       profile = await profileModel(gpu, tower, projector, decoder, o.resolutions[0] ?? towerConfig.resolution);
     }
     const memory = {
-      weights: loadedBytes - (decoder?.bytes.kvCache ?? 0),
+      weights: tower.bytes + projector.bytes + (decoder?.bytes.weights ?? 0),
       kv_cache: decoder?.bytes.kvCache ?? 0,
       kv_cache_positions: decoder?.dims.maxContext ?? 0,
     };

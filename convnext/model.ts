@@ -161,6 +161,11 @@ export class VisionTower<T = Tensor> {
     return { features: ops.sliceRows(tokens, 0, H * W), stages: maps as Record<StageName, T> };
   }
 
+  /** Bytes held by the weights (their dtypes' storage, not the pool's rounded buffer sizes). */
+  get bytes(): number {
+    return this.weights.reduce((sum, t) => sum + this.ops.byteLength(t), 0);
+  }
+
   /** Frees every weight. */
   dispose(): void {
     this.ops.flush(); // recorded work that reads (or, for synthetic weights, writes) a weight runs first

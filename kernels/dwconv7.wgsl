@@ -31,6 +31,10 @@
 //  Bank conflicts: the 32 invocations of a warp are CT = 8 channels × 4 consecutive output rows;
 //  block rows are padded to an odd number of pixels (BWP), so those 4 rows fall in 4 different
 //  groups of 8 banks.
+//
+// Precision (ops/precision.ts): x and y are `act`, f32, or f16 in the +f16(act) variant. The input
+// block is staged in workgroup memory as f32 (f16 values are exact in f32), the 49 products and their
+// sum are f32, and each output is rounded to f16 once, at its store.
 
 alias act = f32;
 

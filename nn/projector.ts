@@ -65,6 +65,11 @@ export class Projector<T = Tensor> {
     return ops.tidy(() => this.layers.reduce((x, layer, i) => layer.forward(x, i < last ? { activation: 'gelu' } : {}), features));
   }
 
+  /** Bytes held by the weights (their dtypes' storage, not the pool's rounded buffer sizes). */
+  get bytes(): number {
+    return this.weights.reduce((sum, t) => sum + this.ops.byteLength(t), 0);
+  }
+
   dispose(): void {
     this.ops.flush(); // recorded work that reads (or, for synthetic weights, writes) a weight runs first
     for (const t of this.weights) this.ops.dispose(t);
