@@ -11,7 +11,6 @@
  */
 import ndarray, { type NdArray } from 'ndarray';
 import { Gpu } from '../runtime/gpu.js';
-import { f16BitsToF32, f32ToF16Bits } from '../runtime/half.js';
 import type { Tensor } from '../runtime/tensor.js';
 import { add, addRef } from '../ops/add.js';
 import { attention, attentionRef, type AttentionOptions } from '../ops/attention.js';
@@ -155,7 +154,7 @@ export const cpuOps: TensorOps<Nd> = {
     const values = await source.readF32(name);
     const shape = source.shape(name);
     if (isQuantDType(dtype)) return ndarray(roundTrip(values, shape[0], shape[1], dtype), shape); // the values the GPU dequantizes
-    if (dtype === 'f16') for (let i = 0; i < values.length; i++) values[i] = f16BitsToF32(f32ToF16Bits(values[i]));
+    if (dtype === 'f16') roundF16Array(values);
     return ndarray(values, shape);
   },
   linear: (x, w, bias, opts) => linearRef(x, w, bias, opts),

@@ -33,8 +33,6 @@ import type { Tensor } from '../runtime/tensor.js';
 /** Storage precision of activations (weights have their own dtype, --dtype). */
 export type Precision = 'f32' | 'f16';
 
-export const PRECISIONS: readonly Precision[] = ['f32', 'f16'];
-
 /** The precision of an activation tensor (throws for any other dtype). */
 export function precisionOf(op: string, t: Tensor, name = 'x'): Precision {
   if (t.dtype === 'f32' || t.dtype === 'f16') return t.dtype;
@@ -112,11 +110,6 @@ export function roundF16Array<A extends Float32Array>(values: A): A {
 /** A copy of x with every element rounded to f16. */
 export function toF16Nd(x: NdArray<Float32Array>): NdArray<Float32Array> {
   return ndarray(roundF16Array(Float32Array.from(x.data)), x.shape.slice());
-}
-
-/** x itself at f32; a copy rounded to f16 at f16. */
-export function atPrecision(x: NdArray<Float32Array>, p: Precision): NdArray<Float32Array> {
-  return p === 'f16' ? toF16Nd(x) : x;
 }
 
 /**

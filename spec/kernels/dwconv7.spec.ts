@@ -1,8 +1,6 @@
 import { expect } from 'chai';
-import ndarray from 'ndarray';
 import { dwconv7, dwconv7Ref } from '../../ops/dwconv7.js';
-import { f16Ref, type Precision } from '../../ops/precision.js';
-import { f16BitsToF32, f32ToF16Bits } from '../../runtime/half.js';
+import { f16Ref, toF16Nd, type Precision } from '../../ops/precision.js';
 import { Tensor } from '../../runtime/tensor.js';
 import { bindingSizes, expectClose, expectMostlyExact, F16_TOL, randomNd, testGpu, uploadAt } from '../helpers.js';
 
@@ -27,7 +25,7 @@ async function check([H, W, C]: number[], seed: number, { act = 'f32', f16 = fal
   const w = randomNd([C, 1, 7, 7], seed + 1);
   const bias = randomNd([C], seed + 2);
   // f16 weights: the reference gets the same f16-rounded values the kernel unpacks.
-  const wRef = f16 ? ndarray(w.data.map((v) => f16BitsToF32(f32ToF16Bits(v))), w.shape) : w;
+  const wRef = f16 ? toF16Nd(w) : w;
   const tw = gpu.upload([C, 1, 7, 7], w.data, f16 ? 'f16' : 'f32');
   const tb = gpu.upload([C], bias.data);
   const y = dwconv7(gpu, x.t, tw, tb, { bandRows, maxBindingBytes });

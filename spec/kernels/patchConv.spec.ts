@@ -1,8 +1,6 @@
 import { expect } from 'chai';
-import ndarray from 'ndarray';
 import { patchConv, patchConvRef } from '../../ops/patchConv.js';
-import { f16Ref, type Precision } from '../../ops/precision.js';
-import { f16BitsToF32, f32ToF16Bits } from '../../runtime/half.js';
+import { f16Ref, toF16Nd, type Precision } from '../../ops/precision.js';
 import { Tensor } from '../../runtime/tensor.js';
 import { bindingSizes, expectClose, expectMostlyExact, F16_TOL, randomNd, testGpu, uploadAt } from '../helpers.js';
 
@@ -26,7 +24,7 @@ async function check([H, W, Cin]: number[], Cout: number, k: number, seed: numbe
   const x = uploadAt(gpu, randomNd([H, W, Cin], seed), act);
   const w = randomNd([Cout, Cin, k, k], seed + 1);
   const bias = randomNd([Cout], seed + 2);
-  const wRef = f16 ? ndarray(w.data.map((v) => f16BitsToF32(f32ToF16Bits(v))), w.shape) : w;
+  const wRef = f16 ? toF16Nd(w) : w;
   const tw = gpu.upload(w.shape, w.data, f16 ? 'f16' : 'f32');
   const tb = gpu.upload([Cout], bias.data);
   const y = patchConv(gpu, x.t, tw, tb, k, { bandRows, maxBindingBytes });
